@@ -1,0 +1,168 @@
+"""Which database errors a scale event (or a pause, a restart, a dropped
+connection) explains, and what each one proves.
+
+The facts behind every rule are in docs/errors.md. Both drivers are handled
+by duck typing: psycopg2 exposes ``pgcode``, psycopg 3 ``sqlstate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Final
+
+# SQLSTATEs a retry can cure: the server or the connection went away.
+_RETRYABLE_SQLSTATES: Final = frozenset(
+    {
+        "57P01",  # admin_shutdown: scale event timeout, pg_terminate_backend
+        "57P02",  # crash_shutdown: another backend crashed, all were reset
+        "57P03",  # cannot_connect_now: starting up / shutting down
+        "57P05",  # idle_session_timeout: the session was closed while idle
+        "25P03",  # idle_in_transaction_session_timeout (a FATAL: session gone)
+        "53300",  # too_many_connections: a resume storm, a full cluster
+        "08000",  # connection_exception
+        "08001",  # sqlclient_unable_to_establish_sqlconnection
+        "08003",  # connection_does_not_exist
+        "08004",  # sqlserver_rejected_establishment_of_sqlconnection
+        "08006",  # connection_failure
+        "08007",  # transaction_resolution_unknown
+    }
+)
+
+# The server itself aborted the statement before ending the session: its
+# termination is processed at an interrupt check, never between a commit and
+# the reply that reports it, so the statement cannot have committed.
+# (57P02 is sent from a signal handler at any moment, so it proves nothing.)
+_PROOF_SQLSTATES: Final = frozenset({"57P01", "57P03"})
+
+# Errors no retry can cure; they surface at once even though the driver
+# reports them as OperationalError at connect time with no SQLSTATE.
+_FATAL_TEXT: Final = re.compile(
+    r"password authentication failed"
+    r"|authentication failed for user"
+    r"|role \".*\" does not exist"
+    r"|database \".*\" does not exist"
+    r"|no pg_hba\.conf entry"
+    r"|permission denied for database"
+    r"|could not translate host name"
+    r"|Name or service not known"
+    r"|nodename nor servname provided"
+    r"|invalid (?:dsn|connection option|integer value|sslmode value)"
+    r"|missing \"=\" after"
+    r"|SSL is not enabled on the server"
+    r"|server does not support SSL",
+    re.IGNORECASE,
+)
+
+# Text of a terminating FATAL written by the server: it ended the session
+# before (or instead of) running what was sent.
+_SERVER_TERMINATED_TEXT: Final = re.compile(
+    r"terminating connection due to (?:serverless scale event timeout"
+    r"|administrator command)"
+    r"|terminating connection because backend initialization completed past"
+    r" serverless scale point"
+    r"|the database system is (?:starting up|shutting down|in recovery mode"
+    r"|not yet accepting connections|not accepting connections)",
+    re.IGNORECASE,
+)
+
+# Text of a connection that died or could not be made (no SQLSTATE arrives).
+_DISCONNECT_TEXT: Final = re.compile(
+    r"server closed the connection unexpectedly"
+    r"|SSL connection has been closed unexpectedly"
+    r"|SSL SYSCALL error"
+    r"|EOF detected"
+    r"|terminating connection"
+    r"|could not receive data from server"
+    r"|could not send data to server"
+    r"|consuming input failed"
+    r"|connection not open"
+    r"|no connection to the server"
+    r"|the connection is lost"
+    r"|lost synchronization with server"
+    r"|Connection refused"
+    r"|Connection reset by peer"
+    r"|Broken pipe"
+    r"|timeout expired"
+    r"|connection timeout expired"
+    r"|could not connect to server"
+    r"|server is not accepting connections"
+    r"|sorry, too many clients already"
+    r"|remaining connection slots are reserved"
+    r"|the database system is",
+    re.IGNORECASE,
+)
+
+# The connection was already closed on our side: nothing was sent.
+_CLOSED_BEFORE_SEND_TEXT: Final = re.compile(
+    r"connection already closed|the connection is closed|cursor already closed",
+    re.IGNORECASE,
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failure:
+    """What one database error means for a retry."""
+
+    #: A retry (on a new connection) may cure it.
+    retryable: bool
+    #: The statement or COMMIT provably did not take effect on the server.
+    not_applied: bool
+    #: The driver exception class name, e.g. ``AdminShutdown``.
+    error_type: str
+    sqlstate: str | None
+    message: str
+    #: The connection was already closed on our side: nothing was sent.
+    closed_before_send: bool = False
+
+
+def driver_error(exc: BaseException) -> BaseException:
+    """The innermost driver exception behind Django's wrapped ones."""
+    seen = 0
+    while seen < 10:
+        module = type(exc).__module__
+        if module.startswith(("psycopg", "psycopg2")):
+            return exc
+        cause = exc.__cause__
+        if cause is None:
+            return exc
+        exc = cause
+        seen += 1
+    return exc
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+
+
+def classify(exc: BaseException) -> Failure:
+    """Classify ``exc`` (a driver error, or Django's wrapper of one)."""
+    inner = driver_error(exc)
+    sqlstate = _sqlstate(inner)
+    message = str(inner).strip()
+    error_type = type(inner).__name__
+    if sqlstate is not None:
+        return Failure(
+            retryable=sqlstate in _RETRYABLE_SQLSTATES,
+            not_applied=sqlstate in _PROOF_SQLSTATES,
+            error_type=error_type,
+            sqlstate=sqlstate,
+            message=message,
+        )
+    if not _is_connection_level(inner) or _FATAL_TEXT.search(message):
+        return Failure(False, False, error_type, None, message)
+    if _SERVER_TERMINATED_TEXT.search(message):
+        return Failure(True, True, error_type, None, message)
+    if _CLOSED_BEFORE_SEND_TEXT.search(message):
+        return Failure(True, True, error_type, None, message, closed_before_send=True)
+    if _DISCONNECT_TEXT.search(message):
+        return Failure(True, False, error_type, None, message)
+    return Failure(False, False, error_type, None, message)
+
+
+def _is_connection_level(exc: BaseException) -> bool:
+    # Disconnections arrive as OperationalError (or InterfaceError for a
+    # connection closed on our side); any other class is an application error
+    # that merely mentions similar words.
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"OperationalError", "InterfaceError"})

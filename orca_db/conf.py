@@ -1,0 +1,122 @@
+"""Per-database retry settings: ``DATABASES[alias]["OPTIONS"]["aurora"]``.
+
+Read through :func:`retry_settings` at call time (never at import), cached per
+alias and cleared when ``DATABASES`` changes, so ``override_settings`` works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+OPTIONS_KEY = "aurora"
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrySettings:
+    #: Wall-clock budget (seconds) for one operation, first attempt included.
+    #: The default covers a paused cluster resuming (15-40 s) with margin.
+    deadline: float = 60.0
+    #: Attempts per operation, first included; ``None``: the deadline alone.
+    max_attempts: int | None = None
+    #: First backoff ceiling (seconds); it doubles per attempt up to
+    #: ``backoff_max``. Each sleep is drawn between half the ceiling and the
+    #: ceiling (jitter), so a recovered server is found within ``backoff_max``.
+    backoff_initial: float = 0.05
+    backoff_max: float = 0.25
+    #: Replay autocommit writes whose outcome is unknown. Only for workloads
+    #: whose every write is idempotent: a replayed write may apply twice.
+    retry_writes: bool = False
+    #: Switch the retry layer off (errors surface as with Django's backend).
+    enabled: bool = True
+    #: Let receivers of ``orca_db.signals.retry_event`` store events for
+    #: this database (``orca_db_app`` does when installed).
+    record_events: bool = True
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(RetrySettings)}
+
+
+def _check_number(key: str, value: Any, *, minimum: float, integer: bool = False):
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        expected = "an integer" if integer else "a number"
+        raise ImproperlyConfigured(
+            f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be {expected}, got {value!r}."
+        )
+    if not math.isfinite(value) or value < minimum:
+        raise ImproperlyConfigured(
+            f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be at least {minimum}, "
+            f"got {value!r}."
+        )
+
+
+def parse_retry_settings(options: Any) -> RetrySettings:
+    """Validate an ``OPTIONS["aurora"]`` value; raise ``ImproperlyConfigured``
+    naming the offending key."""
+    if options is None:
+        return RetrySettings()
+    if not isinstance(options, Mapping):
+        raise ImproperlyConfigured(
+            f"OPTIONS[{OPTIONS_KEY!r}] must be a dict, got {type(options).__name__}."
+        )
+    unknown = sorted(set(options) - set(_FIELDS))
+    if unknown:
+        raise ImproperlyConfigured(
+            f"Unknown key OPTIONS[{OPTIONS_KEY!r}][{unknown[0]!r}]; "
+            f"valid keys: {', '.join(sorted(_FIELDS))}."
+        )
+    for key in ("deadline", "backoff_initial", "backoff_max"):
+        if key in options:
+            _check_number(key, options[key], minimum=0)
+    if options.get("max_attempts") is not None:
+        _check_number("max_attempts", options["max_attempts"], minimum=1, integer=True)
+    for key in ("retry_writes", "enabled", "record_events"):
+        if key in options and not isinstance(options[key], bool):
+            raise ImproperlyConfigured(
+                f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be True or False, "
+                f"got {options[key]!r}."
+            )
+    result = RetrySettings(**options)
+    if result.backoff_max < result.backoff_initial:
+        raise ImproperlyConfigured(
+            f"OPTIONS[{OPTIONS_KEY!r}]['backoff_max'] ({result.backoff_max}) must "
+            f"not be below 'backoff_initial' ({result.backoff_initial})."
+        )
+    return result
+
+
+# Bumped whenever DATABASES changes; each connection keeps the settings it
+# parsed together with the generation they belong to.
+_generation = 0
+
+
+def retry_settings(connection: Any) -> RetrySettings:
+    """The retry settings of ``connection`` (a ``DatabaseWrapper``), as
+    configured now. Parsed once per connection and settings generation."""
+    cached = connection.__dict__.get("_orca_db_retry_settings")
+    if cached is not None and cached[0] == _generation:
+        return cached[1]
+    options = connection.settings_dict.get("OPTIONS") or {}
+    value = parse_retry_settings(options.get(OPTIONS_KEY))
+    connection._orca_db_retry_settings = (_generation, value)
+    return value
+
+
+@receiver(setting_changed)
+def _clear_cache(*, setting: str, **kwargs: Any) -> None:
+    if setting == "DATABASES":
+        clear_cache()
+
+
+def clear_cache() -> None:
+    """Forget parsed settings, e.g. after editing ``connection.settings_dict``
+    in a test."""
+    global _generation
+    _generation += 1

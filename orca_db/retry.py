@@ -1,0 +1,252 @@
+"""The retry engine: one place decides whether, when and how often to retry.
+
+Callers try their operation once on their own (the hot path costs a
+``try``), and hand the first failure to :func:`recover`, which runs the
+remaining attempts with tenacity under one wall-clock deadline and delivers
+one :class:`~orca_db.events.RetryEvent` when the operation settles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import datetime
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import tenacity
+
+from .classify import Failure, classify, driver_error
+from .conf import RetrySettings
+from .events import RetryEvent, deliver
+from .exceptions import RetriesExhausted, ScaleEventError
+from .statements import scrub_message, scrub_sql
+
+logger = logging.getLogger("orca_db.retry")
+
+T = TypeVar("T")
+
+#: Absolute ``time.monotonic()`` instant past which no retry may run (the
+#: Lambda support caps it at the function's remaining time).
+_deadline_cap: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "orca_db_deadline_cap", default=None
+)
+#: The operation being retried in this context: nested database calls (the
+#: reconnect inside a statement's retry) make single attempts and leave the
+#: retrying, the deadline and the event to it.
+_active: contextvars.ContextVar[Operation | None] = contextvars.ContextVar(
+    "orca_db_active_operation", default=None
+)
+
+
+@contextlib.contextmanager
+def deadline_cap(seconds: float) -> Iterator[None]:
+    """Within this block no retry runs more than ``seconds`` from now."""
+    at = time.monotonic() + seconds
+    outer = _deadline_cap.get()
+    token = _deadline_cap.set(at if outer is None else min(at, outer))
+    try:
+        yield
+    finally:
+        _deadline_cap.reset(token)
+
+
+def active_operation() -> Operation | None:
+    return _active.get()
+
+
+@dataclasses.dataclass
+class Operation:
+    """One database operation and what its attempts met."""
+
+    alias: str
+    phase: str
+    settings: RetrySettings
+    statement: object = None
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    started_at: datetime.datetime = dataclasses.field(
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
+    )
+    attempts: int = 1
+    retryable_failures: int = 0
+    last_failure: Failure | None = None
+
+    @property
+    def deadline_at(self) -> float:
+        own = self.started + self.settings.deadline
+        cap = _deadline_cap.get()
+        return own if cap is None else min(own, cap)
+
+    def remaining(self) -> float:
+        return self.deadline_at - time.monotonic()
+
+    def elapsed_ms(self) -> float:
+        return (time.monotonic() - self.started) * 1000
+
+
+def remaining_time() -> float | None:
+    """Seconds left to the deadline of the operation retried now (or of the
+    Lambda cap), ``None`` when nothing bounds it."""
+    operation = _active.get()
+    if operation is not None:
+        return operation.remaining()
+    cap = _deadline_cap.get()
+    return None if cap is None else cap - time.monotonic()
+
+
+def _backoff(settings: RetrySettings) -> Callable[[tenacity.RetryCallState], float]:
+    def wait(state: tenacity.RetryCallState) -> float:
+        ceiling = min(
+            settings.backoff_max,
+            settings.backoff_initial * 2 ** (state.attempt_number - 1),
+        )
+        # Half fixed, half random: spreads a fleet of clients apart while
+        # never waiting longer than the ceiling once the server is back.
+        return random.uniform(ceiling / 2, ceiling)
+
+    return wait
+
+
+def _stop(operation: Operation) -> Callable[[tenacity.RetryCallState], bool]:
+    max_attempts = operation.settings.max_attempts
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        if max_attempts is not None and state.attempt_number >= max_attempts:
+            return True
+        return time.monotonic() + state.upcoming_sleep >= operation.deadline_at
+
+    return stop
+
+
+Judge = Callable[[BaseException, Failure], BaseException | None]
+
+
+def run(operation: Operation, attempt: Callable[[], T], judge: Judge) -> T:
+    """Run ``attempt`` as ``operation``, retrying it through :func:`recover`.
+
+    The first attempt already counts as inside the operation, so database
+    calls nested in it (a connect's own queries) do not retry on their own."""
+    token = _active.set(operation)
+    try:
+        return attempt()
+    except Exception as error:
+        first_error = error
+    finally:
+        _active.reset(token)
+    return recover(operation, first_error, attempt, judge)
+
+
+def recover(
+    operation: Operation,
+    first_error: BaseException,
+    attempt: Callable[[], T],
+    judge: Judge,
+) -> T:
+    """Retry ``attempt`` after ``first_error`` until it succeeds, the judge
+    refuses a failure, or the budget is spent.
+
+    ``judge(error, failure)`` returns ``None`` when a retry is safe, else the
+    exception to raise instead (``error`` itself to surface it unchanged).
+    """
+    pending: list[BaseException] = [first_error]
+    verdicts: dict[int, BaseException] = {}
+
+    def call() -> T:
+        if pending:
+            raise pending.pop()
+        operation.attempts += 1
+        return attempt()
+
+    def may_retry(error: BaseException) -> bool:
+        if isinstance(error, ScaleEventError):
+            verdicts[id(error)] = error  # settled by a nested operation
+            return False
+        failure = classify(error)
+        if failure.retryable:
+            operation.retryable_failures += 1
+            operation.last_failure = failure
+        verdict = error if not failure.retryable else judge(error, failure)
+        if verdict is not None:
+            verdicts[id(error)] = verdict
+            return False
+        return True
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        failure = operation.last_failure
+        assert failure is not None
+        logger.info(
+            "retrying %s on database %r after %s (attempt %d, sleeping %.3f s)",
+            operation.phase,
+            operation.alias,
+            failure.error_type,
+            state.attempt_number,
+            state.upcoming_sleep,
+            extra={
+                "orca_db": {
+                    "kind": "retry",
+                    "database": operation.alias,
+                    "phase": operation.phase,
+                    "error_type": failure.error_type,
+                    "sqlstate": failure.sqlstate,
+                    "attempt": state.attempt_number,
+                    "delay_ms": round(state.upcoming_sleep * 1000, 1),
+                    "elapsed_ms": round(operation.elapsed_ms(), 1),
+                }
+            },
+        )
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(may_retry),
+        stop=_stop(operation),
+        wait=_backoff(operation.settings),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    token = _active.set(operation)
+    try:
+        result = retrying(call)
+    except BaseException as error:
+        verdict = verdicts.get(id(error))
+        if verdict is None and operation.last_failure is not None:
+            verdict = RetriesExhausted(
+                f"Database {operation.alias!r} did not recover from "
+                f"{operation.last_failure.error_type} within "
+                f"{operation.attempts} attempt(s) and "
+                f"{operation.elapsed_ms() / 1000:.1f} s: "
+                f"{scrub_message(operation.last_failure.message)}"
+            )
+        elif verdict is None:
+            verdict = error
+        report(operation, "exhausted" if isinstance(verdict, RetriesExhausted) else "raised")
+        if verdict is error:
+            raise
+        raise verdict from driver_error(error)
+    finally:
+        _active.reset(token)
+    report(operation, "recovered")
+    return result
+
+
+def report(operation: Operation, outcome: str) -> None:
+    """Deliver the event of a settled operation that met a retryable failure."""
+    failure = operation.last_failure
+    if failure is None:
+        return  # nothing retryable happened: not an event
+    deliver(
+        RetryEvent(
+            database=operation.alias,
+            phase=operation.phase,
+            occurred_at=operation.started_at,
+            error_type=failure.error_type,
+            sqlstate=failure.sqlstate,
+            message=scrub_message(failure.message),
+            attempts=operation.attempts,
+            outcome=outcome,
+            elapsed_ms=operation.elapsed_ms(),
+            statement=scrub_sql(operation.statement) if operation.statement else "",
+        )
+    )
