@@ -1,0 +1,1 @@
+"""System checks, ids ``orca_db.E###`` / ``orca_db.W###`` (docs/checks.md)."""

@@ -1,0 +1,1 @@
+"""Receivers of ``orca_db.signals.retry_event``."""
