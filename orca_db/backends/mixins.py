@@ -173,6 +173,7 @@ class AuroraRetryMixin:
             not settings.enabled
             or isinstance(error, ScaleEventError)
             or active_operation() is not None
+            or not classify(error).retryable
         ):
             raise error
         operation = Operation(self.alias, "execute", settings, statement=sql)
