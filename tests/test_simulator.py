@@ -165,7 +165,7 @@ def test_scale_event_sends_auroras_fatal(aurora_simulator):
             # libpq (>= 14) hands psycopg2 only the end of the stream, as it
             # does for a real server's FATAL; but read while idle, the FATAL
             # is passed to the notice processor with its exact text.
-            with pytest.raises(driver.OperationalError, match=DISCONNECTED):  # noqa: PT012
+            with pytest.raises(driver.OperationalError, match=DISCONNECTED):
                 for _ in range(3):  # the FATAL, then the end of the stream
                     conn.poll()
             assert f"FATAL:  {SCALE_EVENT_MESSAGE}\n" in conn.notices

@@ -514,7 +514,8 @@ class _Session(asyncio.Protocol):
                 return
         if sim._take_rejection():
             sim._count("rejected")
-            self._end_client(pgwire.error_response("FATAL", SCALE_POINT_SQLSTATE, SCALE_POINT_MESSAGE))
+            rejection = pgwire.error_response("FATAL", SCALE_POINT_SQLSTATE, SCALE_POINT_MESSAGE)
+            self._end_client(rejection)
             return
         self.phase = CONNECTING
         try:
