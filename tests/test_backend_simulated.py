@@ -72,9 +72,7 @@ def wait_until(condition, timeout: float = 10.0) -> None:
 
 def running_sleep(pid: int) -> bool:
     return bool(
-        on_server(
-            "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event = 'PgSleep'", [pid]
-        )
+        on_server("SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event = 'PgSleep'", [pid])
     )
 
 
