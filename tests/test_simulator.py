@@ -438,3 +438,18 @@ def test_command_line(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("ORCA_DB_TEST_DATABASE_URL")), reason="needs the suite's own server"
+)
+def test_upstream_over_a_unix_socket():
+    from orca_db.testing.postgres import shared_server
+
+    server_process = shared_server()
+    with AuroraSimulator(str(server_process.base), server_process.port) as sim:
+        conn = through(sim)
+        try:
+            assert query(conn, "SELECT 1") == [(1,)]
+        finally:
+            conn.close()

@@ -352,7 +352,7 @@ class AuroraSimulator:
             transport, _ = await loop.create_connection(
                 factory, self.upstream_host, self.upstream_port
             )
-        return transport  # type: ignore[return-value]
+        return transport
 
     async def _send_cancel(self, packet: bytes) -> None:
         """Deliver a CancelRequest to the server on a connection of its own."""
