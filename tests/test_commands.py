@@ -191,7 +191,7 @@ def test_wake_unknown_database_exits_2_in_json():
 
 def test_wake_rejects_a_bad_timeout():
     out, err, code = run_command("aurora_wake", "--timeout", "0")
-    assert code == 1
+    assert code == 2
     assert "--timeout must be a positive number" in err
 
 

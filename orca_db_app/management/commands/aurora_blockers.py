@@ -162,7 +162,7 @@ class Command(DatabaseCommand):
     ) -> None:
         self.check_alias(database)
         if long_query < 0:
-            raise CommandError("--long-query must not be negative.")
+            raise CommandError("--long-query must not be negative.", returncode=EXIT_ERROR)
         connection = connections[database]
         try:
             connection.ensure_connection()

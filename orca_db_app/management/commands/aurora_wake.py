@@ -88,7 +88,9 @@ class Command(DatabaseCommand):
     ) -> None:
         self.check_alias(database)
         if not timeout > 0 or not math.isfinite(timeout):
-            raise CommandError("--timeout must be a positive number of seconds.")
+            raise CommandError(
+                "--timeout must be a positive number of seconds.", returncode=EXIT_ERROR
+            )
         self.alias = database
         self.as_json = as_json
         self.verbosity = verbosity
