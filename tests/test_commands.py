@@ -312,6 +312,11 @@ def test_blockers_lists_long_queries_listen_and_temporary_tables(sessions):
         if r["kind"] == "temporary_tables"
     ]
     assert any("orca_scratch" in detail for detail in temp_details)
+    if connections["default"].pg_version >= 160000:
+        # From PostgreSQL 16 the table is traced to the session that made it.
+        assert found["orca-temp"]["reasons"] == [
+            {"kind": "temporary_tables", "detail": "temporary tables: orca_scratch"}
+        ]
 
 
 @pytest.mark.django_db(transaction=True)
