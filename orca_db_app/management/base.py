@@ -101,9 +101,14 @@ def driver_params(alias: str, connect_timeout: float | None = None) -> dict[str,
 
 def driver_connect(alias: str, connect_timeout: float | None = None):
     """One autocommit connection attempt with the driver Django uses."""
+    return connect_with(driver_params(alias, connect_timeout))
+
+
+def connect_with(params: dict[str, Any]):
+    """``driver_connect`` with parameters built beforehand (in the thread
+    that owns the alias's connection: ``connections`` is thread-local)."""
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
-    params = driver_params(alias, connect_timeout)
     if is_psycopg3:
         import psycopg
 

@@ -30,8 +30,10 @@ from orca_db_app.management.base import (
     EXIT_FAILED,
     EXIT_OK,
     DatabaseCommand,
+    connect_with,
     driver_connect,
     driver_name,
+    driver_params,
 )
 
 #: In every statement the command sends: finds them in pg_stat_activity and
@@ -68,7 +70,7 @@ class Killer:
     statement (``state = 'active'``: mid-query, as a scale event finds it)."""
 
     def __init__(self, alias: str, pid: int):
-        self.alias = alias
+        self.params = driver_params(alias, connect_timeout=10)
         self.pid = pid
         self.killed = False
         self.error: str | None = None
@@ -77,7 +79,7 @@ class Killer:
 
     def _run(self) -> None:
         try:
-            conn = driver_connect(self.alias, connect_timeout=10)
+            conn = connect_with(self.params)
         except Exception as error:
             self.error = f"could not open a second connection: {_describe(error)}"
             return

@@ -23,7 +23,8 @@ from orca_db_app.management.base import (
     EXIT_FAILED,
     EXIT_OK,
     DatabaseCommand,
-    driver_connect,
+    connect_with,
+    driver_params,
 )
 
 #: Longest single connection attempt (seconds). A resuming cluster holds a
@@ -40,9 +41,8 @@ class Attempt:
     """One connection attempt and ``SELECT 1``, in a thread of its own so
     that the command can keep time (and draw progress) while libpq waits."""
 
-    def __init__(self, alias: str, connect_timeout: float):
-        self.alias = alias
-        self.connect_timeout = connect_timeout
+    def __init__(self, params: dict[str, Any]):
+        self.params = params
         self.error: BaseException | None = None
         self.done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="aurora_wake", daemon=True)
@@ -50,7 +50,7 @@ class Attempt:
 
     def _run(self) -> None:
         try:
-            conn = driver_connect(self.alias, self.connect_timeout)
+            conn = connect_with(self.params)
             try:
                 conn.cursor().execute("SELECT 1")
             finally:
@@ -108,7 +108,7 @@ class Command(DatabaseCommand):
         while True:
             self.attempts += 1
             remaining = deadline - time.monotonic()
-            attempt = Attempt(database, min(ATTEMPT_TIMEOUT, math.ceil(remaining)))
+            attempt = Attempt(driver_params(database, min(ATTEMPT_TIMEOUT, math.ceil(remaining))))
             while not attempt.done.wait(min(TICK, max(0.0, deadline - time.monotonic()))):
                 self._progress()
                 if time.monotonic() >= deadline:
