@@ -89,8 +89,12 @@ class DatabaseCommand(BaseCommand):
 def driver_params(alias: str, connect_timeout: float | None = None) -> dict[str, Any]:
     """Keyword arguments for the driver's ``connect()``, built the way the
     alias's backend builds them, minus every Django-only option."""
-    wrapper = connections[alias]
-    params = dict(wrapper.get_connection_params())
+    try:
+        params = dict(connections[alias].get_connection_params())
+    except ImproperlyConfigured as error:
+        raise CommandError(
+            f"Database {alias!r} is misconfigured: {error}", returncode=EXIT_ERROR
+        ) from error
     for key in _DJANGO_ONLY_OPTIONS:
         params.pop(key, None)
     if connect_timeout is not None:

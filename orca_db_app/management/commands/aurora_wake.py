@@ -8,12 +8,14 @@ Exit codes: 0 awake, 1 the timeout passed, 2 an error waiting cannot fix
 from __future__ import annotations
 
 import math
+import shutil
 import threading
 import time
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
+from django.db import connections
 
 from orca_db.classify import Failure, classify
 from orca_db.conf import OPTIONS_KEY, parse_retry_settings
@@ -105,6 +107,17 @@ class Command(DatabaseCommand):
         self._last_plain = started
         if verbosity >= 2:
             self._plain(f"waking (timeout {timeout:g} s)")
+        try:
+            self._wait(deadline, timeout, backoff_initial, backoff_max)
+        except KeyboardInterrupt:
+            if self.tty:
+                self.stdout.write("")  # keep the progress line, end it
+            raise
+
+    def _wait(
+        self, deadline: float, timeout: float, backoff_initial: float, backoff_max: float
+    ) -> None:
+        database = self.alias
         while True:
             self.attempts += 1
             remaining = deadline - time.monotonic()
@@ -137,8 +150,6 @@ class Command(DatabaseCommand):
 
     def _backoff(self) -> tuple[float, float]:
         # The same pace as the backend's own retries of this alias.
-        from django.db import connections
-
         options = connections[self.alias].settings_dict.get("OPTIONS") or {}
         try:
             settings = parse_retry_settings(options.get(OPTIONS_KEY))
@@ -157,7 +168,8 @@ class Command(DatabaseCommand):
             if self.last_error:
                 line += f", last error: {self.last_error}"
             # \r and "erase to end of line": the same line, redrawn in place.
-            self.stdout.write(f"\r{line[:200]}\x1b[K", ending="")
+            width = shutil.get_terminal_size().columns - 1
+            self.stdout.write(f"\r{line[:width]}\x1b[K", ending="")
             self.stdout.flush()
         elif time.monotonic() - self._last_plain >= PLAIN_PROGRESS_EVERY:
             self._plain(f"still waiting (attempt {self.attempts})")
