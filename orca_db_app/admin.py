@@ -67,7 +67,7 @@ class RetryEventAdmin(admin.ModelAdmin):
 
     @admin.display(description="statement")
     def short_statement(self, obj: RetryEvent) -> str:
-        return truncatechars(obj.statement, 80)
+        return truncatechars(obj.statement, 60)
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
         response = super().changelist_view(request, extra_context)

@@ -11,11 +11,11 @@ from django.db.models import Count, Max, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-WIDTH = 960
-HEIGHT = 130
+WIDTH = 720
+HEIGHT = 120
 #: Room for the y-axis labels (left) and the day labels (below).
-LEFT = 48
-BOTTOM = 18
+LEFT = 44
+BOTTOM = 16
 TOP = 8
 
 
@@ -74,12 +74,13 @@ class Chart:
         return (self.plot_left + self.width) / 2
 
 
-def _nice_ceiling(value: float) -> float:
-    """The smallest 1, 2 or 5 times a power of ten not below ``value``."""
+def _nice_ceiling(value: float, steps: tuple[int, ...] = (1, 2, 5, 10)) -> float:
+    """The smallest of ``steps`` times a power of ten not below ``value``
+    (the axis' top; its middle tick is half of it)."""
     if value <= 0:
-        return 1
+        return steps[0]
     power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 5, 10):
+    for step in steps:
         if step * power >= value:
             return step * power
     return 10 * power  # pragma: no cover
@@ -141,7 +142,8 @@ def hourly_chart(queryset: QuerySet, *, days: int = 7) -> Chart:
         return local(index).strftime("%Y-%m-%d %H:%M")
 
     most = max((recovered.get(i, 0) + failed.get(i, 0) for i in range(hours)), default=0)
-    events_max = _nice_ceiling(most)
+    # Counts are whole: 2, 4, 10, 20, 40, 100... keep the middle tick whole.
+    events_max = _nice_ceiling(max(most, 2), steps=(2, 4, 10))
     event_bars: dict[str, list[Bar]] = {"recovered": [], "failed": []}
     for index in range(hours):
         ok, bad = recovered.get(index, 0), failed.get(index, 0)
