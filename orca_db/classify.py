@@ -123,6 +123,11 @@ def driver_error(exc: BaseException) -> BaseException:
         module = type(exc).__module__
         if module.startswith(("psycopg", "psycopg2")):
             return exc
+        if type(exc).__name__ == "TransactionManagementError":
+            # Django chains it to the error that once broke the transaction
+            # (``rollback_exc``, possibly stale): this statement was refused
+            # by Django and never reached the server.
+            return exc
         cause = exc.__cause__
         if cause is None:
             return exc

@@ -204,6 +204,43 @@ def test_nested_atomic_block_raises_and_outer_cannot_continue(kill_backend):
     assert server_count("outer") == server_count("inner") == server_count("after") == 0
 
 
+@pytest.fixture
+def slow_commit():
+    """COMMIT of a transaction that inserted a 'slowcommit' note sleeps in a
+    deferred trigger, long enough to be killed while in flight."""
+    admin = admin_connection()
+    cur = admin.cursor()
+    cur.execute(
+        "CREATE FUNCTION orca_slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$"
+    )
+    cur.execute(
+        "CREATE CONSTRAINT TRIGGER orca_slow_commit AFTER INSERT ON testapp_note "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.text = 'slowcommit') "
+        "EXECUTE FUNCTION orca_slow_commit()"
+    )
+    try:
+        yield
+    finally:
+        cur.execute("DROP TRIGGER orca_slow_commit ON testapp_note")
+        cur.execute("DROP FUNCTION orca_slow_commit()")
+        admin.close()
+
+
+def test_connection_lost_during_commit_is_outcome_unknown(slow_commit, backend_killer, events):
+    pid = backend_pid()
+    backend_killer.kill_when_running(pid, "COMMIT")
+    with pytest.raises(OutcomeUnknown):
+        with transaction.atomic():
+            Note.objects.create(text="slowcommit")
+    backend_killer.join()
+    # Here the server aborted it (killed in the deferred trigger), but the
+    # client could not know: it says so instead of guessing.
+    assert server_count("slowcommit") == 0
+    assert [(e.phase, e.outcome) for e in events] == [("transaction", "raised")]
+    assert Note.objects.count() == 0  # the connection is usable again
+
+
 # ----- errors no retry can cure -----------------------------------------------
 
 
@@ -237,6 +274,7 @@ def test_bad_password_fails_fast_and_is_not_retried(wrapper_factory, events):
     elapsed, exc = _elapsed(db.ensure_connection)
     assert type(exc) is OperationalError
     assert "password authentication failed" in str(exc)
+    # ~15 ms here (SCRAM); the bound leaves room for a loaded machine.
     assert elapsed < 0.5
     assert events == []
 
