@@ -70,6 +70,10 @@ class Chart:
         return [self.events, self.recovery]
 
     @property
+    def slowest_seconds(self) -> float | None:
+        return None if self.slowest_ms is None else self.slowest_ms / 1000
+
+    @property
     def center_x(self) -> float:
         return (self.plot_left + self.width) / 2
 

@@ -110,4 +110,17 @@ def events_connection(alias: str):
         options["connect_timeout"] = EVENTS_CONNECT_TIMEOUT
     settings_dict["CONN_MAX_AGE"] = 0
     settings_dict["CONN_HEALTH_CHECKS"] = False
-    return type(source)(settings_dict, alias + ALIAS_SUFFIX)
+    return _unpooled(type(source))(settings_dict, alias + ALIAS_SUFFIX)
+
+
+def _unpooled(wrapper_class: type) -> type:
+    """The backend class to write events with: ``wrapper_class`` itself (a
+    subclass may add what connecting needs, IAM tokens say), unless it pools
+    connections per alias the way django-db-connection-pool does (its
+    ``close()`` only returns the connection to a pool that outlives the
+    write); then the plain aurora engine."""
+    if any(base.__module__.startswith("dj_db_conn_pool.") for base in wrapper_class.__mro__):
+        from orca_db.backends.aurora.base import DatabaseWrapper
+
+        return DatabaseWrapper
+    return wrapper_class

@@ -143,6 +143,7 @@ def test_admin_in_a_browser(live_server, django_user_model, kill_backend):
             log_in(page, live_server, "operator")
             page.wait_for_selector("#retry-chart svg")
             page.click("#toggle-nav-sidebar")  # more room for the list
+            page.evaluate("window.scrollTo(0, 0)")
             assert page.locator("#retry-chart svg").count() == 2
             assert page.locator("#retry-chart rect.recovered").count() > 10
             assert page.locator("#retry-chart rect.slowest").count() > 10

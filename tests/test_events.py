@@ -149,6 +149,22 @@ def test_events_connection_is_separate_without_retries_and_closed(kill_backend, 
     assert RetryEvent.objects.count() == 1
 
 
+def test_events_connection_of_a_pooled_engine_is_not_pooled(
+    kill_backend, extra_alias, events_connections
+):
+    from dj_db_conn_pool.core import pool_container
+
+    extra_alias("pooled", ENGINE="orca_db.backends.aurora_pool")
+    with override_settings(ORCA_DB_EVENTS_DATABASE="pooled"):
+        Note.objects.count()
+        kill_backend()
+        Note.objects.count()
+    [events_db] = events_connections
+    assert events_db.alias == "pooled__orca_events" and events_db.connection is None
+    assert not pool_container.has("pooled__orca_events")
+    assert RetryEvent.objects.get().database == "default"
+
+
 def test_record_events_off_stores_nothing_but_still_logs(kill_backend, json_lines):
     options = connection.settings_dict["OPTIONS"]
     options["aurora"] = {**options.get("aurora", {}), "record_events": False}
@@ -352,3 +368,16 @@ def test_prune_database_error_exits_2():
     assert excinfo.value.returncode == 2
     assert "after deleting 0 event(s) from 'default': ProgrammingError" in str(excinfo.value)
     assert "Running the command again is safe." in str(excinfo.value)
+
+
+# ----- system checks ---------------------------------------------------------------
+
+
+def test_checks_flag_bad_event_settings():
+    from orca_db_app.checks import check_event_settings
+
+    assert check_event_settings() == []
+    with override_settings(ORCA_DB_EVENTS_DATABASE="nope", ORCA_DB_EVENT_RETENTION_DAYS=-3):
+        messages = check_event_settings()
+    assert [m.id for m in messages] == ["orca_db.W020", "orca_db.W021"]
+    assert "'nope'" in messages[0].msg and "-3" in messages[1].msg

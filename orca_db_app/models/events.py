@@ -29,16 +29,18 @@ class RetryEvent(models.Model):
     phase = models.CharField(max_length=20, choices=Phase.choices)
     error_type = models.CharField(max_length=100, help_text="The last driver error's class.")
     # NULL: the driver gave no SQLSTATE (a socket closed without a message).
-    sqlstate = models.CharField(max_length=5, null=True, blank=True)  # noqa: DJ001
+    sqlstate = models.CharField("SQLSTATE", max_length=5, null=True, blank=True)  # noqa: DJ001
     message = models.TextField(blank=True, help_text="Scrubbed of passwords and row values.")
     attempts = models.PositiveIntegerField()
     outcome = models.CharField(max_length=20, choices=Outcome.choices)
     elapsed_ms = models.FloatField()
     statement = models.TextField(blank=True, help_text="The SQL, literals replaced by ?.")
     host = models.CharField(max_length=255, blank=True)
-    pid = models.IntegerField(null=True, blank=True)
+    pid = models.IntegerField("process id", null=True, blank=True)
     # NULL: not in a Lambda invocation.
-    lambda_request_id = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
+    lambda_request_id = models.CharField(  # noqa: DJ001
+        "Lambda request id", max_length=100, null=True, blank=True
+    )
 
     class Meta:
         ordering = ["-occurred_at"]
