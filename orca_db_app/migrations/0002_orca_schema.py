@@ -46,8 +46,9 @@ def lookup(name, table, plural):
 
 # The partitioned table (Django cannot create one) and what the model
 # operations leave to SQL: ORCA's primary key names, its foreign keys (not
-# deferrable, named as ORCA names them), its partial unique index and bigserial ids (a sequence owned
-# by the column, where Django would make an identity column).
+# deferrable, named as ORCA names them), its partial unique index and its
+# bigserial ids (a sequence owned by the column, where Django would make an
+# identity column).
 PRIMARY_KEY_TABLES = [
     "schema_versions", "recovery_status", "recovery_job", "recovery_file", "providers",
     "collections", "granules", "storage_class", "files", "reconcile_status",

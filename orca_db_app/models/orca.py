@@ -148,7 +148,7 @@ class RecoveryFile(models.Model):
     multipart_chunksize_mb = models.IntegerField(null=True)
     restore_destination = models.TextField()
     status = _fk(RecoveryStatus, "status_id")
-    error_message = models.TextField(null=True)
+    error_message = models.TextField(null=True)  # noqa: DJ001 (ORCA's column is nullable)
     request_time = models.DateTimeField()
     last_update = models.DateTimeField()
     completion_time = models.DateTimeField(null=True)
@@ -174,7 +174,7 @@ class RecoveryFile(models.Model):
 
 class Provider(models.Model):
     provider_id = models.TextField(primary_key=True)
-    name = models.TextField(null=True)
+    name = models.TextField(null=True)  # noqa: DJ001 (ORCA's column is nullable)
 
     class Meta:
         db_table = orca_table("providers")
@@ -236,8 +236,8 @@ class File(models.Model):
     etag = models.TextField()
     version = models.TextField()
     size_in_bytes = models.BigIntegerField()
-    hash = models.TextField(null=True)
-    hash_type = models.TextField(null=True)
+    hash = models.TextField(null=True)  # noqa: DJ001 (ORCA's column is nullable)
+    hash_type = models.TextField(null=True)  # noqa: DJ001 (ORCA's column is nullable)
     storage_class = _fk(StorageClass, "storage_class_id")
 
     class Meta:
@@ -268,7 +268,7 @@ class ReconcileJob(models.Model):
     start_time = models.DateTimeField()
     last_update = models.DateTimeField()
     end_time = models.DateTimeField(null=True)
-    error_message = models.TextField(null=True)
+    error_message = models.TextField(null=True)  # noqa: DJ001 (ORCA's column is nullable)
 
     class Meta:
         db_table = orca_table("reconcile_job")
@@ -300,7 +300,7 @@ class ReconcileS3Object(models.Model):
         return f"{self.orca_archive_location}/{self.key_path}"
 
 
-class ReconcileCatalogMismatchReport(models.Model):
+class ReconcileCatalogMismatchReport(models.Model):  # noqa: DJ008
     pk = models.CompositePrimaryKey("job_id", "collection_id", "granule_id", "key_path")
     job = _fk(ReconcileJob, "job_id")
     collection_id = models.TextField()
@@ -322,7 +322,7 @@ class ReconcileCatalogMismatchReport(models.Model):
         db_table = orca_table("reconcile_catalog_mismatch_report")
 
 
-class ReconcilePhantomReport(models.Model):
+class ReconcilePhantomReport(models.Model):  # noqa: DJ008
     """A file the catalog knows that S3 does not have."""
 
     pk = models.CompositePrimaryKey("job_id", "collection_id", "granule_id", "key_path")
@@ -340,7 +340,7 @@ class ReconcilePhantomReport(models.Model):
         db_table = orca_table("reconcile_phantom_report")
 
 
-class ReconcileOrphanReport(models.Model):
+class ReconcileOrphanReport(models.Model):  # noqa: DJ008
     """An S3 object the catalog does not know."""
 
     pk = models.CompositePrimaryKey("job_id", "key_path")
