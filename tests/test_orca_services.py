@@ -18,7 +18,7 @@ from orca_db_app.models import (
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-NOW = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
 
 
 def files(n: int) -> list[services.FileRequest]:
