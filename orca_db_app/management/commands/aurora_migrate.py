@@ -235,6 +235,7 @@ class Command(BaseCommand):
                         f"Migrating gave up after {reruns} re-runs; last: {reason}: {error}"
                     ) from error
                 reruns += 1
+                self._say(1, "")  # end migrate's unfinished "Applying ..." line
                 self.stderr.write(f"{reason}: {error}")
                 connection.close()
                 if _sqlstate(error) == _LOCK_NOT_AVAILABLE:
