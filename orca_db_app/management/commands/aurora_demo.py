@@ -76,7 +76,9 @@ class Command(BaseCommand):
         if not (external or no_simulator):
             try:
                 from orca_db.testing.simulator import AuroraSimulator
-            except ImportError:
+            except ImportError as error:
+                if error.name != "orca_db.testing.simulator":
+                    raise  # installed but broken: say so rather than hide it
                 self.stderr.write(
                     "The Aurora simulator is not installed; using pg_terminate_backend."
                 )
