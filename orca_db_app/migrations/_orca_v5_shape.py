@@ -2,7 +2,6 @@
 database must match to be adopted (see orca_db_app.adoption)."""
 
 # fmt: off
-# ruff: noqa: E501
 ORCA_V5: dict = {'schema_versions': {'kind': 'table',
                      'partition_key': None,
                      'columns': {'version_id': 'integer NOT NULL',
