@@ -117,6 +117,9 @@ class Command(BaseCommand):
             # A connection opened before this command would lack the timeouts.
             connection.close()
             self._wake(connection, wake_timeout)
+            if not options.get("skip_checks"):
+                # As migrate does, once the database answers.
+                self.check(databases=[database])
             if plan:
                 self._show_plan(connection, app_label, migration_name)
                 return
@@ -223,7 +226,6 @@ class Command(BaseCommand):
                     verbosity=self.verbosity,
                     stdout=self.stdout._out,
                     stderr=self.stderr._out,
-                    **{k: v for k, v in options.items() if k in ("fake", "fake_initial")},
                 )
                 return
             except Exception as error:
