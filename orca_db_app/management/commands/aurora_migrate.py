@@ -103,9 +103,10 @@ class Command(BaseCommand):
         if migration_name and not app_label:
             raise CommandError("A migration name needs an app label.")
         self.verbosity = verbosity
+        self.wake_timeout = wake_timeout
         connection = connections[database]
 
-        settings_sql = self._timeout_sql(connection, lock_timeout, statement_timeout)
+        settings_sql = self._timeout_sql(lock_timeout, statement_timeout)
 
         def set_timeouts(sender, connection, **kwargs):
             if connection.alias == database:
@@ -129,7 +130,7 @@ class Command(BaseCommand):
 
     # ----- steps ------------------------------------------------------------
 
-    def _timeout_sql(self, connection, lock_timeout: str, statement_timeout: str) -> str:
+    def _timeout_sql(self, lock_timeout: str, statement_timeout: str) -> str:
         for name, value in (("lock", lock_timeout), ("statement", statement_timeout)):
             if not _DURATION.fullmatch(value):
                 raise CommandError(
@@ -243,7 +244,7 @@ class Command(BaseCommand):
                 if _sqlstate(error) == _LOCK_NOT_AVAILABLE:
                     # Let the holder of the lock finish before asking again.
                     time.sleep(min(2.0 ** (reruns - 1), 30.0))
-                self._wake(connection, 120.0)
+                self._wake(connection, self.wake_timeout)
 
     def _rerun_reason(self, error: BaseException) -> str | None:
         if isinstance(error, _INTERRUPTED):
