@@ -15,6 +15,7 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.test import override_settings
 
 from orca_db.signals import retry_event
 from orca_db_app import demo, services
@@ -128,6 +129,10 @@ class Command(BaseCommand):
         )
         retry_event.connect(count, weak=False)
         quiet = _quiet_retry_logs(verbosity)
+        # The receiver stores each event on the database the demo reports
+        # into (the one runserver shows), not through the injected faults.
+        events_to = override_settings(ORCA_DB_EVENTS_DATABASE=database)
+        events_to.enable()
         started = time.monotonic()
         try:
             with quiet:
@@ -142,6 +147,7 @@ class Command(BaseCommand):
                 finished = workload.join(120)
             elapsed = time.monotonic() - started
         finally:
+            events_to.disable()
             retry_event.disconnect(count)
             workload.stop.set()
             faults.stop.set()
@@ -156,37 +162,40 @@ class Command(BaseCommand):
             raise CommandError("Some workers did not finish within 120 s of the end.")
 
         result = demo.audit(database, workload)
-        stored, stored_by = self._store_events(database, captured, workload.started_at)
+        by_receiver, by_demo = self._store_events(database, captured, workload.started_at)
         failures = self._report(
-            workload, faults, result, events, stats, elapsed, stored, stored_by, how
+            workload, faults, result, events, stats, elapsed, (by_receiver, by_demo), how
         )
         if failures:
             raise CommandError("The demo found problems: " + ", ".join(failures) + ".")
 
     # ----- helpers ----------------------------------------------------------
 
-    def _store_events(self, alias: str, captured: list, since) -> tuple[int, str]:
-        """The retry events of the run in ``RetryEvent`` (the admin shows
-        them): orca_db_app's receiver stores them when installed; else the
-        demo stores what it saw."""
+    def _store_events(self, alias: str, captured: list, since) -> tuple[int, int]:
+        """The run's retry events as ``RetryEvent`` rows (the admin shows
+        them): orca_db_app's receiver stores each as it happens; any it could
+        not store (or all, without the receiver) the demo stores now.
+        Returns (stored by the receiver, stored by the demo)."""
         from orca_db_app.models import RetryEvent
 
         fields = {f.name for f in RetryEvent._meta.concrete_fields} - {"id"}
-        existing = RetryEvent.objects.using(alias).filter(
+        rows = RetryEvent.objects.using(alias).filter(
             database=WORKLOAD_ALIAS, occurred_at__gte=since
         )
-        found = existing.count()
-        if found or not captured:
-            return found, "orca_db_app's receiver"
+        by_receiver = rows.count()
+        stored = set(rows.values_list("occurred_at", "phase", "attempts", "outcome"))
+        missing = [
+            event
+            for event in captured
+            if (event.occurred_at, event.phase, event.attempts, event.outcome) not in stored
+        ]
         RetryEvent.objects.using(alias).bulk_create(
             RetryEvent(**{k: v for k, v in event.as_dict().items() if k in fields})
-            for event in captured
+            for event in missing
         )
-        return len(captured), "the demo (no storing receiver is installed)"
+        return by_receiver, len(missing)
 
-    def _report(
-        self, workload, faults, result, events, stats, elapsed, stored, stored_by, how
-    ) -> list[str]:
+    def _report(self, workload, faults, result, events, stats, elapsed, stored, how) -> list[str]:
         w = self.stdout.write
         latencies: dict[str, list[float]] = collections.defaultdict(list)
         errors: collections.Counter = collections.Counter()
@@ -238,7 +247,10 @@ class Command(BaseCommand):
             (k, v) for k, v in events.items() if isinstance(k, tuple)
         ):
             w(f"    {phase:<12} {outcome:<10} {n}")
-        w(f"  stored as RetryEvent rows: {stored}, by {stored_by}")
+        w(
+            f"  stored as RetryEvent rows: {stored[0]} by orca_db_app's receiver, "
+            f"{stored[1]} by the demo (those the receiver did not store)"
+        )
         w("")
         w(self.style.MIGRATE_HEADING("What the application saw"))
         w(f"  errors: {sum(errors.values())}")
@@ -246,16 +258,24 @@ class Command(BaseCommand):
             w(f"    {kind}: {n}")
         for sample in samples[:5]:
             w(f"    e.g. {sample}")
+        by_kind = collections.Counter(kind for kind, _ in unknown)
         w(
-            f"  outcome unknown (OutcomeUnknown): {len(unknown)}; resolved on the server: "
-            f"{result.unknown_committed} committed, {result.unknown_not_committed} not committed"
+            f"  outcome unknown (OutcomeUnknown): {len(unknown)}"
+            + (
+                " (" + ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())) + ")"
+                if unknown
+                else ""
+            )
         )
-        updates = sum(1 for kind, _ in unknown if kind == "update_file")
         if unknown:
             w(
-                f"    ({updates} of them status updates, harmless to apply again.) A COMMIT "
-                "was lost in flight and its fate not resolved; it was never retried, so "
-                "never applied twice, and it is not an error: the application was told."
+                "    A COMMIT was lost in flight and its fate not resolved: never retried, so "
+                "never applied twice, and not an error: the application was told."
+            )
+            w(
+                f"    Looked up on the server: {result.unknown_committed} committed, "
+                f"{result.unknown_not_committed} not (creations); status updates and reads "
+                f"are harmless either way."
             )
         w(f"  reads that disagreed with the writes: {inconsistent}")
         w("")
