@@ -117,57 +117,16 @@ class Failure:
 
 
 def driver_error(exc: BaseException) -> BaseException:
-    """The innermost driver exception behind Django's wrapped ones."""
-    seen = 0
-    while seen < 10:
+    """The driver exception behind Django's wrapper of it (or ours).
+
+    Only wrappers are unwrapped: ``django.db.utils`` re-raises a driver error
+    as its own class ``from`` it, and ``orca_db.exceptions`` do the same.
+    Anything else (``TransactionManagementError``, chained by Django to the
+    possibly stale error that once broke the transaction) is judged as
+    itself: the statement it refused never reached the server."""
+    for _ in range(3):
         module = type(exc).__module__
-        if module.startswith(("psycopg", "psycopg2")):
+        if module not in ("django.db.utils", "orca_db.exceptions") or exc.__cause__ is None:
             return exc
-        if type(exc).__name__ == "TransactionManagementError":
-            # Django chains it to the error that once broke the transaction
-            # (``rollback_exc``, possibly stale): this statement was refused
-            # by Django and never reached the server.
-            return exc
-        cause = exc.__cause__
-        if cause is None:
-            return exc
-        exc = cause
-        seen += 1
+        exc = exc.__cause__
     return exc
-
-
-def _sqlstate(exc: BaseException) -> str | None:
-    return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-
-
-def classify(exc: BaseException) -> Failure:
-    """Classify ``exc`` (a driver error, or Django's wrapper of one)."""
-    inner = driver_error(exc)
-    sqlstate = _sqlstate(inner)
-    message = str(inner).strip()
-    error_type = type(inner).__name__
-    if sqlstate is not None:
-        return Failure(
-            retryable=sqlstate in _RETRYABLE_SQLSTATES,
-            not_applied=sqlstate in _PROOF_SQLSTATES,
-            error_type=error_type,
-            sqlstate=sqlstate,
-            message=message,
-        )
-    if not _is_connection_level(inner) or _FATAL_TEXT.search(message):
-        return Failure(False, False, error_type, None, message)
-    if _SERVER_TERMINATED_TEXT.search(message):
-        return Failure(True, True, error_type, None, message)
-    if _CLOSED_BEFORE_SEND_TEXT.search(message):
-        return Failure(True, True, error_type, None, message, closed_before_send=True)
-    if _DISCONNECT_TEXT.search(message):
-        return Failure(True, False, error_type, None, message)
-    return Failure(False, False, error_type, None, message)
-
-
-def _is_connection_level(exc: BaseException) -> bool:
-    # Disconnections arrive as OperationalError (or InterfaceError for a
-    # connection closed on our side); any other class is an application error
-    # that merely mentions similar words.
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"OperationalError", "InterfaceError"})

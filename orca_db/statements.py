@@ -34,18 +34,23 @@ def _strip(sql: str) -> str:
     return _QUOTED_IDENTIFIERS.sub('""', sql)
 
 
-@functools.lru_cache(maxsize=512)
-def is_read_only(sql: str) -> bool:
+def is_read_only(sql: object) -> bool:
     """True when replaying ``sql`` on a new connection cannot change data.
 
     Conservative: anything unrecognised counts as a write. Functions called by
     a SELECT cannot be seen from here; a SELECT of a function with side effects
     must run in a transaction (which is never replayed statement by statement).
     """
+    if isinstance(sql, str):
+        return _text_is_read_only(sql)
     if isinstance(sql, bytes):
-        sql = sql.decode("utf-8", "replace")
-    if not isinstance(sql, str):  # psycopg.sql.Composed and friends
-        return False
+        return _text_is_read_only(sql.decode("utf-8", "replace"))
+    return False  # psycopg.sql.Composed and friends: unhashable, unknown
+
+
+# Django sends the same few hundred statement texts over and over.
+@functools.lru_cache(maxsize=1024)
+def _text_is_read_only(sql: str) -> bool:
     bare = _strip(sql)
     match = _FIRST_WORD.match(bare)
     if not match or match.group(1).upper() not in _READ_STARTS:

@@ -21,13 +21,7 @@ def kill_backend(django_db_blocker):
     def kill(alias: str = "default") -> int:
         pid = connections[alias].connection.info.backend_pid
         with django_db_blocker.unblock():
-            from orca_db.testing.postgres import connect_driver
-
-            settings = connections[alias].settings_dict
-            admin = connect_driver(
-                host=settings["HOST"], port=settings["PORT"], user=settings["USER"],
-                password=settings["PASSWORD"], dbname=settings["NAME"],
-            )  # fmt: skip
+            admin = admin_connection(alias)
             try:
                 cur = admin.cursor()
                 cur.execute("SELECT pg_terminate_backend(%s)", [pid])
@@ -46,3 +40,67 @@ def kill_backend(django_db_blocker):
         return pid
 
     return kill
+
+
+def admin_connection(alias: str = "default"):
+    """A plain driver connection to ``alias``'s server, outside Django."""
+    from orca_db.testing.postgres import connect_driver
+
+    settings = connections[alias].settings_dict
+    return connect_driver(
+        host=settings["HOST"], port=settings["PORT"], user=settings["USER"],
+        password=settings["PASSWORD"], dbname=settings["NAME"],
+    )  # fmt: skip
+
+
+class BackendKiller:
+    """Kills a backend from another thread once it runs a given query."""
+
+    def __init__(self, alias: str = "default"):
+        self.alias = alias
+        self.killed: list[int] = []
+        self.errors: list[BaseException] = []
+        self._thread = None
+
+    def kill_when_running(self, pid: int, fragment: str, timeout: float = 10.0) -> None:
+        import threading
+
+        def watch():
+            import time
+
+            try:
+                admin = admin_connection(self.alias)
+                try:
+                    cur = admin.cursor()
+                    deadline = time.monotonic() + timeout
+                    while time.monotonic() < deadline:
+                        cur.execute(
+                            "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'active'"
+                            " AND query LIKE %s",
+                            [pid, f"%{fragment}%"],
+                        )
+                        if cur.fetchall():
+                            cur.execute("SELECT pg_terminate_backend(%s)", [pid])
+                            self.killed.append(pid)
+                            return
+                        time.sleep(0.005)
+                    raise TimeoutError(f"backend {pid} never ran {fragment!r}")
+                finally:
+                    admin.close()
+            except BaseException as exc:  # reported by join()
+                self.errors.append(exc)
+
+        self._thread = threading.Thread(target=watch, daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        assert self._thread is not None
+        self._thread.join(timeout=30)
+        if self.errors:
+            raise self.errors[0]
+
+
+@pytest.fixture
+def backend_killer(django_db_blocker):
+    with django_db_blocker.unblock():
+        yield BackendKiller()

@@ -24,6 +24,7 @@ from ..conf import OPTIONS_KEY, RetrySettings, parse_retry_settings, retry_setti
 from ..exceptions import OutcomeUnknown, ScaleEventError, TransactionRolledBack
 from ..retry import Operation, active_operation, recover, remaining_time, report, run
 from ..statements import is_read_only
+from .liveness import server_closed
 
 _COMMIT_WORDS = ("COMMIT", "END", "PREPARE TRANSACTION", "COMMIT PREPARED")
 # libpq refuses a connect_timeout below 2 s (it rounds it up).
@@ -38,6 +39,8 @@ class RetryingCursorMixin:
     reconnect: no dead cursor is carried across."""
 
     def _execute(self, sql, params, *ignored_wrapper_args):
+        if self.db.autocommit and not is_read_only(sql):
+            self.db._reconnect_if_server_closed(self, sql)
         try:
             return super()._execute(sql, params, *ignored_wrapper_args)
         except DjangoError as error:
@@ -46,6 +49,8 @@ class RetryingCursorMixin:
             )
 
     def _executemany(self, sql, param_list, *ignored_wrapper_args):
+        if self.db.autocommit:
+            self.db._reconnect_if_server_closed(self, sql)
         try:
             return super()._executemany(sql, param_list, *ignored_wrapper_args)
         except DjangoError as error:
@@ -122,6 +127,17 @@ class AuroraRetryMixin:
 
     # ----- statements -------------------------------------------------------
 
+    def create_cursor(self, name=None):
+        if self.closed_in_transaction and self.in_atomic_block:
+            # Code that caught TransactionRolledBack inside the block and
+            # carried on: the transaction is gone, say so again (Django would
+            # report "connection already closed").
+            raise TransactionRolledBack(
+                f"The transaction on database {self.alias!r} was rolled back when "
+                f"its connection was lost; leave the atomic block and run it again."
+            )
+        return super().create_cursor(name)
+
     def make_cursor(self, cursor):
         cls = _RETRYING_CLASSES.get((type(self), False))
         if cls is None:
@@ -134,12 +150,40 @@ class AuroraRetryMixin:
             cls = _retrying(type(self), True, type(super().make_debug_cursor(cursor)))
         return cls(cursor, self)
 
+    def _reconnect_if_server_closed(self, wrapper, sql) -> None:
+        """Before an autocommit write: replace a connection the server has
+        already closed, so the write is sent once, on a live one, instead of
+        failing with an outcome nobody can know."""
+        if self.connection is None or not server_closed(self.connection):
+            return
+        settings = self.retry_settings
+        if not settings.enabled:
+            return
+        operation = Operation(self.alias, "execute", settings, statement=sql)
+        operation.last_failure = Failure(
+            retryable=True,
+            not_applied=True,
+            error_type="ServerClosedConnection",
+            sqlstate=None,
+            message="the server had closed the idle connection before the statement was sent",
+            closed_before_send=True,
+        )
+        self._discard_connection()
+        try:
+            self.ensure_connection()
+        except BaseException:
+            report(operation, "raised")
+            raise
+        wrapper.cursor = self.create_cursor(getattr(wrapper.cursor, "name", None))
+        report(operation, "recovered")
+
     def _recover_statement(self, wrapper, error, sql, params, execute, many=False):
         settings = self.retry_settings
         if (
             not settings.enabled
             or isinstance(error, ScaleEventError)
             or active_operation() is not None
+            or not classify(error).retryable
         ):
             raise error
         operation = Operation(self.alias, "execute", settings, statement=sql)

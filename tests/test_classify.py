@@ -1,0 +1,167 @@
+"""Classification of real driver errors: produced by a real server where a
+test can make it happen, else instances of the drivers' own classes carrying
+the texts quoted in docs/errors.md."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.utils import OperationalError as DjangoOperationalError
+
+from orca_db.classify import classify, driver_error
+from tests.driver import DRIVER
+
+if DRIVER == "psycopg":
+    import psycopg as Database
+    from psycopg import errors
+else:
+    import psycopg2 as Database
+    from psycopg2 import errors
+
+
+def real_error(sql: str) -> BaseException:
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute(sql)
+        except Exception as exc:
+            return exc
+    raise AssertionError(f"{sql!r} raised nothing")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELEC 1",  # syntax error
+        "SELECT 1/0",  # division by zero
+        "SELECT * FROM no_such_table",
+        "SELECT 'x'::int",
+    ],
+)
+def test_application_errors_are_not_retryable(sql):
+    failure = classify(real_error(sql))
+    assert not failure.retryable and failure.sqlstate is not None
+
+
+@pytest.mark.parametrize(
+    "sqlstate_class, sqlstate",
+    [
+        ("AdminShutdown", "57P01"),
+        ("CrashShutdown", "57P02"),
+        ("CannotConnectNow", "57P03"),
+        ("TooManyConnections", "53300"),
+        ("IdleInTransactionSessionTimeout", "25P03"),
+        ("ConnectionFailure", "08006"),
+        ("TransactionResolutionUnknown", "08007"),
+    ],
+)
+def test_connection_sqlstates_are_retryable(sqlstate_class, sqlstate):
+    error = getattr(errors, sqlstate_class)("x")
+    failure = classify(error) if DRIVER == "psycopg" else classify_with_code(error, sqlstate)
+    assert failure.retryable
+    assert failure.not_applied is (sqlstate in ("57P01", "57P03"))
+
+
+@pytest.mark.parametrize(
+    "sqlstate_class, sqlstate",
+    [
+        ("SerializationFailure", "40001"),
+        ("DeadlockDetected", "40P01"),
+        ("QueryCanceled", "57014"),
+        ("InvalidPassword", "28P01"),
+        ("InvalidAuthorizationSpecification", "28000"),
+        ("InvalidCatalogName", "3D000"),
+        ("UniqueViolation", "23505"),
+        ("LockNotAvailable", "55P03"),
+    ],
+)
+def test_other_sqlstates_are_not_retryable(sqlstate_class, sqlstate):
+    error = getattr(errors, sqlstate_class)("x")
+    failure = classify(error) if DRIVER == "psycopg" else classify_with_code(error, sqlstate)
+    assert not failure.retryable
+
+
+def classify_with_code(error, sqlstate):
+    # psycopg2's error classes take their pgcode from the server's reply; a
+    # bare instance has none, so give it the one the server would send.
+    class WithCode(type(error)):
+        pgcode = sqlstate
+
+    WithCode.__name__ = type(error).__name__
+    WithCode.__module__ = type(error).__module__
+    return classify(WithCode("x"))
+
+
+SERVER_CLOSED = (
+    "server closed the connection unexpectedly\n\tThis probably means the server "
+    "terminated abnormally\n\tbefore or while processing the request.\n"
+)
+
+
+@pytest.mark.parametrize(
+    "message, retryable, not_applied",
+    [
+        # Aurora, at connect time (no SQLSTATE reaches the client)
+        (
+            "connection to server at \"h\", port 5432 failed: FATAL:  terminating connection "
+            "because backend initialization completed past serverless scale point",
+            True,
+            True,
+        ),
+        # Aurora, in flight, as psycopg2 shows it over SSL
+        (
+            "terminating connection due to serverless scale event timeout\n"
+            "SSL connection has been closed unexpectedly",
+            True,
+            True,
+        ),
+        (SERVER_CLOSED, True, False),
+        ("SSL connection has been closed unexpectedly", True, False),
+        ("SSL SYSCALL error: EOF detected", True, False),
+        ("consuming input failed: " + SERVER_CLOSED, True, False),
+        ("connection to server at \"h\", port 5432 failed: timeout expired", True, False),
+        (
+            "connection to server at \"127.0.0.1\", port 1 failed: Connection refused\n"
+            "\tIs the server running on that host and accepting TCP/IP connections?",
+            True,
+            False,
+        ),
+        ("FATAL:  the database system is starting up", True, True),
+        ("FATAL:  sorry, too many clients already", True, False),
+        # never retried
+        ('FATAL:  password authentication failed for user "orca"', False, False),
+        ('FATAL:  role "nobody" does not exist', False, False),
+        ('FATAL:  database "nope" does not exist', False, False),
+        ('could not translate host name "no.such.host" to address', False, False),
+        ('FATAL:  no pg_hba.conf entry for host "1.2.3.4"', False, False),
+    ],
+)
+def test_messages_without_sqlstate(message, retryable, not_applied):
+    failure = classify(Database.OperationalError(message))
+    assert (failure.retryable, failure.not_applied) == (retryable, not_applied)
+    assert failure.sqlstate is None
+
+
+def test_connection_closed_on_our_side_means_nothing_was_sent():
+    text = "connection already closed" if DRIVER == "psycopg2" else "the connection is closed"
+    cls = Database.InterfaceError if DRIVER == "psycopg2" else Database.OperationalError
+    failure = classify(cls(text))
+    assert failure.retryable and failure.not_applied and failure.closed_before_send
+
+
+def test_similar_words_in_an_application_error_do_not_count():
+    # A ProgrammingError whose text mentions a lost connection is still an
+    # application error.
+    assert not classify(Database.ProgrammingError(SERVER_CLOSED)).retryable
+
+
+def test_django_wrapped_errors_are_unwrapped():
+    inner = Database.OperationalError(SERVER_CLOSED)
+    try:
+        try:
+            raise inner
+        except Exception as exc:
+            raise DjangoOperationalError(str(exc)) from exc
+    except DjangoOperationalError as wrapped:
+        assert driver_error(wrapped) is inner
+        assert classify(wrapped).retryable
