@@ -130,3 +130,40 @@ def driver_error(exc: BaseException) -> BaseException:
             return exc
         exc = exc.__cause__
     return exc
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+
+
+def classify(exc: BaseException) -> Failure:
+    """Classify ``exc`` (a driver error, or Django's wrapper of one)."""
+    inner = driver_error(exc)
+    sqlstate = _sqlstate(inner)
+    message = str(inner).strip()
+    error_type = type(inner).__name__
+    if sqlstate is not None:
+        return Failure(
+            retryable=sqlstate in _RETRYABLE_SQLSTATES,
+            not_applied=sqlstate in _PROOF_SQLSTATES,
+            error_type=error_type,
+            sqlstate=sqlstate,
+            message=message,
+        )
+    if not _is_connection_level(inner) or _FATAL_TEXT.search(message):
+        return Failure(False, False, error_type, None, message)
+    if _SERVER_TERMINATED_TEXT.search(message):
+        return Failure(True, True, error_type, None, message)
+    if _CLOSED_BEFORE_SEND_TEXT.search(message):
+        return Failure(True, True, error_type, None, message, closed_before_send=True)
+    if _DISCONNECT_TEXT.search(message):
+        return Failure(True, False, error_type, None, message)
+    return Failure(False, False, error_type, None, message)
+
+
+def _is_connection_level(exc: BaseException) -> bool:
+    # Disconnections arrive as OperationalError (or InterfaceError for a
+    # connection closed on our side); any other class is an application error
+    # that merely mentions similar words.
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"OperationalError", "InterfaceError"})
