@@ -127,7 +127,7 @@ def lambda_timeout() -> tuple[float | None, str, object]:
     try:
         if isinstance(raw, bool):
             raise ValueError
-        seconds = float(raw)  # type: ignore[arg-type]
+        seconds = float(raw)
     except (TypeError, ValueError):
         return math.nan, source, raw
     return seconds, source, raw

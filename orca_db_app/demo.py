@@ -305,6 +305,14 @@ class FaultInjector:
 _FILES = re.compile(r"-f(\d+)$")
 
 
+def _expected_files(client_id: str) -> int:
+    """How many files the transaction that wrote ``client_id`` wrote (the
+    LIKE prefix guarantees the suffix is there)."""
+    match = _FILES.search(client_id)
+    assert match is not None, client_id
+    return int(match.group(1))
+
+
 @dataclasses.dataclass
 class Audit:
     jobs: int = 0
@@ -347,7 +355,7 @@ def audit(alias: str, workload: Workload) -> Audit:
         server_jobs = {}
         for job_id, files, done, completed in cursor.fetchall():
             server_jobs[job_id] = files
-            expected = int(_FILES.search(job_id).group(1))
+            expected = _expected_files(job_id)
             if files != expected:
                 result.partial += 1
                 result.details.append(f"job {job_id}: {files} files, expected {expected}")
@@ -367,7 +375,7 @@ def audit(alias: str, workload: Workload) -> Audit:
             server_granules[granule_id] = files
             if copies > 1:
                 result.duplicates += 1
-            expected = int(_FILES.search(granule_id).group(1))
+            expected = _expected_files(granule_id)
             if files != expected:
                 result.partial += 1
                 result.details.append(f"granule {granule_id}: {files} files, expected {expected}")

@@ -38,10 +38,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
+
 @pytest.fixture
 def images(tmp_path) -> Path:
     target = os.environ.get("ORCA_DB_SCREENSHOTS")
     return Path(target) if target else tmp_path
+
+
 PASSWORD = "browser-test-pw"
 
 pytestmark = [
