@@ -69,10 +69,9 @@ class Operation:
     statement: object = None
     started: float = dataclasses.field(default_factory=time.monotonic)
     started_at: datetime.datetime = dataclasses.field(
-        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
+        default_factory=lambda: datetime.datetime.now(datetime.UTC)
     )
     attempts: int = 1
-    retryable_failures: int = 0
     last_failure: Failure | None = None
 
     @property
@@ -153,6 +152,8 @@ def recover(
     exception to raise instead (``error`` itself to surface it unchanged).
     """
     pending: list[BaseException] = [first_error]
+    # What to do with the error tenacity re-raises when it stops: the judge's
+    # verdict, or RetriesExhausted when it was retryable and time ran out.
     verdicts: dict[int, BaseException] = {}
 
     def call() -> T:
@@ -166,14 +167,13 @@ def recover(
             verdicts[id(error)] = error  # settled by a nested operation
             return False
         failure = classify(error)
-        if failure.retryable:
-            operation.retryable_failures += 1
-            operation.last_failure = failure
-        verdict = error if not failure.retryable else judge(error, failure)
-        if verdict is not None:
-            verdicts[id(error)] = verdict
+        if not failure.retryable:
+            verdicts[id(error)] = error
             return False
-        return True
+        operation.last_failure = failure
+        verdict = judge(error, failure)
+        verdicts[id(error)] = verdict or _exhausted(operation)
+        return verdict is None
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         failure = operation.last_failure
@@ -210,17 +210,9 @@ def recover(
     try:
         result = retrying(call)
     except BaseException as error:
-        verdict = verdicts.get(id(error))
-        if verdict is None and operation.last_failure is not None:
-            verdict = RetriesExhausted(
-                f"Database {operation.alias!r} did not recover from "
-                f"{operation.last_failure.error_type} within "
-                f"{operation.attempts} attempt(s) and "
-                f"{operation.elapsed_ms() / 1000:.1f} s: "
-                f"{scrub_message(operation.last_failure.message)}"
-            )
-        elif verdict is None:
-            verdict = error
+        # Anything the judge never saw (KeyboardInterrupt in a backoff sleep)
+        # goes up unchanged.
+        verdict = verdicts.get(id(error), error)
         report(operation, "exhausted" if isinstance(verdict, RetriesExhausted) else "raised")
         if verdict is error:
             raise
@@ -229,6 +221,16 @@ def recover(
         _active.reset(token)
     report(operation, "recovered")
     return result
+
+
+def _exhausted(operation: Operation) -> RetriesExhausted:
+    failure = operation.last_failure
+    assert failure is not None
+    return RetriesExhausted(
+        f"Database {operation.alias!r} did not recover from {failure.error_type} "
+        f"within {operation.attempts} attempt(s) and "
+        f"{operation.elapsed_ms() / 1000:.1f} s: {scrub_message(failure.message)}"
+    )
 
 
 def report(operation: Operation, outcome: str) -> None:

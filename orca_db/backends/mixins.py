@@ -44,9 +44,7 @@ class RetryingCursorMixin:
         try:
             return super()._execute(sql, params, *ignored_wrapper_args)
         except DjangoError as error:
-            return self.db._recover_statement(
-                self, error, sql, params, super()._execute
-            )
+            return self.db._recover_statement(self, error, sql, params, super()._execute)
 
     def _executemany(self, sql, param_list, *ignored_wrapper_args):
         if self.db.autocommit:
@@ -113,7 +111,17 @@ class AuroraRetryMixin:
         connection, self.connection = self.connection, None
         if connection is not None:
             with contextlib.suppress(Exception):
-                connection.close()
+                self._close_broken_connection(connection)
+
+    def _close_broken_connection(self, connection) -> None:
+        """Close a connection that must never be used again. One from
+        psycopg's pool (``OPTIONS["pool"]``) also goes back to its pool,
+        closed: the pool then counts it gone and opens a replacement, where
+        a plain close would leak its slot until the pool ran dry."""
+        connection.close()
+        pool = getattr(connection, "_pool", None)
+        if pool is not None:
+            pool.putconn(connection)
 
     # ----- statements -------------------------------------------------------
 

@@ -1,14 +1,29 @@
 """``ENGINE: "orca_db.backends.aurora"``: Django's PostgreSQL backend with
 retries through Aurora Serverless scale events, pauses and restarts.
 
-``vendor`` stays ``"postgresql"`` (inherited) so ``as_postgresql()`` and
-``django.contrib.postgres`` keep working.
+``vendor`` and ``display_name`` stay PostgreSQL's (inherited):
+``as_postgresql()`` and ``django.contrib.postgres`` keep working, and
+Django's messages name the database product as they do on the stock
+backend ("PostgreSQL 14 or later is required").
 """
 
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS
 from django.db.backends.postgresql import base as postgresql
 
 from ..mixins import AuroraRetryMixin
+from .features import DatabaseFeatures
 
 
 class DatabaseWrapper(AuroraRetryMixin, postgresql.DatabaseWrapper):
-    display_name = "PostgreSQL (Aurora Serverless, with retries)"
+    features_class = DatabaseFeatures
+
+    def __init__(self, settings_dict: dict[str, Any], alias: str = DEFAULT_DB_ALIAS):
+        if settings_dict.get("OPTIONS", {}).get("pool"):
+            # After a scale event every idle connection in psycopg's pool is
+            # dead. With health checks on, Django has the pool test each
+            # connection before handing it out (and only then: a pooled
+            # connection skips Django's own per-request check).
+            settings_dict["CONN_HEALTH_CHECKS"] = True
+        super().__init__(settings_dict, alias)
