@@ -242,7 +242,6 @@ class _TransactionRuns:
             self.stage = "rolled back"
             raise error
         self.operation.last_failure = failure
-        self.operation.retryable_failures += 1
         if not self.options.resolve_commit:
             raise OutcomeUnknown(
                 f"The connection to database {self.operation.alias!r} was lost while "
