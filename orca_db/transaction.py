@@ -46,6 +46,16 @@ _TERMINATE_SQL = (
 )
 
 
+_SERVER_CLOSED = Failure(
+    retryable=True,
+    not_applied=True,
+    error_type="ServerClosedConnection",
+    sqlstate=None,
+    message="the server had closed the idle connection before the transaction started",
+    closed_before_send=True,
+)
+
+
 def retry_atomic(
     func: Callable[..., T] | None = None,
     /,
@@ -195,7 +205,9 @@ class _TransactionRuns:
         if connection.connection is not None and server_closed(connection.connection):
             # Closed by the server while idle (a scale event between two
             # transactions): start on a new connection instead of failing.
+            # Still a scale event met: it is reported with the operation.
             connection.close()
+            self.operation.last_failure = self.operation.last_failure or _SERVER_CLOSED
         connection.ensure_connection()
         self.stage = "body"
         self.driver_connection = connection.connection

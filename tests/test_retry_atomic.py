@@ -166,6 +166,9 @@ def test_idle_connection_killed_before_the_block_is_replaced_without_a_rerun(kil
     work()
     assert len(runs) == 1 and runs[0] != old
     assert server_rows("idle-") == {"idle-1": (1, 2)}
+    assert [(e.phase, e.outcome, e.error_type) for e in events] == [
+        ("transaction", "recovered", "ServerClosedConnection")
+    ]
 
 
 def test_nested_retry_atomic_behaves_like_atomic_and_the_outermost_retries(kill_backend):
