@@ -584,3 +584,28 @@ def test_commit_lost_on_a_silent_network_ends_the_old_backend_then_resolves(
     assert _item_count(sync_rep_server, "k2") == 1
     assert commit_resolutions(caplog) == ["committed"]
     assert [(e.phase, e.outcome, e.attempts) for e in events] == [("transaction", "recovered", 1)]
+
+
+def test_server_down_at_the_start_is_retried_then_retries_exhausted(postgres_server, events):
+    postgres_server.stop()
+    alias = "down"
+    connections[alias] = DatabaseWrapper(
+        {**connection.settings_dict, **postgres_server.django_settings()}, alias
+    )
+    runs = []
+
+    @retry_atomic(using=alias, deadline=1.0)
+    def work():
+        runs.append(1)
+
+    started = time.monotonic()
+    try:
+        with pytest.raises(RetriesExhausted):
+            work()
+    finally:
+        connections[alias].close()
+        del connections[alias]
+    assert runs == []  # never started: nothing was sent
+    assert time.monotonic() - started < 2.0
+    assert [(e.phase, e.outcome) for e in events] == [("transaction", "exhausted")]
+    assert events[0].attempts > 2
