@@ -98,6 +98,8 @@ def retry_atomic(
     connections) unless they are idempotent. Use ``transaction.on_commit``
     for those; its callbacks run once, after the commit that counted.
     """
+    if deadline is not None and not deadline >= 0:
+        raise ValueError(f"retry_atomic() deadline must be at least 0, got {deadline!r}.")
     options = _Options(using, savepoint, durable, deadline, resolve_commit)
     if func is None:
         if args or kwargs:
