@@ -24,6 +24,7 @@ from .classify import Failure, classify, driver_error
 from .conf import retry_settings
 from .exceptions import OutcomeUnknown, RetriesExhausted, ScaleEventError, TransactionRolledBack
 from .retry import Operation, report, run
+from .statements import is_read_only
 
 logger = logging.getLogger("orca_db.retry")
 
@@ -64,7 +65,7 @@ def retry_atomic(
     savepoint: bool = True,
     durable: bool = False,
     deadline: float | None = None,
-    resolve_commit: bool = True,
+    resolve_commit: bool | None = None,
     **kwargs: Any,
 ) -> Any:
     """Run ``func`` in ``transaction.atomic(using)``; when a scale event rolls
@@ -86,9 +87,12 @@ def retry_atomic(
 
     - ``deadline``: seconds for all the runs together (default: the
       database's ``OPTIONS["aurora"]["deadline"]``), capped on Lambda.
-    - ``resolve_commit``: record the transaction id before COMMIT so that a
-      COMMIT lost in flight is resolved with ``pg_xact_status`` (one extra
-      round trip per transaction); ``False`` raises ``OutcomeUnknown`` then.
+    - ``resolve_commit``: record the transaction id before COMMIT (one
+      extra round trip) so that a COMMIT lost in flight is resolved with
+      ``pg_xact_status``. ``None`` (default): only in transactions that sent
+      a statement that is not a read; a lost COMMIT of a transaction that
+      only read raises ``OutcomeUnknown``. ``True``: always. ``False``:
+      never; a lost COMMIT raises ``OutcomeUnknown``.
     - ``savepoint``, ``durable``: as for ``transaction.atomic``.
 
     Nested in another atomic block of the same database it behaves exactly
@@ -121,7 +125,7 @@ class _Options:
     savepoint: bool
     durable: bool
     deadline: float | None
-    resolve_commit: bool
+    resolve_commit: bool | None
 
 
 def _decorate(func: Callable[..., T], options: _Options) -> Callable[..., T]:
@@ -191,6 +195,8 @@ class _TransactionRuns:
         self.stage = "connect"
         self.driver_connection = None
         self.pending: _LostCommit | None = None
+        # Whether the current run sent a statement that is not a read.
+        self.wrote = False
 
     # ----- one attempt ------------------------------------------------------
 
@@ -214,6 +220,7 @@ class _TransactionRuns:
         self.stage = "body"
         self.driver_connection = connection.connection
         xid = pid = None
+        asked = False
         try:
             with transaction.atomic(
                 using=self.operation.alias,
@@ -224,23 +231,36 @@ class _TransactionRuns:
                 # after a COMMIT that succeeded: what fails after it is an
                 # application callback's error, never a reason to re-run.
                 connection.on_commit(self._mark_committed)
-                result = self.func(*self.args, **self.kwargs)
-                if self.options.resolve_commit:
-                    with connection.cursor() as cursor:
-                        cursor.execute(_XACT_ID_SQL)
-                        xid, pid = cursor.fetchone()
+                self.wrote = False
+                if self.options.resolve_commit is None:
+                    with connection.execute_wrapper(self._watch_writes):
+                        result = self.func(*self.args, **self.kwargs)
+                else:
+                    result = self.func(*self.args, **self.kwargs)
+                asked = self.options.resolve_commit or (
+                    self.options.resolve_commit is None and self.wrote
+                )
+                if asked:
+                    xid, pid = _transaction_id(connection)
                 hooks = [h for h in connection.run_on_commit if h[1] != self._mark_committed]
                 self.stage = "commit"
         except Exception as error:
             if self.stage != "commit":
                 raise  # judged by judge(): the body failed
-            self._commit_failed(error, xid, pid, result, hooks)
+            self._commit_failed(error, asked, xid, pid, result, hooks)
         return result
+
+    def _watch_writes(self, execute, sql, params, many, context):
+        # Reads need no resolution: a transaction that only read has nothing
+        # to lose with its COMMIT. Anything unrecognised counts as a write.
+        if not self.wrote and not is_read_only(sql):
+            self.wrote = True
+        return execute(sql, params, many, context)
 
     def _mark_committed(self) -> None:
         self.stage = "committed"
 
-    def _commit_failed(self, error, xid, pid, result, hooks) -> None:
+    def _commit_failed(self, error, asked, xid, pid, result, hooks) -> None:
         """The COMMIT (or what Django did after it failed) raised ``error``."""
         reason = _commit_error(error)
         failure = classify(reason)
@@ -256,11 +276,12 @@ class _TransactionRuns:
             self.stage = "rolled back"
             raise error
         self.operation.last_failure = failure
-        if not self.options.resolve_commit:
+        if not asked:
+            why = "off" if self.options.resolve_commit is False else "not asked for reads"
             raise OutcomeUnknown(
                 f"The connection to database {self.operation.alias!r} was lost while "
                 f"COMMIT was in flight ({failure.error_type}); the transaction may or "
-                f"may not have committed (resolve_commit is off)."
+                f"may not have committed (resolve_commit: {why})."
             ) from driver_error(reason)
         self.pending = _LostCommit(xid, pid, result, hooks, driver_error(reason), failure)
 
@@ -380,6 +401,16 @@ class _TransactionRuns:
         if self.connection.connection is not driver:
             return True  # dropped (and maybe replaced) after the failure
         return bool(driver.closed) or bool(getattr(driver, "broken", False))
+
+
+def _transaction_id(connection) -> tuple[str | None, int]:
+    # On the driver's cursor, not Django's: this runs in every transaction,
+    # and Django's cursor wrappers (execute wrappers, the retrying cursor,
+    # which would only re-raise here) cost as much as the round trip itself.
+    # Django's error wrapping is kept, for the judge to classify failures.
+    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+        cursor.execute(_XACT_ID_SQL)
+        return cursor.fetchone()
 
 
 def _commit_error(error: BaseException) -> BaseException:

@@ -392,7 +392,7 @@ def kill_at_commit(kill_backend, monkeypatch):
 def test_read_only_transaction_with_a_lost_commit_returns_its_result(kill_at_commit, events):
     runs = []
 
-    @retry_atomic
+    @retry_atomic(resolve_commit=True)
     def read():
         runs.append(1)
         return Note.objects.count()
@@ -400,6 +400,19 @@ def test_read_only_transaction_with_a_lost_commit_returns_its_result(kill_at_com
     assert read() == 0
     assert kill_at_commit and runs == [1]  # no transaction id: nothing to resolve
     assert [(e.phase, e.outcome, e.attempts) for e in events] == [("transaction", "recovered", 1)]
+
+
+def test_by_default_reads_are_not_resolved(kill_at_commit, events):
+    # The default asks for the transaction id only after a write: a lost
+    # COMMIT of a transaction that only read is not worth a round trip on
+    # every read transaction, and is reported as it is.
+    @retry_atomic
+    def read():
+        return Note.objects.count()
+
+    with pytest.raises(OutcomeUnknown, match="not asked for reads"):
+        read()
+    assert [(e.phase, e.outcome) for e in events] == [("transaction", "raised")]
 
 
 def test_write_with_a_lost_commit_that_never_arrived_runs_again(kill_at_commit, events):
