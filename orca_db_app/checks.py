@@ -127,7 +127,7 @@ def lambda_timeout() -> tuple[float | None, str, object]:
     try:
         if isinstance(raw, bool):
             raise ValueError
-        seconds = float(raw)  # type: ignore[arg-type]
+        seconds = float(raw)
     except (TypeError, ValueError):
         return math.nan, source, raw
     return seconds, source, raw
@@ -210,3 +210,37 @@ def check_connect_timeout(app_configs=None, databases=None, **kwargs: Any) -> li
                 )
             )
     return messages
+
+
+# ----- retry events (docs/events.md), orca_db.W020-W029 -----------------------
+
+
+@register()
+def check_event_settings(app_configs=None, **kwargs: Any) -> list[CheckMessage]:
+    """W020: ``ORCA_DB_EVENTS_DATABASE`` names no alias; W021: a retention
+    setting ``aurora_prune_events`` cannot use."""
+    from .conf import event_retention_days, events_database
+
+    messages: list[CheckMessage] = []
+    for check_id, read, text in (
+        (
+            "orca_db.W020",
+            events_database,
+            "Set ORCA_DB_EVENTS_DATABASE to an alias of DATABASES, or remove it to store "
+            "each event in its own database.",
+        ),
+        (
+            "orca_db.W021",
+            event_retention_days,
+            "Set ORCA_DB_EVENT_RETENTION_DAYS to a number of days, or remove it.",
+        ),
+    ):
+        try:
+            read()
+        except ImproperlyConfigured as error:
+            messages.append(Warning(str(error), hint=_hint(check_id, text), id=check_id))
+    return messages
+
+
+# Checks of other features live beside this module; importing registers them.
+from . import checks_pool  # noqa: E402, F401

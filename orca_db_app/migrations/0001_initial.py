@@ -35,7 +35,10 @@ class Migration(migrations.Migration):
                     "error_type",
                     models.CharField(help_text="The last driver error's class.", max_length=100),
                 ),
-                ("sqlstate", models.CharField(blank=True, max_length=5, null=True)),
+                (
+                    "sqlstate",
+                    models.CharField(blank=True, max_length=5, null=True, verbose_name="SQLSTATE"),
+                ),
                 (
                     "message",
                     models.TextField(blank=True, help_text="Scrubbed of passwords and row values."),
@@ -58,8 +61,13 @@ class Migration(migrations.Migration):
                     models.TextField(blank=True, help_text="The SQL, literals replaced by ?."),
                 ),
                 ("host", models.CharField(blank=True, max_length=255)),
-                ("pid", models.IntegerField(blank=True, null=True)),
-                ("lambda_request_id", models.CharField(blank=True, max_length=100, null=True)),
+                ("pid", models.IntegerField(blank=True, null=True, verbose_name="process id")),
+                (
+                    "lambda_request_id",
+                    models.CharField(
+                        blank=True, max_length=100, null=True, verbose_name="Lambda request id"
+                    ),
+                ),
             ],
             options={
                 "ordering": ["-occurred_at"],
@@ -68,7 +76,11 @@ class Migration(migrations.Migration):
                     models.Index(fields=["database", "-occurred_at"], name="retryevent_database"),
                     models.Index(fields=["outcome", "-occurred_at"], name="retryevent_outcome"),
                     models.Index(fields=["phase", "-occurred_at"], name="retryevent_phase"),
+                    models.Index(
+                        fields=["error_type", "-occurred_at"], name="retryevent_error_type"
+                    ),
                 ],
+                "default_permissions": ("view",),
             },
         ),
     ]
