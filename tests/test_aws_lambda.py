@@ -223,3 +223,29 @@ def test_stopped_server_raises_retries_exhausted_within_the_remaining_time(postg
     # Refused connects fail at once: it stops within one backoff of the cap.
     assert 2.0 < elapsed < 3.0
     assert events[-1].attempts > 5
+
+
+def test_paused_simulated_cluster_raises_retries_exhausted_in_time(aurora_simulator, events):
+    alias = "simulated"
+    connections[alias] = DatabaseWrapper(
+        aurora_simulator.django_settings(connection.settings_dict), alias
+    )
+    aurora_simulator.pause()
+
+    @database_handler
+    def handler(event, context):
+        return connections[alias].cursor().execute("SELECT 1")
+
+    context = FakeContext(3_000)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RetriesExhausted):
+            handler({}, context)
+    finally:
+        aurora_simulator.resume()
+        del connections[alias]
+    elapsed = time.monotonic() - started
+    print(f"simulator paused, 3 s remaining, margin 1 s: RetriesExhausted after {elapsed:.2f} s")
+    assert elapsed < 3.0
+    assert aurora_simulator.stats["held"] >= 1
+    assert wait_until_no_client_backends()

@@ -621,3 +621,77 @@ def test_server_down_at_the_start_is_retried_then_retries_exhausted(postgres_ser
     assert time.monotonic() - started < 2.0
     assert [(e.phase, e.outcome) for e in events] == [("transaction", "exhausted")]
     assert events[0].attempts > 2
+
+
+# ----- the Aurora simulator ----------------------------------------------------------
+
+
+@pytest.fixture
+def simulated_alias(aurora_simulator):
+    alias = "simulated"
+    connections[alias] = DatabaseWrapper(
+        aurora_simulator.django_settings(connection.settings_dict), alias
+    )
+    try:
+        yield alias
+    finally:
+        connections[alias].close()
+        del connections[alias]
+
+
+def test_simulated_scale_events_over_a_few_hundred_transactions(
+    aurora_simulator, simulated_alias, events, caplog
+):
+    """Scale events from the simulator (the backend really ends, the client
+    gets 57P01 or, on psycopg2, a bare EOF) at random moments: each
+    transaction is on the server exactly once, whole."""
+    caplog.set_level(logging.INFO, logger="orca_db.retry")
+    stop = threading.Event()
+    ended = []
+
+    def scaler():
+        rng = random.Random(8)
+        while not stop.wait(rng.uniform(0.02, 0.2)):
+            ended.append(aurora_simulator.scale_event())
+
+    @retry_atomic(using=simulated_alias, deadline=20)
+    def move(key: str):
+        note = Note.objects.using(simulated_alias).create(text=key)
+        Tag.objects.using(simulated_alias).create(note=note, name="a")
+        Tag.objects.using(simulated_alias).create(note=note, name="b")
+        return key
+
+    outcomes: dict[str, str] = {}
+    thread = threading.Thread(target=scaler, daemon=True)
+    thread.start()
+    give_up_at = time.monotonic() + 20
+    try:
+        for i in range(300):
+            if time.monotonic() > give_up_at:
+                break
+            key = f"sim-{i:04d}"
+            try:
+                assert move(key) == key
+                outcomes[key] = "ok"
+            except OutcomeUnknown:
+                outcomes[key] = "unknown"
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    rows = server_rows("sim-")
+    for key, outcome in outcomes.items():
+        expected = [(1, 2)] if outcome == "ok" else [None, (1, 2)]
+        assert rows.get(key) in expected, key
+    assert set(rows) <= set(outcomes)
+    summary = {
+        "transactions": len(outcomes),
+        "scale_events": len(ended),
+        "sessions_ended": sum(ended),
+        "ok": list(outcomes.values()).count("ok"),
+        "unknown": list(outcomes.values()).count("unknown"),
+        "transactions_with_a_fault": sum(1 for e in events if e.phase == "transaction"),
+        "reruns": sum(e.attempts - 1 for e in events if e.phase == "transaction"),
+        "lost_commits_resolved": commit_resolutions(caplog),
+    }
+    print(f"simulated scale events: {summary}")
+    assert len(outcomes) >= 50 and summary["transactions_with_a_fault"] >= 10
