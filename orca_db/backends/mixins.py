@@ -238,9 +238,12 @@ class AuroraRetryMixin:
         failure = classify(error)
         if not settings.enabled or not failure.retryable:
             return error
-        operation = Operation(self.alias, "transaction", settings, statement="COMMIT")
-        operation.last_failure = failure
-        report(operation, "raised")
+        if active_operation() is None:
+            # Inside an operation (retry_atomic's), that operation resolves
+            # the lost COMMIT and reports it: one event, not two.
+            operation = Operation(self.alias, "transaction", settings, statement="COMMIT")
+            operation.last_failure = failure
+            report(operation, "raised")
         if failure.closed_before_send:
             return TransactionRolledBack(
                 f"The connection to database {self.alias!r} was closed before "
