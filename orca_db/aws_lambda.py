@@ -102,7 +102,7 @@ def close_connections() -> None:
         try:
             connection.close()
             if connection.settings_dict.get("OPTIONS", {}).get("pool"):
-                connection.close_pool()
+                connection.close_pool()  # type: ignore[attr-defined]  # PostgreSQL's
         except Exception:
             # Closing a connection the server already dropped may fail; it
             # is gone either way (Django forgets it), and the handler's own

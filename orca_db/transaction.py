@@ -332,6 +332,7 @@ class _TransactionRuns:
         return pending.result
 
     def _transaction_status(self, pending: _LostCommit) -> str | None:
+        assert pending.xid is not None  # a transaction without one had nothing to lose
         connection = self.connection
         if connection.connection is self.driver_connection:
             connection.close()  # never ask the connection that was lost

@@ -19,7 +19,8 @@ from django.db import connections
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from ._atomic import in_transaction
+from orca_db.transaction import retry_atomic
+
 from .models.orca import (
     SCHEMA,
     Collection,
@@ -89,7 +90,7 @@ def create_recovery_job(
         )
         return job
 
-    return in_transaction(create, using=using)
+    return retry_atomic(create, using=using)()
 
 
 def update_file_status(
@@ -131,7 +132,7 @@ def update_file_status(
             )
         return _complete_if_done(job_id, collection_id, granule_id, using)
 
-    return in_transaction(update, using=using)
+    return retry_atomic(update, using=using)()
 
 
 def complete_job_if_done(
@@ -140,9 +141,7 @@ def complete_job_if_done(
     """Mark a job complete once every file is done (success or error): the
     job's status becomes error if any file failed, else success. Returns
     whether the job is complete."""
-    return in_transaction(
-        lambda: _complete_if_done(job_id, collection_id, granule_id, using), using=using
-    )
+    return retry_atomic(_complete_if_done, job_id, collection_id, granule_id, using, using=using)
 
 
 def _complete_if_done(job_id: str, collection_id: str, granule_id: str, using) -> bool:
@@ -212,7 +211,7 @@ def job_status(job_id: str, *, using: str | None = None) -> list[dict[str, Any]]
             )
         return granules
 
-    return in_transaction(read, using=using)
+    return retry_atomic(read, using=using)()
 
 
 # ----- catalog ------------------------------------------------------------------
@@ -301,7 +300,7 @@ def ingest_granule(
         )
         return granule
 
-    return in_transaction(ingest, using=using)
+    return retry_atomic(ingest, using=using)()
 
 
 # ----- internal reconciliation --------------------------------------------------
@@ -352,7 +351,7 @@ def add_reconcile_partition(bucket: str, *, using: str | None = None) -> str:
             )
         return name
 
-    return in_transaction(create, using=using)
+    return retry_atomic(create, using=using)()
 
 
 def record_inventory(
@@ -382,4 +381,4 @@ def record_inventory(
         )
         return job
 
-    return in_transaction(record, using=using)
+    return retry_atomic(record, using=using)()
