@@ -255,7 +255,7 @@ def measure_instructions(driver: str, info: dict, iterations: int, reps: int) ->
 def main(argv: list[str] | None = None, server=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--drivers", default=",".join(common.DRIVERS))
+    parser.add_argument("--drivers", help="default: both (psycopg alone with --quick)")
     parser.add_argument("--iterations", type=int, help="iterations per segment (simple workloads)")
     parser.add_argument("--reps", type=int, help="segments per workload and alias")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -270,14 +270,15 @@ def main(argv: list[str] | None = None, server=None) -> dict:
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed (apt-get install -y valgrind)")
 
-    iterations = args.iterations or (20 if args.quick else 100)
-    reps = args.reps or (2 if args.quick else 4)
+    iterations = args.iterations or (10 if args.quick else 100)
+    reps = args.reps or (1 if args.quick else 4)
+    drivers = args.drivers or ("psycopg" if args.quick else ",".join(common.DRIVERS))
     own_server = server is None
     server = server or common.start_server()
     info = common.server_info(server)
     results, calls = {}, {}
     try:
-        for driver in args.drivers.split(","):
+        for driver in drivers.split(","):
             results[driver] = measure_instructions(driver, info, iterations, reps)
             calls[driver] = common.run_worker(
                 "benchmarks.instructions",

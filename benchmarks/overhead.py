@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None, server=None) -> dict:
         return {}
 
     batches = args.batches or (30 if args.quick else 200)
-    deadline = 20 if args.quick else 240
+    deadline = 12 if args.quick else 240
     own_server = server is None
     server = server or common.start_server()
     try:

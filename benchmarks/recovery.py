@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None, server=None) -> dict:
         client(args.client, args.stop_file, args.out_file, args.port, args.deadline, options)
         return {}
 
-    trials = args.trials or (4 if args.quick else 30)
+    trials = args.trials or (3 if args.quick else 30)
     deadline = 40 if args.quick else 30 + trials * 2.5
     own_server = server is None
     server = server or common.start_server()

@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None, server=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--windows", type=int, help="windows, alternately clean and faulty")
     parser.add_argument("--window-seconds", type=float)
-    parser.add_argument("--drivers", default=",".join(common.DRIVERS))
+    parser.add_argument("--drivers", help="default: both (psycopg alone with --quick)")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--stop-file", help=argparse.SUPPRESS)
@@ -228,13 +228,15 @@ def main(argv: list[str] | None = None, server=None) -> dict:
         client(args.client, args.port, args.stop_file, args.out_file, args.deadline)
         return {}
 
-    windows = args.windows or (6 if args.quick else 20)
-    window_seconds = args.window_seconds or (3.0 if args.quick else 5.0)
+    # Odd: every faulty window has a clean one on each side.
+    windows = args.windows or (5 if args.quick else 21)
+    window_seconds = args.window_seconds or (2.0 if args.quick else 4.0)
     own_server = server is None
     server = server or common.start_server()
     results: dict = {}
     try:
-        for driver in args.drivers.split(","):
+        drivers = args.drivers or ("psycopg" if args.quick else ",".join(common.DRIVERS))
+        for driver in drivers.split(","):
             try:
                 results[driver] = run_driver(driver, server, windows, window_seconds)
             except ImportError as error:  # the simulator or retry_atomic not there yet
