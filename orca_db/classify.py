@@ -135,22 +135,18 @@ class Failure:
 
 
 def driver_error(exc: BaseException) -> BaseException:
-    """The innermost driver exception behind Django's wrapped ones."""
-    seen = 0
-    while seen < 10:
+    """The driver exception behind Django's wrapper of it (or ours).
+
+    Only wrappers are unwrapped: ``django.db.utils`` re-raises a driver error
+    as its own class ``from`` it, and ``orca_db.exceptions`` do the same.
+    Anything else (``TransactionManagementError``, chained by Django to the
+    possibly stale error that once broke the transaction) is judged as
+    itself: the statement it refused never reached the server."""
+    for _ in range(3):
         module = type(exc).__module__
-        if module.startswith(("psycopg", "psycopg2")):
+        if module not in ("django.db.utils", "orca_db.exceptions") or exc.__cause__ is None:
             return exc
-        if type(exc).__name__ == "TransactionManagementError":
-            # Django chains it to the error that once broke the transaction
-            # (``rollback_exc``, possibly stale): this statement was refused
-            # by Django and never reached the server.
-            return exc
-        cause = exc.__cause__
-        if cause is None:
-            return exc
-        exc = cause
-        seen += 1
+        exc = exc.__cause__
     return exc
 
 

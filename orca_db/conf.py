@@ -52,8 +52,7 @@ def _check_number(key: str, value: Any, *, minimum: float, integer: bool = False
         )
     if not math.isfinite(value) or value < minimum:
         raise ImproperlyConfigured(
-            f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be at least {minimum}, "
-            f"got {value!r}."
+            f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be at least {minimum}, got {value!r}."
         )
 
 
@@ -80,8 +79,7 @@ def parse_retry_settings(options: Any) -> RetrySettings:
     for key in ("retry_writes", "enabled", "record_events"):
         if key in options and not isinstance(options[key], bool):
             raise ImproperlyConfigured(
-                f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be True or False, "
-                f"got {options[key]!r}."
+                f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be True or False, got {options[key]!r}."
             )
     result = RetrySettings(**options)
     if result.backoff_max < result.backoff_initial:

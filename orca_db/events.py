@@ -48,9 +48,7 @@ class RetryEvent:
     statement: str = ""
     host: str = dataclasses.field(default_factory=_hostname)
     pid: int = dataclasses.field(default_factory=os.getpid)
-    lambda_request_id: str | None = dataclasses.field(
-        default_factory=lambda_request_id.get
-    )
+    lambda_request_id: str | None = dataclasses.field(default_factory=lambda_request_id.get)
 
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

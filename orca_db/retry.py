@@ -70,7 +70,7 @@ class Operation:
     statement: object = None
     started: float = dataclasses.field(default_factory=time.monotonic)
     started_at: datetime.datetime = dataclasses.field(
-        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
+        default_factory=lambda: datetime.datetime.now(datetime.UTC)
     )
     attempts: int = 1
     last_failure: Failure | None = None

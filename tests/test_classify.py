@@ -103,7 +103,7 @@ SERVER_CLOSED = (
     [
         # Aurora, at connect time (no SQLSTATE reaches the client)
         (
-            "connection to server at \"h\", port 5432 failed: FATAL:  terminating connection "
+            'connection to server at "h", port 5432 failed: FATAL:  terminating connection '
             "because backend initialization completed past serverless scale point",
             True,
             True,
@@ -119,9 +119,9 @@ SERVER_CLOSED = (
         ("SSL connection has been closed unexpectedly", True, False),
         ("SSL SYSCALL error: EOF detected", True, False),
         ("consuming input failed: " + SERVER_CLOSED, True, False),
-        ("connection to server at \"h\", port 5432 failed: timeout expired", True, False),
+        ('connection to server at "h", port 5432 failed: timeout expired', True, False),
         (
-            "connection to server at \"127.0.0.1\", port 1 failed: Connection refused\n"
+            'connection to server at "127.0.0.1", port 1 failed: Connection refused\n'
             "\tIs the server running on that host and accepting TCP/IP connections?",
             True,
             False,

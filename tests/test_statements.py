@@ -53,7 +53,9 @@ def test_composed_sql_counts_as_write():
 
 
 def test_scrub_sql_removes_literals_and_comments():
-    sql = "SELECT * FROM users /* token=abc */ WHERE pw = 'hunter2' AND x = $q$s3cr3t$q$ AND id = %s"
+    sql = (
+        "SELECT * FROM users /* token=abc */ WHERE pw = 'hunter2' AND x = $q$s3cr3t$q$ AND id = %s"
+    )
     scrubbed = scrub_sql(sql)
     assert "hunter2" not in scrubbed and "s3cr3t" not in scrubbed and "abc" not in scrubbed
     assert scrubbed == "SELECT * FROM users WHERE pw = ? AND x = ? AND id = %s"
@@ -68,7 +70,7 @@ def test_scrub_sql_truncates():
     [
         ("connection failed: host=db password=hunter2 dbname=x", "hunter2"),
         ("could not connect to postgresql://orca:hunter2@db:5432/x", "hunter2"),
-        ('duplicate key value\nDETAIL:  Key (email)=(a@b.c) already exists.', "a@b.c"),
+        ("duplicate key value\nDETAIL:  Key (email)=(a@b.c) already exists.", "a@b.c"),
     ],
 )
 def test_scrub_message(message, secret):

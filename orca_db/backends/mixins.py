@@ -44,9 +44,7 @@ class RetryingCursorMixin:
         try:
             return super()._execute(sql, params, *ignored_wrapper_args)
         except DjangoError as error:
-            return self.db._recover_statement(
-                self, error, sql, params, super()._execute
-            )
+            return self.db._recover_statement(self, error, sql, params, super()._execute)
 
     def _executemany(self, sql, param_list, *ignored_wrapper_args):
         if self.db.autocommit:

@@ -160,9 +160,7 @@ class PostgresServer:
         args += ["-w" if wait and not standby else "-W", "start"]
         result = self._run(*args, check=False)
         if result.returncode != 0:
-            raise RuntimeError(
-                f"PostgreSQL failed to start: {result.stderr}\n{self.log_tail()}"
-            )
+            raise RuntimeError(f"PostgreSQL failed to start: {result.stderr}\n{self.log_tail()}")
         if standby:
             self.wait_for(lambda: self.is_listening(), timeout=30)
         if not self.persistent:
@@ -185,7 +183,9 @@ class PostgresServer:
 
     def stop(self, mode: str = "fast") -> None:
         if self._initialised and (self.datadir / "postmaster.pid").exists():
-            self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "-s", "stop", check=False)
+            self._run(
+                "pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "-s", "stop", check=False
+            )
 
     def restart(self) -> None:
         self.stop()
@@ -219,8 +219,7 @@ class PostgresServer:
 
     def url(self, dbname: str = "postgres") -> str:
         return (
-            f"postgresql://{self.superuser}:{quote(self.password)}@127.0.0.1:"
-            f"{self.port}/{dbname}"
+            f"postgresql://{self.superuser}:{quote(self.password)}@127.0.0.1:{self.port}/{dbname}"
         )
 
     def django_settings(self, dbname: str = "postgres", **extra: Any) -> dict[str, Any]:

@@ -5,6 +5,11 @@ Fixtures:
 - ``postgres_server``: a throwaway PostgreSQL server for the test (function
   scope): stop it, restart it, promote it, without disturbing the database
   the rest of the suite uses.
+- ``aurora_simulator``: an :class:`~orca_db.testing.simulator.AuroraSimulator`
+  (function scope, started, stopped at the end of the test) in front of the
+  server of Django's ``default`` database; point a connection at it with
+  ``aurora_simulator.django_settings(settings_dict)``. Override
+  ``aurora_simulator_upstream`` to put it in front of another server.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from .postgres import PostgresServer
+from .simulator import AuroraSimulator
 
 
 @pytest.fixture
@@ -23,3 +29,24 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.destroy()
+
+
+@pytest.fixture
+def aurora_simulator_upstream() -> tuple[str, int]:
+    """``(host, port)`` of the server ``aurora_simulator`` stands in front
+    of: the ``HOST``/``PORT`` of Django's ``default`` database (a Unix
+    socket directory works too). Reading them opens no connection."""
+    from django.db import connections
+
+    settings = connections["default"].settings_dict
+    return settings.get("HOST") or "localhost", int(settings.get("PORT") or 5432)
+
+
+@pytest.fixture
+def aurora_simulator(aurora_simulator_upstream: tuple[str, int]) -> Iterator[AuroraSimulator]:
+    host, port = aurora_simulator_upstream
+    simulator = AuroraSimulator(host, port).start()
+    try:
+        yield simulator
+    finally:
+        simulator.stop()

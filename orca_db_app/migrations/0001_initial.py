@@ -4,34 +4,83 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='RetryEvent',
+            name="RetryEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('occurred_at', models.DateTimeField(help_text='When the operation started.')),
-                ('database', models.CharField(help_text='The database alias.', max_length=100)),
-                ('phase', models.CharField(choices=[('connect', 'Connect'), ('execute', 'Execute'), ('transaction', 'Transaction')], max_length=20)),
-                ('error_type', models.CharField(help_text="The last driver error's class.", max_length=100)),
-                ('sqlstate', models.CharField(blank=True, max_length=5, null=True)),
-                ('message', models.TextField(blank=True, help_text='Scrubbed of passwords and row values.')),
-                ('attempts', models.PositiveIntegerField()),
-                ('outcome', models.CharField(choices=[('recovered', 'Recovered'), ('exhausted', 'Exhausted'), ('raised', 'Raised')], max_length=20)),
-                ('elapsed_ms', models.FloatField()),
-                ('statement', models.TextField(blank=True, help_text='The SQL, literals replaced by ?.')),
-                ('host', models.CharField(blank=True, max_length=255)),
-                ('pid', models.IntegerField(blank=True, null=True)),
-                ('lambda_request_id', models.CharField(blank=True, max_length=100, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("occurred_at", models.DateTimeField(help_text="When the operation started.")),
+                ("database", models.CharField(help_text="The database alias.", max_length=100)),
+                (
+                    "phase",
+                    models.CharField(
+                        choices=[
+                            ("connect", "Connect"),
+                            ("execute", "Execute"),
+                            ("transaction", "Transaction"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "error_type",
+                    models.CharField(help_text="The last driver error's class.", max_length=100),
+                ),
+                (
+                    "sqlstate",
+                    models.CharField(blank=True, max_length=5, null=True, verbose_name="SQLSTATE"),
+                ),
+                (
+                    "message",
+                    models.TextField(blank=True, help_text="Scrubbed of passwords and row values."),
+                ),
+                ("attempts", models.PositiveIntegerField()),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("recovered", "Recovered"),
+                            ("exhausted", "Exhausted"),
+                            ("raised", "Raised"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("elapsed_ms", models.FloatField()),
+                (
+                    "statement",
+                    models.TextField(blank=True, help_text="The SQL, literals replaced by ?."),
+                ),
+                ("host", models.CharField(blank=True, max_length=255)),
+                ("pid", models.IntegerField(blank=True, null=True, verbose_name="process id")),
+                (
+                    "lambda_request_id",
+                    models.CharField(
+                        blank=True, max_length=100, null=True, verbose_name="Lambda request id"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-occurred_at'],
-                'indexes': [models.Index(fields=['-occurred_at'], name='retryevent_occurred'), models.Index(fields=['database', '-occurred_at'], name='retryevent_database'), models.Index(fields=['outcome', '-occurred_at'], name='retryevent_outcome'), models.Index(fields=['phase', '-occurred_at'], name='retryevent_phase')],
+                "ordering": ["-occurred_at"],
+                "indexes": [
+                    models.Index(fields=["-occurred_at"], name="retryevent_occurred"),
+                    models.Index(fields=["database", "-occurred_at"], name="retryevent_database"),
+                    models.Index(fields=["outcome", "-occurred_at"], name="retryevent_outcome"),
+                    models.Index(fields=["phase", "-occurred_at"], name="retryevent_phase"),
+                    models.Index(
+                        fields=["error_type", "-occurred_at"], name="retryevent_error_type"
+                    ),
+                ],
+                "default_permissions": ("view",),
             },
         ),
     ]

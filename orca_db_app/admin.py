@@ -1,0 +1,78 @@
+"""Read-only admin views of retry events, with a chart on the list."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.defaultfilters import truncatechars
+
+from .charts import hourly_chart
+from .conf import events_database
+from .models import RetryEvent
+
+
+@admin.register(RetryEvent)
+class RetryEventAdmin(admin.ModelAdmin):
+    """Who may look is the model's ``view`` permission; nobody may add,
+    change or delete events here (they are facts; retention is
+    ``aurora_prune_events``)."""
+
+    #: Days the changelist chart covers.
+    chart_days = 7
+
+    list_display = [
+        "occurred_at",
+        "database",
+        "phase",
+        "outcome",
+        "error_type",
+        "attempts",
+        "elapsed",
+        "short_statement",
+    ]
+    list_filter = ["database", "phase", "outcome", "error_type"]
+    date_hierarchy = "occurred_at"
+    search_fields = ["message", "statement"]
+    # Counting a large table on every page costs more than it tells.
+    show_full_result_count = False
+    list_per_page = 50
+    fieldsets = [
+        (None, {"fields": ["occurred_at", "database", "phase", "outcome"]}),
+        ("Failure", {"fields": ["error_type", "sqlstate", "message", "attempts", "elapsed"]}),
+        ("Statement", {"fields": ["statement"]}),
+        ("Caller", {"fields": ["host", "pid", "lambda_request_id"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        alias = events_database()
+        return queryset.using(alias) if alias else queryset
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="elapsed", ordering="elapsed_ms")
+    def elapsed(self, obj: RetryEvent) -> str:
+        return f"{obj.elapsed_ms / 1000:.2f} s"
+
+    @admin.display(description="statement")
+    def short_statement(self, obj: RetryEvent) -> str:
+        return truncatechars(obj.statement, 60)
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if context and "cl" in context:
+            # The chart follows the list's filters and search.
+            context["retry_chart"] = hourly_chart(context["cl"].queryset, days=self.chart_days)
+        return response

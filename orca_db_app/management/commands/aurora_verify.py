@@ -1,0 +1,370 @@
+"""``manage.py aurora_verify``: prove, against the configured database, that
+the retry layer works, with real faults and no special privileges.
+
+A second connection ends the first one's backend with
+``pg_terminate_backend`` (a role may end its own sessions), the same error a
+scale event sends. Exit codes: 0 every check passed, 1 one failed, 2 the
+self-test could not run (docs/commands.md#aurora_verify).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import secrets
+import threading
+import time
+from typing import Any
+
+from django.core.management.base import CommandError
+from django.db import DatabaseError, ProgrammingError, connections, router, transaction
+
+from orca_db.backends.mixins import AuroraRetryMixin
+from orca_db.conf import retry_settings
+from orca_db.events import RetryEvent
+from orca_db.exceptions import TransactionRolledBack
+from orca_db.signals import retry_event
+from orca_db.statements import scrub_message
+from orca_db_app.management.base import (
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_OK,
+    DatabaseCommand,
+    connect_with,
+    driver_connect,
+    driver_name,
+    driver_params,
+)
+
+#: In every statement the command sends: finds them in pg_stat_activity and
+#: the stored events they cause (an identifier survives statement scrubbing).
+MARKER = "orca_db_aurora_verify"
+#: Sleeps only on the backend it names: the first attempt is slow enough to be
+#: caught running, its replay on a new backend returns at once.
+SLOW_READ = (
+    f"SELECT pg_backend_pid() AS {MARKER} "
+    f"FROM pg_sleep(CASE WHEN pg_backend_pid() = %s THEN 10 ELSE 0 END)"
+)
+#: How long the killer waits to see the slow statement running.
+KILL_WITHIN = 5.0
+#: A non-retryable error must surface faster than this (seconds).
+FAST = 1.0
+#: How long a stored event may take to appear (a receiver may be deferred).
+STORE_WITHIN = 2.0
+
+CHECK_READ = "read replayed after its backend was terminated mid-query"
+CHECK_TRANSACTION = "transaction cut mid-way raised TransactionRolledBack, nothing kept"
+CHECK_NOT_RETRYABLE = "syntax error surfaced at once, not retried"
+CHECK_EVENT = "retry event sent (and stored when storage is on)"
+
+
+@dataclasses.dataclass
+class Result:
+    name: str
+    passed: bool
+    detail: str
+
+
+class Killer:
+    """Terminates a backend from another connection once it runs the marker
+    statement (``state = 'active'``: mid-query, as a scale event finds it)."""
+
+    def __init__(self, alias: str, pid: int):
+        self.params = driver_params(alias, connect_timeout=10)
+        self.pid = pid
+        self.killed = False
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="aurora_verify", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            conn = connect_with(self.params)
+        except Exception as error:
+            self.error = f"could not open a second connection: {_describe(error)}"
+            return
+        try:
+            cur = conn.cursor()
+            deadline = time.monotonic() + KILL_WITHIN
+            while time.monotonic() < deadline:
+                cur.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'active' "
+                    "AND query LIKE %s",
+                    [self.pid, f"%{MARKER}%"],
+                )
+                if cur.fetchall():
+                    cur.execute("SELECT pg_terminate_backend(%s)", [self.pid])
+                    self.killed = bool(cur.fetchone()[0])
+                    if not self.killed:
+                        self.error = f"pg_terminate_backend({self.pid}) returned false"
+                    return
+                time.sleep(0.02)
+            self.error = f"backend {self.pid} was not seen running within {KILL_WITHIN:g} s"
+        except Exception as error:
+            self.error = f"could not terminate backend {self.pid}: {_describe(error)}"
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def join(self) -> None:
+        self._thread.join(KILL_WITHIN + 15)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(scrub_message(str(error)).split())}"[:300]
+
+
+class Command(DatabaseCommand):
+    help = (
+        "Self-test of the retry layer against the database: terminate a backend "
+        "mid-query and check reads recover, transactions roll back whole, "
+        "non-retryable errors surface at once and the event is recorded. "
+        "Exit 0 when every check passes, 1 when one fails, 2 when it cannot run."
+    )
+
+    def handle(self, *, database: str, as_json: bool, verbosity: int, **options: Any) -> None:
+        self.check_alias(database)
+        self.alias = database
+        self.connection = connections[database]
+        if self.connection.in_atomic_block:
+            raise CommandError(
+                "aurora_verify cannot run inside a transaction.", returncode=EXIT_ERROR
+            )
+        try:
+            self.connection.ensure_connection()
+            with self.connection.cursor() as cursor:
+                cursor.execute("SHOW server_version")
+                server_version = cursor.fetchone()[0]
+        except DatabaseError as error:
+            raise CommandError(
+                f"Cannot connect to database {database!r}: {_describe(error)}",
+                returncode=EXIT_ERROR,
+            ) from error
+
+        self.events: list[RetryEvent] = []
+        self.started_at = time.time()
+        storage_expected = _storage_receiver_connected()
+        retry_event.connect(self._receive, sender=RetryEvent, weak=False)
+        table = f"{MARKER}_{secrets.token_hex(4)}"
+        results: list[Result] = []
+        try:
+            read_event = self._run_check(results, CHECK_READ, self._check_read)
+            self._run_check(results, CHECK_TRANSACTION, lambda: self._check_transaction(table))
+            self._run_check(results, CHECK_NOT_RETRYABLE, self._check_not_retryable)
+            self._run_check(
+                results, CHECK_EVENT, lambda: self._check_event(read_event, storage_expected)
+            )
+        finally:
+            retry_event.disconnect(self._receive, sender=RetryEvent)
+            self._clean_up(table)
+
+        passed = all(result.passed for result in results)
+        if as_json:
+            self.write_json(
+                {
+                    "database": database,
+                    "engine": self.connection.settings_dict["ENGINE"],
+                    "driver": driver_name(),
+                    "server_version": server_version,
+                    "passed": passed,
+                    "checks": [dataclasses.asdict(result) for result in results],
+                }
+            )
+        else:
+            self._write_table(results, server_version, verbosity)
+        self.exit(EXIT_OK if passed else EXIT_FAILED)
+
+    # ----- the checks -------------------------------------------------------
+
+    def _run_check(self, results: list[Result], name: str, check) -> Any:
+        try:
+            passed, detail, value = check()
+        except Exception as error:  # a check that broke is a failed check
+            passed, detail, value = False, f"unexpected {_describe(error)}", None
+        results.append(Result(name, passed, detail))
+        return value
+
+    def _backend_pid(self) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return cursor.fetchone()[0]
+
+    def _check_read(self):
+        pid = self._backend_pid()
+        before = len(self.events)
+        killer = Killer(self.alias, pid)
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute(SLOW_READ, [pid])
+                new_pid = cursor.fetchone()[0]
+        except Exception as error:
+            killer.join()
+            self.connection.close()
+            return False, f"the read failed: {_describe(error)}", None
+        killer.join()
+        if not killer.killed:
+            return False, killer.error or "the backend was not terminated", None
+        if new_pid == pid:
+            return False, "the read returned from the terminated backend", None
+        event = next(
+            (e for e in self.events[before:] if e.phase == "execute" and e.database == self.alias),
+            None,
+        )
+        if event is None:
+            return True, "rows returned from a new backend", None
+        return (
+            True,
+            f"{event.outcome} after {event.attempts} attempts in {event.elapsed_ms / 1000:.2f} s",
+            event,
+        )
+
+    def _check_transaction(self, table: str):
+        admin = driver_connect(self.alias, connect_timeout=10)
+        try:
+            admin.cursor().execute(f"CREATE TABLE {table} (id integer)")
+        finally:
+            admin.close()
+        pid = self._backend_pid()
+        raised: BaseException | None = None
+        killer = Killer(self.alias, pid)
+        try:
+            with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+                cursor.execute(f"INSERT INTO {table} (id) VALUES (1)")
+                cursor.execute(SLOW_READ, [pid])
+        except Exception as error:
+            raised = error
+        killer.join()
+        if not self.connection.in_atomic_block:
+            self.connection.close()
+        if not killer.killed:
+            return False, killer.error or "the backend was not terminated", None
+        admin = driver_connect(self.alias, connect_timeout=10)
+        try:
+            cur = admin.cursor()
+            cur.execute(f"SELECT count(*) FROM {table}")
+            kept = cur.fetchone()[0]
+        finally:
+            admin.close()
+        if not isinstance(raised, TransactionRolledBack):
+            what = "nothing" if raised is None else _describe(raised)
+            return False, f"expected TransactionRolledBack, got {what}", None
+        if kept:
+            return False, f"{kept} row(s) of the rolled back transaction were kept", None
+        return True, "raised TransactionRolledBack; 0 rows kept", None
+
+    def _check_not_retryable(self):
+        before = len(self.events)
+        started = time.monotonic()
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute(f"SELEC 1 AS {MARKER}")
+        except ProgrammingError:
+            pass
+        except Exception as error:
+            self.connection.close()
+            return False, f"expected ProgrammingError, got {_describe(error)}", None
+        else:
+            return False, "the invalid statement did not fail", None
+        elapsed = time.monotonic() - started
+        if len(self.events) > before:
+            return False, "it was treated as retryable (a retry event was sent)", None
+        if elapsed >= FAST:
+            return False, f"it took {elapsed:.2f} s to surface", None
+        return True, f"ProgrammingError in {elapsed * 1000:.0f} ms", None
+
+    def _check_event(self, read_event: RetryEvent | None, storage_expected: bool):
+        if read_event is None:
+            return False, "no retry event was sent for the terminated read", None
+        if not retry_settings(self.connection).record_events:
+            return True, "sent; storage is off (record_events=False)", None
+        from orca_db_app.models import RetryEvent as StoredEvent
+
+        using = router.db_for_write(StoredEvent)
+        table = StoredEvent._meta.db_table
+        if not storage_expected:
+            return True, "sent; no storage receiver is connected", None
+        if table not in connections[using].introspection.table_names():
+            return True, f"sent; table {table} does not exist on {using!r} (migrate)", None
+        deadline = time.monotonic() + STORE_WITHIN
+        while True:
+            stored = self._stored_events(using).first()
+            if stored is not None:
+                return True, f"sent and stored ({table} id {stored.pk})", None
+            if time.monotonic() > deadline:
+                return False, f"sent, but no row appeared in {table} on {using!r}", None
+            time.sleep(0.05)
+
+    # ----- bookkeeping ------------------------------------------------------
+
+    def _receive(self, sender, event: RetryEvent, **kwargs: Any) -> None:
+        if event.database == self.alias:
+            self.events.append(event)
+
+    def _stored_events(self, using: str):
+        import datetime
+
+        from orca_db_app.models import RetryEvent as StoredEvent
+
+        since = datetime.datetime.fromtimestamp(self.started_at - 1, tz=datetime.UTC)
+        return StoredEvent.objects.using(using).filter(
+            database=self.alias, statement__contains=MARKER, occurred_at__gte=since
+        )
+
+    def _clean_up(self, table: str) -> None:
+        """Drop the scratch table and the events this run stored: they record
+        faults the command made, not the cluster's."""
+        errors = []
+        try:
+            admin = driver_connect(self.alias, connect_timeout=10)
+            try:
+                admin.cursor().execute(f"DROP TABLE IF EXISTS {table}")
+            finally:
+                admin.close()
+        except Exception as error:
+            errors.append(f"could not drop table {table}: {_describe(error)}")
+        try:
+            from orca_db_app.models import RetryEvent as StoredEvent
+
+            using = router.db_for_write(StoredEvent)
+            if StoredEvent._meta.db_table in connections[using].introspection.table_names():
+                self._stored_events(using).delete()
+        except Exception as error:
+            errors.append(f"could not delete the events it stored: {_describe(error)}")
+        for error in errors:
+            self.stderr.write(f"aurora_verify: {error}")
+
+    def _write_table(self, results: list[Result], server_version: str, verbosity: int) -> None:
+        if verbosity >= 1:
+            engine = self.connection.settings_dict["ENGINE"]
+            self.stdout.write(
+                f"Verifying retries on database {self.alias!r} "
+                f"({engine}, {driver_name()}, PostgreSQL {server_version})"
+            )
+            if not isinstance(self.connection, AuroraRetryMixin):
+                self.stdout.write(f"  note: {engine} has no retry layer (orca_db.backends.aurora)")
+        width = max(len(result.name) for result in results)
+        for result in results:
+            status = self.style.SUCCESS("PASS") if result.passed else self.style.ERROR("FAIL")
+            line = f"{status}  {result.name:<{width}}"
+            if verbosity >= 1 or not result.passed:
+                line += f"  {result.detail}"
+            self.stdout.write(line)
+        failed = [result.name for result in results if not result.passed]
+        if failed:
+            self.stderr.write(
+                f"{len(failed)} of {len(results)} checks failed: " + "; ".join(failed)
+            )
+        elif verbosity >= 1:
+            self.stdout.write(self.style.SUCCESS(f"All {len(results)} checks passed."))
+
+
+def _storage_receiver_connected() -> bool:
+    """Whether orca_db_app's storage receiver listens to ``retry_event``
+    (the app may be installed before that receiver exists or is enabled)."""
+    with contextlib.suppress(Exception):
+        live = retry_event._live_receivers(RetryEvent)
+        receivers = [*live[0], *live[1]] if isinstance(live, tuple) else list(live)
+        return any(
+            getattr(receiver, "__module__", "").startswith("orca_db_app.") for receiver in receivers
+        )
+    return False

@@ -1,0 +1,197 @@
+"""The retry events admin: read-only, filtered, searched, charted, and only
+for staff with the view permission (Django's test client)."""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+from django.utils import timezone
+
+from orca_db_app.models import RetryEvent
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:orca_db_app_retryevent_changelist")
+
+
+def make_user(django_user_model, username: str, *, staff: bool = True, view: bool = True):
+    user = django_user_model.objects.create_user(username, password="pw-for-tests")
+    user.is_staff = staff
+    user.save()
+    if view:
+        user.user_permissions.add(
+            Permission.objects.get(
+                codename="view_retryevent", content_type__app_label="orca_db_app"
+            )
+        )
+    return user
+
+
+@pytest.fixture
+def viewer(client, django_user_model):
+    client.force_login(make_user(django_user_model, "viewer"))
+    return client
+
+
+@pytest.fixture
+def sample_events():
+    now = timezone.now()
+    rows = [
+        RetryEvent(
+            occurred_at=now - datetime.timedelta(hours=2),
+            database="default",
+            phase="execute",
+            error_type="AdminShutdown",
+            sqlstate="57P01",
+            message="terminating connection due to serverless scale event timeout",
+            attempts=2,
+            outcome="recovered",
+            elapsed_ms=850.0,
+            statement='SELECT "testapp_note"."text" FROM "testapp_note"',
+            host="web-1",
+            pid=11,
+        ),
+        RetryEvent(
+            occurred_at=now - datetime.timedelta(hours=30),
+            database="reports",
+            phase="connect",
+            error_type="OperationalError",
+            message="connection refused",
+            attempts=40,
+            outcome="exhausted",
+            elapsed_ms=60000.0,
+            host="lambda",
+            pid=7,
+            lambda_request_id="req-abc",
+        ),
+        RetryEvent(
+            occurred_at=now - datetime.timedelta(days=20),
+            database="default",
+            phase="transaction",
+            error_type="AdminShutdown",
+            attempts=1,
+            outcome="raised",
+            elapsed_ms=3.0,
+            statement="COMMIT",
+        ),
+    ]
+    return RetryEvent.objects.bulk_create(rows)
+
+
+def listed(response) -> list[RetryEvent]:
+    return list(response.context["cl"].result_list)
+
+
+def test_changelist_shows_events_and_the_chart(viewer, sample_events):
+    response = viewer.get(CHANGELIST)
+    assert response.status_code == 200
+    assert len(listed(response)) == 3
+    html = response.content.decode()
+    assert '<div id="retry-chart"' in html
+    chart_html = html.split('<div id="retry-chart"')[1].split("</div>")[0]
+    assert chart_html.count("<svg") == 2
+    # The 20-day-old event is outside the chart's 7 days.
+    chart = response.context["retry_chart"]
+    assert (chart.total, chart.recovered, chart.failed) == (2, 1, 1)
+    assert chart.slowest_ms == 850.0
+    assert re.search(r'<rect class="recovered"[^>]*><title>[^<]*1 recovered, 0 failed', html)
+    assert re.search(r'<rect class="failed"[^>]*><title>[^<]*0 recovered, 1 failed', html)
+    assert re.search(r'<rect class="slowest"[^>]*><title>[^<]*slowest recovery 0.85 s', html)
+    # Nothing fetched from elsewhere (the SVG namespace is a name, not a fetch).
+    assert "http" not in chart_html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    # Read-only: no add link, no actions (delete is the only default one).
+    assert "addlink" not in html and 'name="action"' not in html
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("outcome__exact=recovered", {"execute"}),
+        ("phase__exact=connect", {"connect"}),
+        ("database=reports", {"connect"}),
+        ("error_type=AdminShutdown", {"execute", "transaction"}),
+        ("q=serverless", {"execute"}),
+        ("q=COMMIT", {"transaction"}),
+    ],
+)
+def test_filters_and_search(viewer, sample_events, query, expected):
+    response = viewer.get(f"{CHANGELIST}?{query}")
+    assert response.status_code == 200
+    assert {event.phase for event in listed(response)} == expected
+
+
+def test_filter_sidebar_offers_each_filter(viewer, sample_events):
+    html = viewer.get(CHANGELIST).content.decode()
+    for title in ("By database", "By phase", "By outcome", "By error type"):
+        assert title in html
+    assert "?database=reports" in html and "?error_type=OperationalError" in html
+
+
+def test_date_hierarchy_and_chart_follow_the_filters(viewer, sample_events):
+    old = sample_events[2].occurred_at
+    response = viewer.get(
+        f"{CHANGELIST}?occurred_at__year={old.year}&occurred_at__month={old.month}"
+        f"&occurred_at__day={old.day}"
+    )
+    assert [event.phase for event in listed(response)] == ["transaction"]
+    assert response.context["retry_chart"].total == 0
+    assert "No events" in response.content.decode()
+    response = viewer.get(f"{CHANGELIST}?database=reports")
+    assert response.context["retry_chart"].total == 1
+
+
+def test_detail_page_is_read_only(viewer, sample_events):
+    event = sample_events[1]
+    response = viewer.get(reverse("admin:orca_db_app_retryevent_change", args=[event.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "req-abc" in html and "connection refused" in html and "60.00 s" in html
+    assert 'name="_save"' not in html
+    inputs = re.findall(r"<(?:input|textarea|select)\b[^>]*>", html.split('id="content-main"')[1])
+    assert all('type="hidden"' in tag for tag in inputs), inputs
+    assert (
+        viewer.post(
+            reverse("admin:orca_db_app_retryevent_change", args=[event.pk]), {"attempts": 1}
+        ).status_code
+        == 403
+    )
+    assert viewer.get(reverse("admin:orca_db_app_retryevent_add")).status_code == 403
+    delete = reverse("admin:orca_db_app_retryevent_delete", args=[event.pk])
+    assert viewer.get(delete).status_code == 403
+    assert RetryEvent.objects.filter(pk=event.pk, attempts=40).exists()
+
+
+def test_superuser_cannot_edit_either(admin_client, sample_events):
+    assert admin_client.get(CHANGELIST).status_code == 200
+    assert admin_client.get(reverse("admin:orca_db_app_retryevent_add")).status_code == 403
+
+
+def test_non_staff_user_is_refused(client, django_user_model, sample_events):
+    client.force_login(make_user(django_user_model, "outsider", staff=False))
+    response = client.get(CHANGELIST)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_staff_without_view_permission_is_refused(client, django_user_model, sample_events):
+    client.force_login(make_user(django_user_model, "staff", view=False))
+    assert client.get(CHANGELIST).status_code == 403
+
+
+def test_anonymous_is_sent_to_login(client):
+    response = client.get(CHANGELIST)
+    assert response.status_code == 302 and "login" in response["Location"]
+
+
+def test_only_the_view_permission_exists():
+    codenames = set(
+        Permission.objects.filter(content_type__app_label="orca_db_app").values_list(
+            "codename", flat=True
+        )
+    )
+    assert "view_retryevent" in codenames
+    assert not codenames & {"add_retryevent", "change_retryevent", "delete_retryevent"}

@@ -1,0 +1,190 @@
+"""The retry events admin in a real browser: headless Chromium (Debian's
+package) driven by Playwright, against Django's live server. Saves the
+screenshots used by docs/events.md under docs/images/.
+
+Skipped when Playwright (``pip install playwright``) or Chromium
+(``apt-get install chromium``) is missing. Playwright's own browser download
+is never used.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.utils import timezone
+
+from orca_db_app.models import RetryEvent
+from tests.testapp.models import Note
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+
+CHROMIUM = os.environ.get("ORCA_DB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+PASSWORD = "browser-test-pw"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}"),
+]
+
+
+def fill_week_of_events() -> None:
+    """A plausible week: scale events most days, two pauses, a few failures."""
+    rng = random.Random(4)
+    now = timezone.now()
+    rows = []
+    for hour in range(7 * 24):
+        if rng.random() > 0.22:
+            continue
+        for _ in range(rng.choice([1, 1, 2, 3, 5, 8])):
+            at = now - datetime.timedelta(hours=hour, minutes=rng.randrange(60))
+            kind = rng.random()
+            if kind < 0.8:
+                row = ("execute", "recovered", "AdminShutdown", "57P01", rng.uniform(40, 900))
+            elif kind < 0.9:
+                row = ("connect", "recovered", "CannotConnectNow", "57P03", rng.uniform(1e3, 9e3))
+            elif kind < 0.96:
+                row = ("execute", "raised", "AdminShutdown", "57P01", rng.uniform(1, 20))
+            else:
+                row = ("connect", "exhausted", "OperationalError", None, 60000.0)
+            phase, outcome, error_type, sqlstate, elapsed = row
+            rows.append(
+                RetryEvent(
+                    occurred_at=at,
+                    database=rng.choice(["default", "default", "default", "reports"]),
+                    phase=phase,
+                    outcome=outcome,
+                    error_type=error_type,
+                    sqlstate=sqlstate,
+                    message="terminating connection due to serverless scale event timeout"
+                    if sqlstate == "57P01"
+                    else "the database system is starting up",
+                    attempts=1 if outcome == "raised" else rng.randint(2, 30),
+                    elapsed_ms=elapsed,
+                    statement=rng.choice(
+                        [
+                            'SELECT "shop_order"."id", "shop_order"."total" FROM "shop_order" '
+                            'WHERE "shop_order"."customer_id" = %s',
+                            'UPDATE "shop_cart" SET "updated" = %s WHERE "shop_cart"."id" = %s',
+                            "",
+                        ]
+                    )
+                    if phase == "execute"
+                    else "",
+                    host="ip-10-0-1-17",
+                    pid=rng.randint(1000, 9000),
+                )
+            )
+    for hours_ago, seconds in ((30, 31.4), (101, 18.2)):  # resumes from a pause
+        rows.append(
+            RetryEvent(
+                occurred_at=now - datetime.timedelta(hours=hours_ago),
+                database="default",
+                phase="connect",
+                outcome="recovered",
+                error_type="OperationalError",
+                message="connection to server failed: timeout expired",
+                attempts=3,
+                elapsed_ms=seconds * 1000,
+                host="169.254.12.5",
+                pid=8,
+                lambda_request_id="0f7c2a8e-5b1d-4a8e-9d5e-2c1b7e9f4a11",
+            )
+        )
+    RetryEvent.objects.bulk_create(rows)
+
+
+def make_user(django_user_model, username: str, *, staff: bool):
+    user = django_user_model.objects.create_user(username, password=PASSWORD, is_staff=staff)
+    user.user_permissions.add(Permission.objects.get(codename="view_retryevent"))
+    return user
+
+
+def log_in(page, live_server, username: str) -> None:
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/orca_db_app/retryevent/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+
+
+def test_admin_in_a_browser(live_server, django_user_model, kill_backend):
+    # Everything touching the database happens before Playwright starts:
+    # its event loop makes Django refuse synchronous ORM calls.
+    Note.objects.create(text="a")
+    kill_backend()
+    assert Note.objects.count() == 1  # a real scale event, recovered
+    real = RetryEvent.objects.get()
+    fill_week_of_events()
+    make_user(django_user_model, "operator", staff=True)
+    make_user(django_user_model, "customer", staff=False)
+    IMAGES.mkdir(parents=True, exist_ok=True)
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            log_in(page, live_server, "operator")
+            page.wait_for_selector("#retry-chart svg")
+            page.click("#toggle-nav-sidebar")  # more room for the list
+            page.evaluate("window.scrollTo(0, 0)")
+            assert page.locator("#retry-chart svg").count() == 2
+            assert page.locator("#retry-chart rect.recovered").count() > 10
+            assert page.locator("#retry-chart rect.slowest").count() > 10
+            assert page.locator("#retry-chart rect.failed").count() > 0
+            assert "events" in page.inner_text("#retry-chart .summary")
+            assert page.locator("#result_list tbody tr").count() == 50  # one page
+            page.screenshot(path=str(IMAGES / "retry-events-changelist.png"))
+
+            # Filters: the sidebar links narrow the list and the chart.
+            page.click("#changelist-filter a:text-is('Exhausted')")
+            page.wait_for_url("**outcome__exact=exhausted**")
+            outcomes = page.locator("#result_list td.field-outcome").all_inner_texts()
+            assert outcomes and set(outcomes) == {"Exhausted"}
+            assert page.locator("#retry-chart rect.recovered").count() == 0
+            page.click("#changelist-filter a:text-is('reports')")
+            page.wait_for_url("**database=reports**")
+            assert set(page.locator("#result_list td.field-database").all_inner_texts()) <= {
+                "reports"
+            }
+
+            # Search on the statement.
+            page.goto(f"{live_server.url}/admin/orca_db_app/retryevent/")
+            page.fill("#searchbar", "testapp_note")
+            page.press("#searchbar", "Enter")
+            page.wait_for_url("**q=testapp_note**")
+            assert page.locator("#result_list tbody tr").count() == 1
+            page.screenshot(path=str(IMAGES / "retry-events-search.png"), full_page=True)
+
+            # The detail page of the real event: read-only.
+            page.click("#result_list tbody tr th a")
+            page.wait_for_url(f"**/retryevent/{real.pk}/change/**")
+            assert "Recovered" in page.inner_text("#content-main")
+            assert page.locator("input[name=_save]").count() == 0
+            page.screenshot(path=str(IMAGES / "retry-event-detail.png"), full_page=True)
+
+            # A user who is not staff cannot get in.
+            other = browser.new_page()
+            log_in(other, live_server, "customer")
+            other.wait_for_selector(".errornote")
+            assert "staff account" in other.inner_text(".errornote")
+            other.goto(f"{live_server.url}/admin/orca_db_app/retryevent/")
+            assert "/admin/login/" in other.url
+        finally:
+            browser.close()
