@@ -290,10 +290,15 @@ def main(argv: list[str] | None = None, server=None) -> dict:
         if own_server:
             server.destroy()
 
+    data = {"quick": args.quick, "instructions": results, "calls": calls}
+    path = common.save("instructions", data)
     rows = []
     for driver, result in results.items():
         for name, figures in result["workloads"].items():
-            call_counts = calls[driver]["workloads"][name]["calls_per_statement"]
+            call_counts = calls[driver]["workloads"].get(name, {}).get("calls_per_statement") or {
+                "stock": float("nan"),
+                "aurora": float("nan"),
+            }
             rows.append(
                 [
                     driver,
@@ -327,8 +332,6 @@ def main(argv: list[str] | None = None, server=None) -> dict:
                 [[k, round(v)] for k, v in result["pieces_instructions"].items()],
             )
         )
-    data = {"quick": args.quick, "instructions": results, "calls": calls}
-    path = common.save("instructions", data)
     print(f"-> {path}")
     return data
 

@@ -8,9 +8,13 @@ Outages:
   FATAL 57P01) and started again after a random 0.3-1.2 s. "Back" is the
   instant the server logs "database system is ready to accept connections"
   (its log has millisecond timestamps).
-- ``pause``: the Aurora simulator (``orca_db.testing.simulator``) holds
-  every connection as a paused cluster does, then resumes; "back" is the
-  instant ``resume()`` returns.
+- ``pause``: the Aurora simulator (``orca_db.testing.simulator``) paused
+  as Aurora pauses a cluster, with no session open (the client connects per
+  request, ``CONN_MAX_AGE=0``): new connections are held until ``resume()``;
+  "back" is the instant ``resume()`` returns.
+- ``pause_storm``: the same, but every connection made while paused fails
+  at once (``pause(storm=1.0)``), so the client's backoff decides how soon
+  after the resume it tries again.
 
 The client runs in its own process (one per driver); it and the controller
 share ``time.monotonic()`` (one clock for the whole machine on Linux).
@@ -40,10 +44,17 @@ READY = "database system is ready to accept connections"
 
 
 def client(
-    driver: str, stop_file: str, out_file: str, port: int, deadline: float, options: dict
+    driver: str,
+    stop_file: str,
+    out_file: str,
+    port: int,
+    deadline: float,
+    options: dict,
+    per_request: bool,
 ) -> None:
     """Loop on SELECT 1 until ``stop_file`` exists; write the monotonic
-    instants of successes and failures to ``out_file``."""
+    instants of successes and failures to ``out_file``. ``per_request``:
+    close the connection after each query (``CONN_MAX_AGE=0``)."""
     info = {**common.worker_server_info(), "port": port}
     aurora = common.database(common.AURORA_ENGINE, info, OPTIONS={"aurora": options})
     common.setup_django(driver, {"default": aurora})
@@ -70,6 +81,8 @@ def client(
             successes.append(time.monotonic())
             if n == 1:
                 ready.touch()
+        if per_request:
+            connection.close()
         time.sleep(0.002)
     Path(out_file).write_text(
         json.dumps(
@@ -85,7 +98,15 @@ def client(
 class Client:
     """A client worker process, started and stopped by the controller."""
 
-    def __init__(self, driver: str, info: dict, port: int, deadline: float, options: dict):
+    def __init__(
+        self,
+        driver: str,
+        info: dict,
+        port: int,
+        deadline: float,
+        options: dict,
+        per_request: bool = False,
+    ):
         self.directory = Path(tempfile.mkdtemp(prefix="orca-bench-recovery-"))
         self.stop_file = self.directory / "stop"
         self.out_file = self.directory / "out.json"
@@ -94,7 +115,8 @@ class Client:
             [sys.executable, "-m", "benchmarks.recovery", "--client", driver]
             + ["--stop-file", str(self.stop_file), "--out-file", str(self.out_file)]
             + ["--port", str(port), "--deadline", str(deadline)]
-            + ["--aurora-options", json.dumps(options)],
+            + ["--aurora-options", json.dumps(options)]
+            + (["--per-request"] if per_request else []),
             cwd=common.ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -171,21 +193,27 @@ def restart_trials(driver: str, info: dict, trials: int, deadline: float, option
     return _latencies(result, outages)
 
 
-def pause_trials(driver: str, info: dict, trials: int, deadline: float, options: dict) -> dict:
+def pause_trials(
+    driver: str, info: dict, trials: int, deadline: float, options: dict, storm: float = 0.0
+) -> dict:
+    """A paused cluster, as Aurora pauses one: with no session open (the
+    client connects per request). While paused, new connections are held
+    until resume (``storm=0``) or fail at once (``storm=1``: the client's
+    backoff decides when it tries again)."""
     from orca_db.testing.simulator import AuroraSimulator
 
     simulator = AuroraSimulator("127.0.0.1", info["port"]).start()
     rng = random.Random(9)
     outages = []
     try:
-        client_process = Client(driver, info, simulator.port, deadline, options)
+        client_process = Client(driver, info, simulator.port, deadline, options, per_request=True)
         stop_at = time.monotonic() + deadline - 10
         for _ in range(trials):
             if time.monotonic() > stop_at:
                 break
             time.sleep(0.3 + rng.random() * 0.2)
             stopped = time.monotonic()
-            simulator.pause()
+            simulator.pause(storm=storm)
             time.sleep(rng.uniform(0.3, 1.2))
             simulator.resume()
             outages.append({"stopped": stopped, "back": time.monotonic()})
@@ -224,20 +252,27 @@ def _latencies(result: dict, outages: list[dict]) -> dict:
     }
 
 
-SCENARIOS = {"restart": restart_trials, "pause": pause_trials}
+def pause_storm_trials(
+    driver: str, info: dict, trials: int, deadline: float, options: dict
+) -> dict:
+    return pause_trials(driver, info, trials, deadline, options, storm=1.0)
+
+
+SCENARIOS = {"restart": restart_trials, "pause": pause_trials, "pause_storm": pause_storm_trials}
 
 
 def main(argv: list[str] | None = None, server=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--trials", type=int, help="outages per scenario and driver")
-    parser.add_argument("--outages", default="restart,pause")
+    parser.add_argument("--outages", default=",".join(SCENARIOS))
     parser.add_argument("--drivers", default=",".join(common.DRIVERS))
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--stop-file", help=argparse.SUPPRESS)
     parser.add_argument("--out-file", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--deadline", type=float, default=300, help=argparse.SUPPRESS)
+    parser.add_argument("--per-request", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--aurora-options",
         default="{}",
@@ -247,7 +282,15 @@ def main(argv: list[str] | None = None, server=None) -> dict:
     args = parser.parse_args(argv)
     options = json.loads(args.aurora_options)
     if args.client:
-        client(args.client, args.stop_file, args.out_file, args.port, args.deadline, options)
+        client(
+            args.client,
+            args.stop_file,
+            args.out_file,
+            args.port,
+            args.deadline,
+            options,
+            args.per_request,
+        )
         return {}
 
     trials = args.trials or (3 if args.quick else 30)
