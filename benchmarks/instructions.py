@@ -74,7 +74,9 @@ def segments_worker(driver: str, iterations: int, reps: int) -> dict:
                 os.ctermid()
                 order.append([name, alias, 5])
     pieces = []
-    for label, function in _pieces().items():
+    functions = _pieces()  # connects: kept out of the measured segments
+    os.ctermid()
+    for label, function in functions.items():
         n = 20 if "execute" in label else 1000
         for _ in range(5):
             function()  # warm up
@@ -220,9 +222,8 @@ def measure_instructions(driver: str, info: dict, iterations: int, reps: int) ->
         shutil.rmtree(directory, ignore_errors=True)
     # Dump 1 holds the set-up; dump k+2 the k-th measured segment.
     measured = totals[1 : 1 + len(result["segments"])]
-    piece_totals = totals[
-        1 + len(result["segments"]) : 1 + len(result["segments"]) + len(result["pieces"])
-    ]
+    first_piece = 1 + len(result["segments"]) + 1  # after the pieces' set-up
+    piece_totals = totals[first_piece : first_piece + len(result["pieces"])]
     per_call = {
         label: total / n for (label, n), total in zip(result["pieces"], piece_totals, strict=True)
     }

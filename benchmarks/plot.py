@@ -119,7 +119,7 @@ def recovery_svg(recovery: dict) -> str:
         if "latencies_ms" in result
     ]
     high = max([300.0] + [max(r["latencies_ms"], default=0) for _, _, r in rows])
-    left, right, top, row = 140, 40, 62, 40
+    left, right, top, row = 170, 40, 62, 40
     width = 720
     plot_width = width - left - right
     height = top + row * max(len(rows), 1) + 50

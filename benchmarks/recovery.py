@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None, server=None) -> dict:
         )
         return {}
 
-    trials = args.trials or (3 if args.quick else 30)
+    trials = args.trials or (3 if args.quick else 20)
     deadline = 40 if args.quick else 30 + trials * 2.5
     own_server = server is None
     server = server or common.start_server()
