@@ -8,6 +8,7 @@ driver: hiding psycopg 3 only works in a process that has not loaded it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -15,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -216,18 +218,18 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    versions = {}
-    for name in ("django", "psycopg", "psycopg2", "tenacity"):
-        try:
-            from importlib.metadata import version
-
-            dist = {"psycopg2": "psycopg2-binary"}.get(name, name)
-            try:
-                versions[name] = version(dist)
-            except Exception:
-                versions[name] = version(name)
-        except Exception:
-            versions[name] = None
+    versions: dict[str, str | None] = {}
+    for name, distributions in (
+        ("django", ["django"]),
+        ("psycopg", ["psycopg"]),
+        ("psycopg2", ["psycopg2-binary", "psycopg2"]),
+        ("tenacity", ["tenacity"]),
+    ):
+        versions[name] = None
+        for distribution in distributions:
+            with contextlib.suppress(PackageNotFoundError):
+                versions[name] = version(distribution)
+                break
     postgres = subprocess.run(["postgres", "--version"], capture_output=True, text=True)
     return {
         "nproc": os.cpu_count(),
