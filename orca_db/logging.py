@@ -62,7 +62,7 @@ class JsonFormatter(_BaseJsonFormatter):
                 log_data[PAYLOAD] = payload
             return
         for key, value in payload.items():
-            name = _RENAMED.get(key, key)
+            name = _RENAMED.get(str(key), str(key))
             if name in log_data:
                 name = f"{PAYLOAD}_{name}"
             log_data[name] = value

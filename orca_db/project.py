@@ -35,3 +35,16 @@ def database_from_environment() -> dict[str, Any]:
     from orca_db.testing.embedded import embedded_database_settings
 
     return {"ENGINE": ENGINE, "CONN_MAX_AGE": 0, **embedded_database_settings()}
+
+
+def env_float(name: str, default: float) -> float:
+    """A number from the environment, with the variable named if it is not one."""
+    value = os.environ.get(name, "")
+    if not value.strip():
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"{name} must be a number of seconds, got {value!r}.") from None

@@ -3,8 +3,12 @@ the demo). Configuration comes from the environment:
 
 - ``DATABASE_URL``: ``postgresql://user:password@host:port/name``; without it
   an embedded PostgreSQL is started on first use (``orca_db.testing``).
+- ``ORCA_DB_EMBEDDED_DIR``: where the embedded server lives (``.orca-db``).
+- ``ORCA_DB_RETRY_DEADLINE``: seconds an operation may spend retrying (60).
+- ``ORCA_DB_CONN_MAX_AGE``: seconds to keep a connection between requests (0).
 - ``ORCA_DB_SECRET_KEY``, ``ORCA_DB_DEBUG`` (``1``/``0``),
-  ``ORCA_DB_ALLOWED_HOSTS`` (comma-separated).
+  ``ORCA_DB_ALLOWED_HOSTS`` (comma-separated), ``ORCA_DB_LOG_LEVEL``
+  (``orca_db``'s loggers on the console, ``WARNING``).
 
 See docs/settings.md.
 """
@@ -12,13 +16,15 @@ See docs/settings.md.
 import os
 from pathlib import Path
 
-from orca_db.project import database_from_environment
+from orca_db.project import database_from_environment, env_float
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("ORCA_DB_SECRET_KEY", "orca-db-insecure-development-key")
 DEBUG = os.environ.get("ORCA_DB_DEBUG", "1") == "1"
-ALLOWED_HOSTS = [h for h in os.environ.get("ORCA_DB_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h]
+ALLOWED_HOSTS = [
+    h for h in os.environ.get("ORCA_DB_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -60,6 +66,24 @@ TEMPLATES = [
 WSGI_APPLICATION = "orca_db.wsgi.application"
 
 DATABASES = {"default": database_from_environment()}
+DATABASES["default"]["CONN_MAX_AGE"] = env_float("ORCA_DB_CONN_MAX_AGE", 0)
+DATABASES["default"].setdefault("OPTIONS", {})["aurora"] = {
+    "deadline": env_float("ORCA_DB_RETRY_DEADLINE", 60.0),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "orca_db": {
+            "handlers": ["console"],
+            "level": os.environ.get("ORCA_DB_LOG_LEVEL", "WARNING").upper(),
+            "propagate": False,
+        },
+    },
+}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"

@@ -127,7 +127,7 @@ def lambda_timeout() -> tuple[float | None, str, object]:
     try:
         if isinstance(raw, bool):
             raise ValueError
-        seconds = float(raw)  # type: ignore[arg-type]
+        seconds = float(raw)
     except (TypeError, ValueError):
         return math.nan, source, raw
     return seconds, source, raw
@@ -240,3 +240,7 @@ def check_event_settings(app_configs=None, **kwargs: Any) -> list[CheckMessage]:
         except ImproperlyConfigured as error:
             messages.append(Warning(str(error), hint=_hint(check_id, text), id=check_id))
     return messages
+
+
+# Checks of other features live beside this module; importing registers them.
+from . import checks_pool  # noqa: E402, F401

@@ -69,6 +69,10 @@ if _driver == "psycopg2":
     else:
         raise RuntimeError("psycopg 3 is importable: the psycopg2 run would use it")
 
+# Everything but the databases as this Django release's tests expect it
+# (DEFAULT_AUTO_FIELD, for one, changed in Django 6.0).
+from test_sqlite import *  # noqa: E402, F403
+
 _database = json.loads(os.environ["ORCA_DB_SUITE_DATABASE"])
 _engine = os.environ["ORCA_DB_SUITE_ENGINE"]
 
@@ -76,11 +80,6 @@ DATABASES = {
     "default": {**_database, "ENGINE": _engine, "NAME": "django"},
     "other": {**_database, "ENGINE": _engine, "NAME": "django_other"},
 }
-
-SECRET_KEY = "django_tests_secret_key"
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
-USE_TZ = False
 '''
 
 # Put first on PYTHONPATH for psycopg2 runs: every interpreter of the run
@@ -179,9 +178,18 @@ def run_suite(
     print(f"=== Django {django_version()} suite: {engine} backend, {driver} ===", flush=True)
     started = time.monotonic()
     with open(log, "w") as out:
-        code = subprocess.call(
-            command, cwd=tests_dir, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        # Its own process group: if this script is stopped, the run and its
+        # --parallel workers are stopped with it.
+        process = subprocess.Popen(
+            command, cwd=tests_dir, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            code = process.wait()
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait()
     elapsed = time.monotonic() - started
     text = log.read_text()
     # The id as Django's expected-failure lists spell it: "module.Class.test".

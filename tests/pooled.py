@@ -49,6 +49,7 @@ def scratch_database() -> Iterator[str]:
     admin_execute(f'CREATE DATABASE "{name}"')
     try:
         admin_execute(
+            "CREATE TABLE ledger (id serial PRIMARY KEY, name text NOT NULL);"
             "CREATE TABLE item (id serial PRIMARY KEY, name text NOT NULL);"
             f"INSERT INTO item (name) SELECT 'row' || n FROM generate_series(1, {ROWS}) n",
             dbname=name,
@@ -149,3 +150,37 @@ def recorded_events() -> Iterator[list]:
         yield events
     finally:
         retry_event.disconnect(receive)
+
+
+def retry_atomic_or_skip():
+    import orca_db
+
+    retry_atomic = getattr(orca_db, "retry_atomic", None)
+    if retry_atomic is None:
+        import pytest
+
+        pytest.skip("orca_db.retry_atomic is not on this branch yet")
+    return retry_atomic
+
+
+def write_through_scale_event(alias: str, dbname: str) -> int:
+    """Run a transaction with ``retry_atomic`` whose first attempt meets a
+    scale event after its INSERT; return how many attempts it took. The
+    caller checks the row was written exactly once."""
+    retry_atomic = retry_atomic_or_skip()
+    attempts = []
+    name = f"entry-{secrets.token_hex(4)}"
+
+    @retry_atomic(using=alias)
+    def add_entry():
+        attempts.append(name)
+        with connections[alias].cursor() as cursor:
+            cursor.execute("INSERT INTO ledger (name) VALUES (%s)", [name])
+            if len(attempts) == 1:
+                terminate_backends(dbname)
+            cursor.execute("SELECT count(*) FROM ledger")
+
+    add_entry()
+    rows = admin_execute("SELECT count(*) FROM ledger WHERE name = %s", [name], dbname=dbname)
+    assert rows[0][0] == 1, f"{name} written {rows[0][0]} times"
+    return len(attempts)

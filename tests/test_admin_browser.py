@@ -1,6 +1,8 @@
 """The retry events admin in a real browser: headless Chromium (Debian's
-package) driven by Playwright, against Django's live server. Saves the
-screenshots used by docs/events.md under docs/images/.
+package) driven by Playwright, against Django's live server. With
+``ORCA_DB_SCREENSHOTS=docs/images`` it refreshes the screenshots used by
+docs/events.md; otherwise they go to a temporary directory, so a test run
+leaves the tree unchanged.
 
 Skipped when Playwright (``pip install playwright``) or Chromium
 (``apt-get install chromium``) is missing. Playwright's own browser download
@@ -35,7 +37,14 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+
+
+@pytest.fixture
+def images(tmp_path) -> Path:
+    target = os.environ.get("ORCA_DB_SCREENSHOTS")
+    return Path(target) if target else tmp_path
+
+
 PASSWORD = "browser-test-pw"
 
 pytestmark = [
@@ -124,7 +133,7 @@ def log_in(page, live_server, username: str) -> None:
     page.click("input[type=submit]")
 
 
-def test_admin_in_a_browser(live_server, django_user_model, kill_backend):
+def test_admin_in_a_browser(live_server, django_user_model, kill_backend, images):
     # Everything touching the database happens before Playwright starts:
     # its event loop makes Django refuse synchronous ORM calls.
     Note.objects.create(text="a")
@@ -134,7 +143,7 @@ def test_admin_in_a_browser(live_server, django_user_model, kill_backend):
     fill_week_of_events()
     make_user(django_user_model, "operator", staff=True)
     make_user(django_user_model, "customer", staff=False)
-    IMAGES.mkdir(parents=True, exist_ok=True)
+    images.mkdir(parents=True, exist_ok=True)
 
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -150,7 +159,7 @@ def test_admin_in_a_browser(live_server, django_user_model, kill_backend):
             assert page.locator("#retry-chart rect.failed").count() > 0
             assert "events" in page.inner_text("#retry-chart .summary")
             assert page.locator("#result_list tbody tr").count() == 50  # one page
-            page.screenshot(path=str(IMAGES / "retry-events-changelist.png"))
+            page.screenshot(path=str(images / "retry-events-changelist.png"))
 
             # Filters: the sidebar links narrow the list and the chart.
             page.click("#changelist-filter a:text-is('Exhausted')")
@@ -170,14 +179,14 @@ def test_admin_in_a_browser(live_server, django_user_model, kill_backend):
             page.press("#searchbar", "Enter")
             page.wait_for_url("**q=testapp_note**")
             assert page.locator("#result_list tbody tr").count() == 1
-            page.screenshot(path=str(IMAGES / "retry-events-search.png"), full_page=True)
+            page.screenshot(path=str(images / "retry-events-search.png"), full_page=True)
 
             # The detail page of the real event: read-only.
             page.click("#result_list tbody tr th a")
             page.wait_for_url(f"**/retryevent/{real.pk}/change/**")
             assert "Recovered" in page.inner_text("#content-main")
             assert page.locator("input[name=_save]").count() == 0
-            page.screenshot(path=str(IMAGES / "retry-event-detail.png"), full_page=True)
+            page.screenshot(path=str(images / "retry-event-detail.png"), full_page=True)
 
             # A user who is not staff cannot get in.
             other = browser.new_page()

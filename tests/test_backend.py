@@ -7,7 +7,14 @@ import threading
 import time
 
 import pytest
-from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
 from django.db.utils import ProgrammingError
 
 from orca_db.backends.aurora.base import DatabaseWrapper
@@ -51,19 +58,21 @@ def events():
 
 @pytest.fixture
 def wrapper_factory():
-    """DatabaseWrappers on other settings (a stopped server, a wrong password),
-    closed at the end of the test."""
+    """DatabaseWrappers on other settings (a wrong password, other options),
+    registered in ``connections`` for the test, closed at its end."""
     made: list[DatabaseWrapper] = []
 
     def make(**overrides) -> DatabaseWrapper:
         settings = {**connection.settings_dict, "OPTIONS": {}, **overrides}
         wrapper = DatabaseWrapper(settings, alias=f"factory{len(made)}")
+        connections[wrapper.alias] = wrapper
         made.append(wrapper)
         return wrapper
 
     yield make
     for wrapper in made:
         wrapper.close()
+        del connections[wrapper.alias]
 
 
 def backend_pid() -> int:
@@ -359,14 +368,8 @@ def test_max_attempts_bounds_the_retries(postgres_server, events):
 def test_retry_layer_switched_off_behaves_like_django(kill_backend, wrapper_factory, events):
     db = wrapper_factory(OPTIONS={"aurora": {"enabled": False}})
     db.ensure_connection()
-    pid = db.connection.info.backend_pid
-    admin = admin_connection()
-    try:
-        admin.cursor().execute("SELECT pg_terminate_backend(%s)", [pid])
-    finally:
-        admin.close()
+    kill_backend(db.alias)
     with pytest.raises(DatabaseError) as excinfo, db.cursor() as cursor:
-        cursor.execute("SELECT pg_sleep(0.1)")  # the server may need a moment
         cursor.execute("SELECT 1")
     assert not isinstance(excinfo.value, ScaleEventError)
     assert events == []
@@ -375,7 +378,7 @@ def test_retry_layer_switched_off_behaves_like_django(kill_backend, wrapper_fact
 # ----- connection state after a reconnect -------------------------------------
 
 
-def test_reconnect_restores_role_and_isolation_level(wrapper_factory):
+def test_reconnect_restores_role_and_isolation_level(wrapper_factory, kill_backend):
     admin = admin_connection()
     try:
         cur = admin.cursor()
@@ -394,23 +397,12 @@ def test_reconnect_restores_role_and_isolation_level(wrapper_factory):
             cursor.execute("SELECT current_user, current_setting('transaction_isolation')")
             return cursor.fetchone()
 
-    from django.db import connections
-
-    connections[db.alias] = db
-    try:
-        assert state() == ("orca_app_role", "serializable")
-        pid = db.connection.info.backend_pid
-        admin = admin_connection()
-        try:
-            admin.cursor().execute("SELECT pg_terminate_backend(%s)", [pid])
-        finally:
-            admin.close()
-        with db.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        assert db.connection.info.backend_pid != pid
-        assert state() == ("orca_app_role", "serializable")
-    finally:
-        del connections[db.alias]
+    assert state() == ("orca_app_role", "serializable")
+    pid = kill_backend(db.alias)
+    with db.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert db.connection.info.backend_pid != pid
+    assert state() == ("orca_app_role", "serializable")
 
 
 # ----- logging ------------------------------------------------------------------

@@ -52,3 +52,13 @@ def test_broken_transaction_after_client_close_keeps_the_connection():
             connection.cursor().execute("SELECT 3")
         assert connection.connection is not None and not connection.connection.closed
         connection.savepoint_ids.pop()
+
+
+@pytest.mark.django_db
+def test_cursor_closed_by_the_caller_is_not_replayed():
+    # backends.tests.BackendTestCase.test_cursor_contextmanager: psycopg2
+    # says "cursor already closed" both for this and for a lost connection.
+    with connection.cursor() as cursor:
+        pass
+    with pytest.raises(connection.features.closed_cursor_error_class):
+        cursor.execute("SELECT 1")

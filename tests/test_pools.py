@@ -20,6 +20,7 @@ from tests.pooled import (
     scratch_database,
     server_settings,
     terminate_backends,
+    write_through_scale_event,
 )
 
 POOL_SIZE = 2
@@ -109,3 +110,9 @@ def test_repeated_scale_events_do_not_exhaust_the_pool(pooled, dbname):
         assert read_count(pooled) == ROWS
     connections[pooled].close()
     assert backend_count(dbname) <= POOL_SIZE
+
+
+def test_retry_atomic_survives_scale_event(pooled, dbname):
+    assert write_through_scale_event(pooled, dbname) == 2
+    for wrapper in wrappers(pooled, POOL_SIZE):
+        raw_select_one(wrapper)

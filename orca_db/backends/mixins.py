@@ -182,6 +182,7 @@ class AuroraRetryMixin:
             or isinstance(error, ScaleEventError)
             or active_operation() is not None
             or not classify(error).retryable
+            or _closed_by_caller(wrapper.cursor)
         ):
             raise error
         operation = Operation(self.alias, "execute", settings, statement=sql)
@@ -237,9 +238,12 @@ class AuroraRetryMixin:
         failure = classify(error)
         if not settings.enabled or not failure.retryable:
             return error
-        operation = Operation(self.alias, "transaction", settings, statement="COMMIT")
-        operation.last_failure = failure
-        report(operation, "raised")
+        if active_operation() is None:
+            # Inside an operation (retry_atomic's), that operation resolves
+            # the lost COMMIT and reports it: one event, not two.
+            operation = Operation(self.alias, "transaction", settings, statement="COMMIT")
+            operation.last_failure = failure
+            report(operation, "raised")
         if failure.closed_before_send:
             return TransactionRolledBack(
                 f"The connection to database {self.alias!r} was closed before "
@@ -250,6 +254,14 @@ class AuroraRetryMixin:
             f"was in flight ({failure.error_type}); the transaction may or may "
             f"not have committed."
         )
+
+
+def _closed_by_caller(cursor) -> bool:
+    """The code closed this cursor itself while its connection is open:
+    using it is the caller's error (Django expects InterfaceError), not a
+    lost connection, though psycopg2 words both "cursor already closed"."""
+    connection = getattr(cursor, "connection", None)
+    return bool(getattr(cursor, "closed", False)) and not getattr(connection, "closed", True)
 
 
 def _retry_any_connect_failure(error: BaseException, failure: Failure) -> None:

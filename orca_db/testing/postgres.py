@@ -41,7 +41,7 @@ def find_bindir() -> Path:
         if candidate and (Path(candidate) / "initdb").exists():
             return Path(candidate)
     with contextlib.suppress(ImportError):
-        import pgserver  # type: ignore[import-untyped]
+        import pgserver
 
         return Path(pgserver.__file__).parent / "pginstall" / "bin"
     raise PostgresNotFound(

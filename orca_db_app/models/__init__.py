@@ -2,5 +2,39 @@
 (``orca``)."""
 
 from .events import RetryEvent
+from .orca import (
+    Collection,
+    File,
+    Granule,
+    Provider,
+    ReconcileCatalogMismatchReport,
+    ReconcileJob,
+    ReconcileOrphanReport,
+    ReconcilePhantomReport,
+    ReconcileS3Object,
+    ReconcileStatus,
+    RecoveryFile,
+    RecoveryJob,
+    RecoveryStatus,
+    SchemaVersion,
+    StorageClass,
+)
 
-__all__ = ["RetryEvent"]
+__all__ = [
+    "Collection",
+    "File",
+    "Granule",
+    "Provider",
+    "ReconcileCatalogMismatchReport",
+    "ReconcileJob",
+    "ReconcileOrphanReport",
+    "ReconcilePhantomReport",
+    "ReconcileS3Object",
+    "ReconcileStatus",
+    "RecoveryFile",
+    "RecoveryJob",
+    "RecoveryStatus",
+    "RetryEvent",
+    "SchemaVersion",
+    "StorageClass",
+]

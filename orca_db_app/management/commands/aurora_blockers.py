@@ -166,7 +166,7 @@ class Command(DatabaseCommand):
         connection = connections[database]
         try:
             connection.ensure_connection()
-            map_temp = connection.pg_version >= 160000
+            map_temp = connection.pg_version >= 160000  # type: ignore[attr-defined]
             with connection.cursor() as cursor:
                 cursor.execute(SESSIONS_SQL, {"map_temp": map_temp, "all_databases": all_databases})
                 rows = cursor.fetchall()

@@ -330,8 +330,8 @@ class Command(DatabaseCommand):
                 self._stored_events(using).delete()
         except Exception as error:
             errors.append(f"could not delete the events it stored: {_describe(error)}")
-        for error in errors:
-            self.stderr.write(f"aurora_verify: {error}")
+        for problem in errors:
+            self.stderr.write(f"aurora_verify: {problem}")
 
     def _write_table(self, results: list[Result], server_version: str, verbosity: int) -> None:
         if verbosity >= 1:
