@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Final
+from typing import Any, Final
 
 # SQLSTATEs a retry can cure: the server or the connection went away.
 _RETRYABLE_SQLSTATES: Final = frozenset(
@@ -35,9 +35,27 @@ _RETRYABLE_SQLSTATES: Final = frozenset(
 # (57P02 is sent from a signal handler at any moment, so it proves nothing.)
 _PROOF_SQLSTATES: Final = frozenset({"57P01", "57P03"})
 
+
+class _Pattern:
+    """A regular expression compiled on its first search: only a failure
+    needs these, and compiling them at import cost a Lambda cold start more
+    than the rest of this module."""
+
+    __slots__ = ("_args", "_compiled")
+
+    def __init__(self, *args: Any):
+        self._args = args
+        self._compiled: re.Pattern[str] | None = None
+
+    def search(self, text: str) -> re.Match[str] | None:
+        if self._compiled is None:
+            self._compiled = re.compile(*self._args)
+        return self._compiled.search(text)
+
+
 # Errors no retry can cure; they surface at once even though the driver
 # reports them as OperationalError at connect time with no SQLSTATE.
-_FATAL_TEXT: Final = re.compile(
+_FATAL_TEXT: Final = _Pattern(
     r"password authentication failed"
     r"|authentication failed for user"
     r"|role \".*\" does not exist"
@@ -56,7 +74,7 @@ _FATAL_TEXT: Final = re.compile(
 
 # Text of a terminating FATAL written by the server: it ended the session
 # before (or instead of) running what was sent.
-_SERVER_TERMINATED_TEXT: Final = re.compile(
+_SERVER_TERMINATED_TEXT: Final = _Pattern(
     r"terminating connection due to (?:serverless scale event timeout"
     r"|administrator command)"
     r"|terminating connection because backend initialization completed past"
@@ -67,7 +85,7 @@ _SERVER_TERMINATED_TEXT: Final = re.compile(
 )
 
 # Text of a connection that died or could not be made (no SQLSTATE arrives).
-_DISCONNECT_TEXT: Final = re.compile(
+_DISCONNECT_TEXT: Final = _Pattern(
     r"server closed the connection unexpectedly"
     r"|SSL connection has been closed unexpectedly"
     r"|SSL SYSCALL error"
@@ -94,7 +112,7 @@ _DISCONNECT_TEXT: Final = re.compile(
 )
 
 # The connection was already closed on our side: nothing was sent.
-_CLOSED_BEFORE_SEND_TEXT: Final = re.compile(
+_CLOSED_BEFORE_SEND_TEXT: Final = _Pattern(
     r"connection already closed|the connection is closed|cursor already closed",
     re.IGNORECASE,
 )

@@ -16,15 +16,16 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, TypeVar
 
 from .classify import Failure, classify, driver_error
 from .conf import RetrySettings
 from .events import RetryEvent, deliver
 from .exceptions import RetriesExhausted, ScaleEventError
 from .statements import scrub_message, scrub_sql
+
+if TYPE_CHECKING:
+    import tenacity
 
 logger = logging.getLogger("orca_db.retry")
 
@@ -198,6 +199,10 @@ def recover(
                 }
             },
         )
+
+    # Imported here, not with the module: only a failure needs it, and its
+    # import is a third of what the aurora engine adds to a cold start.
+    import tenacity
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(may_retry),

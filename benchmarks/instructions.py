@@ -1,0 +1,341 @@
+"""Per-query overhead in CPU instructions (the Python side), which the load
+of a shared machine does not disturb, and where the extra ones go.
+
+1. ``valgrind --tool=callgrind --dump-before=ctermid``: the worker calls
+   ``os.ctermid()`` (libc ``ctermid``, called by nothing else) between
+   measured segments; callgrind then writes one profile per segment, so
+   interpreter start-up and Django set-up fall outside every segment. Each
+   segment runs N iterations of one workload on one alias; instructions per
+   statement = segment total / N / statements per iteration. Only the client
+   process runs under valgrind: the server's work is not counted.
+2. ``sys.setprofile`` call counts: which Python and C functions the aurora
+   path calls per statement that the stock path does not.
+
+    python -m benchmarks.instructions [--quick] [--drivers psycopg,psycopg2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks import common
+
+ALIASES = ("stock", "aurora")
+
+
+def _setup(driver: str):
+    info = common.worker_server_info()
+    common.setup_django(
+        driver,
+        {
+            "default": common.database(common.STOCK_ENGINE, info),
+            "stock": common.database(common.STOCK_ENGINE, info),
+            "aurora": common.database(common.AURORA_ENGINE, info),
+        },
+    )
+    from benchmarks import workloads
+
+    workloads.use_ids(common.create_table())
+    for function in [*workloads.WORKLOADS.values(), *workloads.CONNECT_WORKLOADS.values()]:
+        for alias in ALIASES:
+            for _ in range(10):
+                function(alias)
+    return workloads
+
+
+def segments_worker(driver: str, iterations: int, reps: int) -> dict:
+    """Run under callgrind: one segment per (rep, workload, alias), in the
+    order listed in the result; ``os.ctermid()`` closes each segment."""
+    workloads = _setup(driver)
+    order = []
+    os.ctermid()  # ends the set-up segment
+    for rep in range(reps):
+        for name, function in workloads.WORKLOADS.items():
+            n = iterations if workloads.STATEMENTS[name] == 1 else max(1, iterations // 10)
+            aliases = ALIASES if rep % 2 == 0 else ALIASES[::-1]
+            for alias in aliases:
+                for _ in range(n):
+                    function(alias)
+                os.ctermid()
+                order.append([name, alias, n])
+    for rep in range(reps):
+        aliases = ALIASES if rep % 2 == 0 else ALIASES[::-1]
+        for name, function in workloads.CONNECT_WORKLOADS.items():
+            for alias in aliases:
+                for _ in range(5):
+                    function(alias)
+                os.ctermid()
+                order.append([name, alias, 5])
+    pieces = []
+    functions = _pieces()  # connects: kept out of the measured segments
+    os.ctermid()
+    for label, function in functions.items():
+        n = 20 if "execute" in label else 1000
+        for _ in range(5):
+            function()  # warm up
+        for _ in range(n):
+            function()
+        os.ctermid()
+        pieces.append([label, n])
+    return {
+        "driver": driver,
+        "segments": order,
+        "pieces": pieces,
+        "drivers_in_use": common.driver_in_use("aurora"),
+    }
+
+
+def calls_worker(driver: str, iterations: int) -> dict:
+    """Count the calls each workload makes per statement, on each alias."""
+    workloads = _setup(driver)
+    root = str(common.ROOT)
+    counts: dict[str, dict[str, collections.Counter]] = {}
+
+    def key_of(frame, event, arg) -> str:
+        if event == "c_call":
+            module = (
+                getattr(arg, "__module__", None) or type(getattr(arg, "__self__", None)).__name__
+            )
+            return f"[C] {module}.{arg.__qualname__}"
+        code = frame.f_code
+        filename = code.co_filename
+        if filename.startswith(root):
+            filename = filename[len(root) + 1 :]
+        elif "site-packages/" in filename:
+            filename = filename.split("site-packages/", 1)[1]
+        return f"{filename}:{code.co_qualname}"
+
+    for name, function in workloads.WORKLOADS.items():
+        counts[name] = {}
+        for alias in ALIASES:
+            counter: collections.Counter = collections.Counter()
+
+            def profile(frame, event, arg, counter=counter):
+                if event in ("call", "c_call"):
+                    counter[key_of(frame, event, arg)] += 1
+
+            sys.setprofile(profile)
+            try:
+                for _ in range(iterations):
+                    function(alias)
+            finally:
+                sys.setprofile(None)
+            counts[name][alias] = counter
+    result: dict = {"driver": driver, "iterations": iterations, "workloads": {}}
+    for name, by_alias in counts.items():
+        per = iterations * workloads.STATEMENTS[name]
+        stock, aurora = by_alias["stock"], by_alias["aurora"]
+        extra = {
+            key: (aurora[key] - stock[key]) / per
+            for key in set(stock) | set(aurora)
+            if aurora[key] != stock[key]
+        }
+        result["workloads"][name] = {
+            "calls_per_statement": {
+                "stock": sum(stock.values()) / per,
+                "aurora": sum(aurora.values()) / per,
+            },
+            "difference": dict(sorted(extra.items(), key=lambda kv: -abs(kv[1]))),
+        }
+    return result
+
+
+def _pieces():
+    """The pieces the aurora path adds, one call each, and their stock
+    counterparts: measured alone they say where the extra instructions go."""
+    from django.db import connections, transaction
+
+    from orca_db.backends.liveness import server_closed
+    from orca_db.statements import is_read_only
+
+    stock, aurora = connections["stock"], connections["aurora"]
+    for connection in (stock, aurora):
+        connection.ensure_connection()
+    raw = aurora.connection
+    insert = "INSERT INTO benchapp_item (name, value) VALUES (%s, %s)"
+    driver_cursor = raw.cursor()
+    stock_wrapper, aurora_wrapper = stock.cursor(), aurora.cursor()
+
+    def create_close(connection):
+        connection.create_cursor().close()
+
+    def execute_in_transaction(connection, wrapper):
+        with transaction.atomic(using=connection.alias):
+            for _ in range(10):
+                wrapper.execute("SELECT 1")
+
+    return {
+        "empty loop": lambda: None,
+        "is_read_only(INSERT ...), cached": lambda: is_read_only(insert),
+        "is_read_only('SELECT 1'), cached": lambda: is_read_only("SELECT 1"),
+        "server_closed(live connection)": lambda: server_closed(raw),
+        "connection.retry_settings": lambda: aurora.retry_settings,
+        "stock make_cursor()": lambda: stock.make_cursor(driver_cursor),
+        "aurora make_cursor()": lambda: aurora.make_cursor(driver_cursor),
+        "stock create_cursor()+close": lambda: create_close(stock),
+        "aurora create_cursor()+close": lambda: create_close(aurora),
+        "stock 10 x execute('SELECT 1') in atomic": lambda: execute_in_transaction(
+            stock, stock_wrapper
+        ),
+        "aurora 10 x execute('SELECT 1') in atomic": lambda: execute_in_transaction(
+            aurora, aurora_wrapper
+        ),
+    }
+
+
+_TOTAL = re.compile(r"^(?:summary|totals): (\d+)", re.MULTILINE)
+
+
+def _segment_totals(directory: Path) -> list[int]:
+    files = sorted(directory.glob("cg.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
+    totals = []
+    for path in files:
+        match = _TOTAL.search(path.read_text(errors="replace"))
+        totals.append(int(match.group(1)) if match else 0)
+    return totals
+
+
+def measure_instructions(driver: str, info: dict, iterations: int, reps: int) -> dict:
+    directory = Path(tempfile.mkdtemp(prefix="orca-bench-cg-"))
+    try:
+        result = common.run_worker(
+            "benchmarks.instructions",
+            ["--worker", driver, "--iterations", str(iterations), "--reps", str(reps)],
+            info,
+            timeout=1800,
+            prefix=[
+                "valgrind",
+                "--tool=callgrind",
+                "--dump-before=ctermid",
+                f"--callgrind-out-file={directory}/cg.out",
+            ],
+        )
+        totals = _segment_totals(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    # Dump 1 holds the set-up; dump k+2 the k-th measured segment.
+    measured = totals[1 : 1 + len(result["segments"])]
+    first_piece = 1 + len(result["segments"]) + 1  # after the pieces' set-up
+    piece_totals = totals[first_piece : first_piece + len(result["pieces"])]
+    per_call = {
+        label: total / n for (label, n), total in zip(result["pieces"], piece_totals, strict=True)
+    }
+    loop = per_call.get("empty loop", 0.0)
+    pieces = {label: value - loop for label, value in per_call.items() if label != "empty loop"}
+    per: dict[str, dict[str, list[float]]] = collections.defaultdict(
+        lambda: {alias: [] for alias in ALIASES}
+    )
+    for (name, alias, n), total in zip(result["segments"], measured, strict=True):
+        per[name][alias].append(total / n / common.statements(name))
+    out = {}
+    for name, by_alias in per.items():
+        stock = common.summary(by_alias["stock"])
+        aurora = common.summary(by_alias["aurora"])
+        out[name] = {
+            "stock": stock,
+            "aurora": aurora,
+            "ratio": aurora["median"] / stock["median"],
+            "extra_per_statement": aurora["median"] - stock["median"],
+        }
+    return {
+        "driver": driver,
+        "iterations": iterations,
+        "reps": reps,
+        "workloads": out,
+        "pieces_instructions": pieces,
+    }
+
+
+def main(argv: list[str] | None = None, server=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--drivers", help="default: both (psycopg alone with --quick)")
+    parser.add_argument("--iterations", type=int, help="iterations per segment (simple workloads)")
+    parser.add_argument("--reps", type=int, help="segments per workload and alias")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--calls", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker and args.calls:
+        common.emit(calls_worker(args.worker, args.iterations))
+        return {}
+    if args.worker:
+        common.emit(segments_worker(args.worker, args.iterations, args.reps))
+        return {}
+    if not shutil.which("valgrind"):
+        raise SystemExit("valgrind is not installed (apt-get install -y valgrind)")
+
+    iterations = args.iterations or (10 if args.quick else 100)
+    reps = args.reps or (1 if args.quick else 4)
+    drivers = args.drivers or ("psycopg" if args.quick else ",".join(common.DRIVERS))
+    own_server = server is None
+    server = server or common.start_server()
+    info = common.server_info(server)
+    results, calls = {}, {}
+    try:
+        for driver in drivers.split(","):
+            results[driver] = measure_instructions(driver, info, iterations, reps)
+            calls[driver] = common.run_worker(
+                "benchmarks.instructions",
+                ["--worker", driver, "--calls", "--iterations", "20"],
+                info,
+                timeout=600,
+            )
+    finally:
+        if own_server:
+            server.destroy()
+
+    data = {"quick": args.quick, "instructions": results, "calls": calls}
+    path = common.save("instructions", data)
+    rows = []
+    for driver, result in results.items():
+        for name, figures in result["workloads"].items():
+            call_counts = calls[driver]["workloads"].get(name, {}).get("calls_per_statement") or {
+                "stock": float("nan"),
+                "aurora": float("nan"),
+            }
+            rows.append(
+                [
+                    driver,
+                    name,
+                    round(figures["stock"]["median"]),
+                    round(figures["aurora"]["median"]),
+                    round(figures["extra_per_statement"]),
+                    f"{figures['ratio']:.4f}",
+                    f"{call_counts['stock']:.0f}/{call_counts['aurora']:.0f}",
+                ]
+            )
+    print("Per-query overhead (instructions per statement, client process, callgrind)")
+    print(
+        common.table(
+            ["driver", "workload", "stock Ir", "aurora Ir", "extra", "ratio", "calls s/a"],
+            rows,
+        )
+    )
+    for driver, result in calls.items():
+        print(f"\nExtra calls per statement on the aurora path ({driver}):")
+        for name, figures in result["workloads"].items():
+            listed = ", ".join(
+                f"{key} {count:+g}" for key, count in list(figures["difference"].items())[:12]
+            )
+            print(f"  {name}: {listed or '(none)'}")
+    for driver, result in results.items():
+        print(f"\nInstructions per call of single pieces ({driver}; empty loop subtracted):")
+        print(
+            common.table(
+                ["piece", "instructions"],
+                [[k, round(v)] for k, v in result["pieces_instructions"].items()],
+            )
+        )
+    print(f"-> {path}")
+    return data
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
