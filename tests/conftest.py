@@ -14,6 +14,21 @@ def _fresh_retry_settings():
 
 
 @pytest.fixture
+def events():
+    """The retry events (``orca_db.signals.retry_event``) sent during the test."""
+    from orca_db.signals import retry_event
+
+    received = []
+
+    def receiver(sender, event, **kwargs):
+        received.append(event)
+
+    retry_event.connect(receiver)
+    yield received
+    retry_event.disconnect(receiver)
+
+
+@pytest.fixture
 def kill_backend(django_db_blocker):
     """Terminate the server process behind ``alias``'s current connection,
     from another connection (a real 57P01, as a scale event sends)."""

@@ -11,9 +11,8 @@ from django.db import connection, connections
 
 from orca_db.aws_lambda import database_handler
 from orca_db.backends.aurora.base import DatabaseWrapper
-from orca_db.events import RetryEvent, lambda_request_id
+from orca_db.events import lambda_request_id
 from orca_db.exceptions import RetriesExhausted
-from orca_db.signals import retry_event
 from tests.conftest import admin_connection
 from tests.testapp.models import Note
 
@@ -29,18 +28,6 @@ class FakeContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._ends_at - time.monotonic()) * 1000))
-
-
-@pytest.fixture
-def events():
-    received: list[RetryEvent] = []
-
-    def receiver(sender, event, **kwargs):
-        received.append(event)
-
-    retry_event.connect(receiver)
-    yield received
-    retry_event.disconnect(receiver)
 
 
 def backend_alive(pid: int) -> bool:

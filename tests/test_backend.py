@@ -18,14 +18,12 @@ from django.db import (
 from django.db.utils import ProgrammingError
 
 from orca_db.backends.aurora.base import DatabaseWrapper
-from orca_db.events import RetryEvent
 from orca_db.exceptions import (
     OutcomeUnknown,
     RetriesExhausted,
     ScaleEventError,
     TransactionRolledBack,
 )
-from orca_db.signals import retry_event
 from tests.conftest import admin_connection
 from tests.driver import DRIVER
 from tests.testapp.models import Note
@@ -42,18 +40,6 @@ def server_count(text: str) -> int:
         return cur.fetchone()[0]
     finally:
         admin.close()
-
-
-@pytest.fixture
-def events():
-    received: list[RetryEvent] = []
-
-    def receiver(sender, event, **kwargs):
-        received.append(event)
-
-    retry_event.connect(receiver)
-    yield received
-    retry_event.disconnect(receiver)
 
 
 @pytest.fixture

@@ -11,9 +11,7 @@ import pytest
 from django.db import connections, transaction
 
 from orca_db.backends.aurora.base import DatabaseWrapper
-from orca_db.events import RetryEvent
 from orca_db.exceptions import OutcomeUnknown, TransactionRolledBack
-from orca_db.signals import retry_event
 from tests.conftest import admin_connection
 from tests.testapp.models import Note
 
@@ -34,18 +32,6 @@ def sim_db(aurora_simulator):
     finally:
         wrapper.close()
         del connections[ALIAS]
-
-
-@pytest.fixture
-def events():
-    received: list[RetryEvent] = []
-
-    def receiver(sender, event, **kwargs):
-        received.append(event)
-
-    retry_event.connect(receiver)
-    yield received
-    retry_event.disconnect(receiver)
 
 
 def on_server(sql: str, params=None) -> list[tuple]:

@@ -14,27 +14,13 @@ from django.db import IntegrityError, connection, connections, transaction
 
 import orca_db
 from orca_db.backends.aurora.base import DatabaseWrapper
-from orca_db.events import RetryEvent
 from orca_db.exceptions import OutcomeUnknown, RetriesExhausted, TransactionRolledBack
-from orca_db.signals import retry_event
 from orca_db.testing.postgres import PostgresServer
 from orca_db.transaction import retry_atomic
 from tests.conftest import admin_connection
 from tests.testapp.models import Note, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def events():
-    received: list[RetryEvent] = []
-
-    def receiver(sender, event, **kwargs):
-        received.append(event)
-
-    retry_event.connect(receiver)
-    yield received
-    retry_event.disconnect(receiver)
 
 
 def server_rows(prefix: str) -> dict[str, tuple[int, int]]:
