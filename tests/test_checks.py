@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.core import checks
+from django.db import connections
 from django.test import override_settings
 
 from orca_db_app import checks as orca_checks
@@ -87,8 +88,15 @@ def test_e001_respects_databases_argument():
 
 def test_registered_and_run_by_django():
     settings = databases(bad={"OPTIONS": {"aurora": {"enabled": "yes"}}})
-    with override_settings(DATABASES=settings):
-        found = ids(checks.run_checks())
+    # Since Django 6.0 run_checks() examines the aliases of ``connections``,
+    # whose settings override_settings does not refresh: show it the alias.
+    original = connections.settings
+    connections.settings = connections.configure_settings(settings)
+    try:
+        with override_settings(DATABASES=settings):
+            found = ids(checks.run_checks())
+    finally:
+        connections.settings = original
     assert "orca_db.E001" in found
 
 

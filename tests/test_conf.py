@@ -49,10 +49,13 @@ def test_options_must_be_a_dict():
         parse_retry_settings([("deadline", 1)])
 
 
-def test_bad_settings_fail_when_the_backend_is_built():
+@pytest.mark.django_db
+def test_bad_settings_fail_the_first_connect_naming_the_key():
     settings = {**connection.settings_dict, "OPTIONS": {"aurora": {"deadline": "soon"}}}
+    db = DatabaseWrapper(settings, alias="bad")
     with pytest.raises(ImproperlyConfigured, match="'deadline'"):
-        DatabaseWrapper(settings, alias="bad")
+        db.ensure_connection()
+    assert db.connection is None
 
 
 @pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")

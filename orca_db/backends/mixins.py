@@ -16,11 +16,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS
 from django.db.utils import Error as DjangoError
 
 from ..classify import Failure, classify, driver_error
-from ..conf import OPTIONS_KEY, RetrySettings, parse_retry_settings, retry_settings
+from ..conf import OPTIONS_KEY, RetrySettings, retry_settings
 from ..exceptions import OutcomeUnknown, ScaleEventError, TransactionRolledBack
 from ..retry import Operation, active_operation, recover, remaining_time, report, run
 from ..statements import is_read_only
@@ -60,12 +59,6 @@ class RetryingCursorMixin:
 class AuroraRetryMixin:
     """Connect and execute through scale events, pauses and restarts."""
 
-    def __init__(self, settings_dict: dict[str, Any], alias: str = DEFAULT_DB_ALIAS):
-        # Bad settings fail when the connection handler is first built, with
-        # the offending key in the message, not at the first outage.
-        parse_retry_settings(settings_dict.get("OPTIONS", {}).get(OPTIONS_KEY))
-        super().__init__(settings_dict, alias)
-
     @property
     def retry_settings(self) -> RetrySettings:
         return retry_settings(self)
@@ -90,6 +83,10 @@ class AuroraRetryMixin:
         return super().get_new_connection(conn_params)
 
     def connect(self) -> None:
+        # Reading the settings validates them: bad ones fail the first
+        # connect with ImproperlyConfigured naming the key, not the first
+        # outage. (Not when the wrapper is built: Django 6 builds wrappers
+        # while running system checks, and orca_db.E001 reports them better.)
         settings = self.retry_settings
         if not settings.enabled or active_operation() is not None:
             # Nested in a statement's retry: that operation retries, within
