@@ -45,6 +45,33 @@ def server_rows(prefix: str) -> dict[str, tuple[int, int]]:
         admin.close()
 
 
+def run_transactions(move, prefix: str, *, budget: float) -> dict[str, str]:
+    """Up to 300 transactions ``move(key)`` (fewer on a very slow machine:
+    at most ``budget`` seconds); each key's outcome, "ok" or "unknown"."""
+    outcomes: dict[str, str] = {}
+    give_up_at = time.monotonic() + budget
+    for i in range(300):
+        if time.monotonic() > give_up_at:
+            break
+        key = f"{prefix}{i:04d}"
+        try:
+            assert move(key) == key
+            outcomes[key] = "ok"
+        except OutcomeUnknown:
+            outcomes[key] = "unknown"
+    return outcomes
+
+
+def assert_exactly_once(prefix: str, outcomes: dict[str, str]) -> None:
+    """On the server: every acknowledged transaction once and whole (a note,
+    two tags), every unknown one once and whole or not at all, no others."""
+    rows = server_rows(prefix)
+    for key, outcome in outcomes.items():
+        expected = [(1, 2)] if outcome == "ok" else [None, (1, 2)]
+        assert rows.get(key) in expected, key
+    assert set(rows) <= set(outcomes)
+
+
 def backend_pid(alias: str = "default") -> int:
     connections[alias].ensure_connection()
     return connections[alias].connection.info.backend_pid
@@ -262,31 +289,14 @@ def test_random_scale_events_over_a_few_hundred_transactions(events, caplog):
         return key
 
     caplog.set_level(logging.INFO, logger="orca_db.retry")
-    outcomes: dict[str, str] = {}
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    # A few hundred transactions, fewer on a very slow machine.
-    give_up_at = time.monotonic() + 25
     try:
-        for i in range(300):
-            if time.monotonic() > give_up_at:
-                break
-            key = f"rnd-{i:04d}"
-            try:
-                assert move(key) == key
-                outcomes[key] = "ok"
-            except OutcomeUnknown:
-                outcomes[key] = "unknown"
+        outcomes = run_transactions(move, "rnd-", budget=25)
     finally:
         targets.put(None)
         thread.join(timeout=10)
-    rows = server_rows("rnd-")
-    for key, outcome in outcomes.items():
-        if outcome == "ok":
-            assert rows.get(key) == (1, 2), key
-        else:
-            assert rows.get(key) in (None, (1, 2)), key
-    assert set(rows) <= set(outcomes)
+    assert_exactly_once("rnd-", outcomes)
     reruns = sum(e.attempts - 1 for e in events if e.phase == "transaction")
     summary = {
         "transactions": len(outcomes),
@@ -647,28 +657,14 @@ def test_simulated_scale_events_over_a_few_hundred_transactions(
         Tag.objects.using(simulated_alias).create(note=note, name="b")
         return key
 
-    outcomes: dict[str, str] = {}
     thread = threading.Thread(target=scaler, daemon=True)
     thread.start()
-    give_up_at = time.monotonic() + 20
     try:
-        for i in range(300):
-            if time.monotonic() > give_up_at:
-                break
-            key = f"sim-{i:04d}"
-            try:
-                assert move(key) == key
-                outcomes[key] = "ok"
-            except OutcomeUnknown:
-                outcomes[key] = "unknown"
+        outcomes = run_transactions(move, "sim-", budget=20)
     finally:
         stop.set()
         thread.join(timeout=30)
-    rows = server_rows("sim-")
-    for key, outcome in outcomes.items():
-        expected = [(1, 2)] if outcome == "ok" else [None, (1, 2)]
-        assert rows.get(key) in expected, key
-    assert set(rows) <= set(outcomes)
+    assert_exactly_once("sim-", outcomes)
     summary = {
         "transactions": len(outcomes),
         "scale_events": len(ended),
