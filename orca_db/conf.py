@@ -15,6 +15,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from .backoff import Backoff
+
 OPTIONS_KEY = "aurora"
 
 
@@ -29,7 +31,15 @@ class RetrySettings:
     #: ``backoff_max``. Each sleep is drawn between half the ceiling and the
     #: ceiling (jitter), so a recovered server is found within ``backoff_max``.
     backoff_initial: float = 0.05
-    backoff_max: float = 0.25
+    backoff_max: float = 0.1
+    #: The ceiling after a server said it is full or starting (53300, 57P03,
+    #: a full PgBouncer): waits drawn from 0 to the ceiling, so a fleet of
+    #: clients spreads out during a resume storm (orca_db.backoff).
+    backoff_storm_max: float = 2.0
+    #: Seconds a single statement may run before it is cut off and its
+    #: connection closed (``DeadlineExceeded``): the bound on a silent
+    #: network. ``None``: no bound but the Lambda function's remaining time.
+    statement_deadline: float | None = None
     #: Replay autocommit writes whose outcome is unknown. Only for workloads
     #: whose every write is idempotent: a replayed write may apply twice.
     retry_writes: bool = False
@@ -38,6 +48,12 @@ class RetrySettings:
     #: Let receivers of ``orca_db.signals.retry_event`` store events for
     #: this database (``orca_db_app`` does when installed).
     record_events: bool = True
+    #: ``retry_atomic`` runs a transaction again after a serialization
+    #: failure (40001) or a deadlock (40P01), as it does after a scale event.
+    retry_conflicts: bool = True
+
+    def backoff(self) -> Backoff:
+        return Backoff(self.backoff_initial, self.backoff_max, self.backoff_storm_max)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RetrySettings)}
@@ -71,22 +87,25 @@ def parse_retry_settings(options: Any) -> RetrySettings:
             f"Unknown key OPTIONS[{OPTIONS_KEY!r}][{unknown[0]!r}]; "
             f"valid keys: {', '.join(sorted(_FIELDS))}."
         )
-    for key in ("deadline", "backoff_initial", "backoff_max"):
+    for key in ("deadline", "backoff_initial", "backoff_max", "backoff_storm_max"):
         if key in options:
             _check_number(key, options[key], minimum=0)
     if options.get("max_attempts") is not None:
         _check_number("max_attempts", options["max_attempts"], minimum=1, integer=True)
-    for key in ("retry_writes", "enabled", "record_events"):
+    if options.get("statement_deadline") is not None:
+        _check_number("statement_deadline", options["statement_deadline"], minimum=0.001)
+    for key in ("retry_writes", "enabled", "record_events", "retry_conflicts"):
         if key in options and not isinstance(options[key], bool):
             raise ImproperlyConfigured(
                 f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be True or False, got {options[key]!r}."
             )
     result = RetrySettings(**options)
-    if result.backoff_max < result.backoff_initial:
-        raise ImproperlyConfigured(
-            f"OPTIONS[{OPTIONS_KEY!r}]['backoff_max'] ({result.backoff_max}) must "
-            f"not be below 'backoff_initial' ({result.backoff_initial})."
-        )
+    for key in ("backoff_max", "backoff_storm_max"):
+        if getattr(result, key) < result.backoff_initial:
+            raise ImproperlyConfigured(
+                f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] ({getattr(result, key)}) must "
+                f"not be below 'backoff_initial' ({result.backoff_initial})."
+            )
     return result
 
 

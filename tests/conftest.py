@@ -13,6 +13,16 @@ def _fresh_retry_settings():
     conf.clear_cache()
 
 
+@pytest.fixture(autouse=True)
+def _no_deferred_events():
+    """Retry events deferred by one test are not written by the next."""
+    from orca_db_app import receivers
+
+    yield
+    with receivers._deferred_lock:
+        receivers._deferred.clear()
+
+
 @pytest.fixture
 def events():
     """The retry events (``orca_db.signals.retry_event``) sent during the test."""

@@ -20,10 +20,13 @@ class DatabaseWrapper(AuroraRetryMixin, postgresql.DatabaseWrapper):
     features_class = DatabaseFeatures
 
     def __init__(self, settings_dict: dict[str, Any], alias: str = DEFAULT_DB_ALIAS):
-        if settings_dict.get("OPTIONS", {}).get("pool"):
+        if settings_dict.get("OPTIONS", {}).get("pool") and not settings_dict.get(
+            "CONN_HEALTH_CHECKS"
+        ):
             # After a scale event every idle connection in psycopg's pool is
             # dead. With health checks on, Django has the pool test each
             # connection before handing it out (and only then: a pooled
-            # connection skips Django's own per-request check).
-            settings_dict["CONN_HEALTH_CHECKS"] = True
+            # connection skips Django's own per-request check). A copy: the
+            # application's DATABASES entry stays as it wrote it.
+            settings_dict = {**settings_dict, "CONN_HEALTH_CHECKS": True}
         super().__init__(settings_dict, alias)
