@@ -97,8 +97,8 @@ REPLAYABLE = [
     "SELECT x FROM t WHERE a = ANY(SELECT 1) ORDER BY a USING <",
     "SELECT * FROM generate_series(1, 3) AS g(n)",
     "SELECT * FROM t TABLESAMPLE SYSTEM (10) REPEATABLE (1)",
-    "SELECT CAST(a AS varchar(10)), b::timestamptz, c::int[] FROM t",
-    "SELECT a FROM t WHERE b LIKE 'a%%' AND c = %(name)s",
+    "SELECT CAST(a AS varchar(10)), s::timestamptz, ARRAY[c]::bigint[] FROM t",
+    "SELECT a FROM t WHERE s LIKE 'a%%' AND c = %(name)s",
     "SELECT * FROM t WHERE a IN (SELECT b FROM u WHERE c = %s) LIMIT 10 OFFSET 5",
     "SELECT 5 % 2",  # the modulo operator, in a text sent without parameters
 ]
