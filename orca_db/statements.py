@@ -4,11 +4,12 @@
 
 from typing import TYPE_CHECKING, Any
 
-from .sql import STATEMENT_LIMIT, Profile, profile, scrub_message, scrub_sql
+from .sql import Profile, profile
 
 if TYPE_CHECKING:
     from .sql.effects import SessionEffect, session_effects
     from .sql.replay import is_replayable_read
+    from .sql.scrub import STATEMENT_LIMIT, scrub_message, scrub_sql
 
     is_read_only = is_replayable_read
 

@@ -14,11 +14,11 @@ docs/retry-safety.md, "How statements are classified", explains the rules.
 from typing import TYPE_CHECKING, Any
 
 from .lexical import Profile, profile
-from .scrub import STATEMENT_LIMIT, scrub_message, scrub_sql
 
 if TYPE_CHECKING:
     from .effects import SessionEffect, session_effects
     from .replay import is_replayable_read
+    from .scrub import STATEMENT_LIMIT, scrub_message, scrub_sql
 
     is_read_only = is_replayable_read
 
@@ -36,8 +36,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # Loaded on first use: they are needed after a failure, not at a cold
-    # start (dataclasses pulls in inspect).
+    # Loaded on first use, not at a cold start: the replay and session
+    # answers are needed after a failure (and dataclasses pulls in inspect),
+    # scrubbing when an event is reported.
+    if name in ("STATEMENT_LIMIT", "scrub_message", "scrub_sql"):
+        from . import scrub
+
+        return getattr(scrub, name)
     if name in ("is_replayable_read", "is_read_only"):
         from .replay import is_replayable_read
 

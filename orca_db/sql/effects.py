@@ -231,7 +231,7 @@ def _call_effect(call: Any) -> SessionEffect | None:
         return None
     function = name[0]
     if function == "set_config":
-        args = call.args or ()
+        args: tuple[Any, ...] = tuple(call.args or ())
         setting = _literal(args[0]) if args else None
         local = _literal(args[2]) if len(args) > 2 else None
         scoped = isinstance(local, str) and local.lower() in _TRUE_WORDS
@@ -272,13 +272,13 @@ def _bare_set_config(stmt: Any) -> bool:
     )  # fmt: skip
     if any(getattr(stmt, clause, None) for clause in clauses):
         return False
-    targets = stmt.targetList or ()
+    targets: tuple[Any, ...] = tuple(stmt.targetList or ())
     if len(targets) != 1 or tree.node_type(targets[0].val) != "FuncCall":
         return False
     call = targets[0].val
     if call.agg_order or call.agg_filter or call.over or call.agg_star or call.func_variadic:
         return False
-    args = call.args or ()
+    args: tuple[Any, ...] = tuple(call.args or ())
     if len(args) != 3 or not all(_literal_or_param(arg) for arg in args[:2]):
         return False
     local = _literal(args[2])  # true (SET LOCAL) or false: a literal says which

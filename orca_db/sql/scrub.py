@@ -6,8 +6,6 @@ import functools
 import re
 from typing import Final
 
-from . import lexer
-
 STATEMENT_LIMIT: Final = 1000
 
 
@@ -23,6 +21,8 @@ def scrub_sql(sql: object, limit: int = STATEMENT_LIMIT) -> str:
         sql = sql.decode("utf-8", "replace")
     elif not isinstance(sql, str):
         return type(sql).__name__
+    from . import lexer  # loaded when first needed, not at import
+
     pieces = []
     for tok in lexer.tokens(sql):
         if tok.kind == lexer.STRING:

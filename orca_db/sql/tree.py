@@ -62,7 +62,7 @@ def walk(root: Any) -> Iterator[Any]:
         if isinstance(item, Node):
             yield item
             children = []
-            for slot in type(item).__slots__:
+            for slot in getattr(type(item), "__slots__", ()):
                 if slot == "ancestors":
                     continue  # a back reference, not a child
                 value = getattr(item, slot, None)
