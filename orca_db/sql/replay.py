@@ -55,15 +55,17 @@ def is_replayable_read(sql: object) -> bool:
     user-defined types or operators that call functions of your own; the
     backend runs replayed reads in a READ ONLY transaction against those.
     """
+    if isinstance(sql, str):
+        return _replayable(sql)
     if isinstance(sql, bytes):
-        sql = sql.decode("utf-8", "replace")
-    if not isinstance(sql, str) or not profile(sql).maybe_read:
-        return False
-    return _replayable(sql)
+        return _replayable(sql.decode("utf-8", "replace"))
+    return False  # psycopg.sql.Composed and the like: unknown
 
 
 @functools.lru_cache(maxsize=1024)
 def _replayable(sql: str) -> bool:
+    if not profile(sql).maybe_read:
+        return False  # a write by its words alone: no parse
     statements = tree.parse(sql)
     if statements is None or len(statements) != 1:
         return False
