@@ -561,3 +561,17 @@ def test_scrub_message_keeps_what_helps():
     assert scrub_message('syntax error at or near "SELEC"\nLINE 1: SELEC 1\n^') == (
         'syntax error at or near "SELEC"'
     )
+
+
+# ----- the allowlist and the review agree --------------------------------------------
+
+
+def test_denied_and_session_functions_are_not_allowlisted():
+    from orca_db.sql import catalog_review
+    from orca_db.sql._pg_catalog import FUNCTIONS
+    from orca_db.sql.analysis import SESSION_FUNCTIONS
+
+    assert not FUNCTIONS & SESSION_FUNCTIONS
+    assert not {name for name in FUNCTIONS if catalog_review.denial(name)}
+    assert not FUNCTIONS & set(catalog_review.DENIED)
+    assert not set(catalog_review.DENIED) & set(catalog_review.VOLATILE_READS)

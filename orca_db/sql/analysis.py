@@ -14,12 +14,10 @@ READ_STARTS: Final = frozenset({"SELECT", "VALUES", "TABLE", "WITH", "SHOW", "EX
 _SESSION_STARTS: Final = frozenset(
     {"SET", "RESET", "DISCARD", "LISTEN", "UNLISTEN", "DEALLOCATE", "LOAD", "DECLARE", "DO"}
 )
-# Functions whose call sets session state (the _xact_ advisory locks end
-# with the transaction and are not session state).
-SESSION_FUNCTIONS: Final = frozenset(
+# Session-level advisory locks (the _xact_ ones end with the transaction:
+# not session state).
+ADVISORY_SESSION_FUNCTIONS: Final = frozenset(
     {
-        "set_config",
-        "setseed",
         "pg_advisory_lock",
         "pg_advisory_lock_shared",
         "pg_try_advisory_lock",
@@ -27,8 +25,14 @@ SESSION_FUNCTIONS: Final = frozenset(
         "pg_advisory_unlock",
         "pg_advisory_unlock_shared",
         "pg_advisory_unlock_all",
-        # A backup or replication-origin set-up belongs to the session; a
-        # temporary replication slot lives as long as the session.
+    }
+)
+# Calls that set up session state nobody can describe further: the random
+# seed; a backup or a replication-origin set-up (they belong to the
+# session); a temporary replication slot (it lives as long as the session).
+OPAQUE_SESSION_FUNCTIONS: Final = frozenset(
+    {
+        "setseed",
         "pg_backup_start",
         "pg_backup_stop",
         "pg_start_backup",
@@ -40,6 +44,10 @@ SESSION_FUNCTIONS: Final = frozenset(
         "pg_copy_logical_replication_slot",
         "pg_copy_physical_replication_slot",
     }
+)
+# Calls that change session state (and dblink*, by prefix).
+SESSION_FUNCTIONS: Final = (
+    frozenset({"set_config"}) | ADVISORY_SESSION_FUNCTIONS | OPAQUE_SESSION_FUNCTIONS
 )
 _LOCK_STRENGTHS: Final = frozenset({"UPDATE", "SHARE", "NO", "KEY"})
 _DML: Final = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})

@@ -14,6 +14,7 @@ import functools
 from typing import Any, Final
 
 from . import tree
+from .analysis import OPAQUE_SESSION_FUNCTIONS
 
 # Why the kinds that are not restorable are not:
 # - advisory_lock / advisory_unlock / advisory_unlock_all: between the loss
@@ -77,15 +78,6 @@ _ADVISORY: Final = {
     "pg_advisory_unlock_shared": ("advisory_unlock", False),
     "pg_advisory_unlock_all": ("advisory_unlock_all", False),
 }
-# Calls that set up session state nobody can describe further.
-_UNKNOWN_CALLS: Final = frozenset(
-    {
-        "setseed", "pg_backup_start", "pg_backup_stop", "pg_start_backup", "pg_stop_backup",
-        "pg_replication_origin_session_setup", "pg_replication_origin_session_reset",
-        "pg_create_logical_replication_slot", "pg_create_physical_replication_slot",
-        "pg_copy_logical_replication_slot", "pg_copy_physical_replication_slot",
-    }
-)  # fmt: skip
 _CURSOR_OPT_HOLD: Final = 0x0020
 _TRUE_WORDS: Final = frozenset({"true", "on", "1", "yes", "t", "y"})
 _FALSE_WORDS: Final = frozenset({"false", "off", "0", "no", "f", "n"})
@@ -241,7 +233,7 @@ def _call_effect(call: Any) -> SessionEffect | None:
         keys = [_literal(arg) for arg in call.args or ()]
         key = ",".join(keys) if keys and all(isinstance(k, str) for k in keys) else None  # type: ignore[arg-type]
         return SessionEffect(effect_kind, key, scoped)
-    if function in _UNKNOWN_CALLS or function.startswith("dblink"):
+    if function in OPAQUE_SESSION_FUNCTIONS or function.startswith("dblink"):
         return SessionEffect("unknown", function)
     return None
 
