@@ -76,8 +76,8 @@ def readable_copy(bindir: Path, scratch: Path) -> Path:
 def read_catalogue(bindir: Path) -> dict:
     server = PostgresServer()
     server.bindir = bindir
-    server.start()
     try:
+        server.start()
         return {
             "version": server.execute("SHOW server_version")[0][0].split()[0],
             "procs": server.execute(PROCS),
