@@ -25,7 +25,7 @@ from . import decisions, drivers
 from .classify import Failure, classify, driver_error
 from .exceptions import OutcomeUnknown, ScaleEventError, TransactionRolledBack
 from .retry import Operation
-from .statements import profile
+from .sql import profile
 
 logger = logging.getLogger("orca_db.retry")
 

@@ -35,7 +35,10 @@ import enum
 
 from .classify import Failure
 from .conf import RetrySettings
-from .statements import is_replayable_read, profile
+from .sql import profile
+
+
+_MAY_COMMIT = frozenset({"commit", "prepare_transaction", "commit_prepared", "mixed"})
 
 
 class Verdict(enum.Enum):
@@ -61,7 +64,7 @@ def after_statement_failure(
     """A statement lost its connection (``failure`` is retryable)."""
     if in_transaction:
         return Verdict.ROLLED_BACK  # fact 3, even for a statement never sent
-    if profile(sql).control in ("commit", "prepare_transaction", "commit_prepared"):
+    if profile(sql).control in _MAY_COMMIT:
         return Verdict.UNKNOWN  # may have committed something
     if failure.closed_before_send:
         return Verdict.REPLAY  # nothing of it reached the server
@@ -71,6 +74,8 @@ def after_statement_failure(
         return Verdict.REPLAY if settings.retry_writes else Verdict.UNKNOWN
     if failure.not_applied:
         return Verdict.REPLAY  # fact 2: the server ended it unrun
+    from .sql import is_replayable_read  # parses: loaded after a failure only
+
     if is_replayable_read(sql):
         # A server-side cursor is declared WITH HOLD in autocommit; it is
         # replayed as it is.

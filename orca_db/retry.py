@@ -21,7 +21,6 @@ from .conf import RetrySettings
 from .deadlines import cap, deadline_cap
 from .events import RetryEvent, deliver
 from .exceptions import RetriesExhausted, ScaleEventError
-from .statements import scrub_message, scrub_sql
 
 if TYPE_CHECKING:
     import tenacity
@@ -220,6 +219,8 @@ def recover(
 
 
 def _exhausted(operation: Operation) -> RetriesExhausted:
+    from .sql import scrub_message
+
     failure = operation.last_failure
     assert failure is not None
     return RetriesExhausted(
@@ -234,6 +235,7 @@ def report(operation: Operation, outcome: str) -> None:
     failure = operation.last_failure
     if failure is None:
         return  # nothing retryable happened: not an event
+    from .sql import scrub_message, scrub_sql  # loaded with the first event
     deliver(
         RetryEvent(
             database=operation.alias,

@@ -33,9 +33,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .statements import SessionEffect, session_effects
+if TYPE_CHECKING:
+    from .sql.effects import SessionEffect
+
+#: Kinds of change that PostgreSQL undoes with a rolled-back transaction,
+#: and that re-running the statement re-creates.
+_SETTINGS = frozenset({"set", "reset", "reset_all"})
 
 #: What each kind of held state is called in ``SessionStateLost``.
 _HELD_NAMES = {
@@ -84,10 +89,15 @@ class SessionState:
 
     def observe(self, sql: object, params: Any, in_transaction: bool) -> None:
         """A statement that may change session state succeeded."""
+        from .sql import session_effects
+
         for effect in session_effects(sql):
             if effect.transaction_scoped:
                 continue
-            if effect.restorable:
+            if effect.kind in _SETTINGS:
+                if not effect.restorable:
+                    self._count("unknown")  # e.g. set_config(..., %s): local or not?
+                    continue
                 change = _Change(_key(effect), sql, params)
                 if in_transaction:
                     self.pending.append(change)
@@ -192,7 +202,6 @@ def _key(effect: SessionEffect) -> str | None:
 
 
 def _effect_of(change: _Change) -> SessionEffect:
-    for effect in session_effects(change.sql):
-        if effect.restorable:
-            return effect
-    return SessionEffect("unknown")
+    from .sql import session_effects
+
+    return next(e for e in session_effects(change.sql) if e.kind in _SETTINGS)

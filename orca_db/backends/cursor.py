@@ -23,7 +23,7 @@ from ..exceptions import (
     WriteDeadlineExceeded,
 )
 from ..retry import Operation, active_operation, recover, report
-from ..statements import is_replayable_read, profile
+from ..sql import profile
 
 #: SQLSTATE read_only_sql_transaction: a replayed "read" tried to write.
 _READ_ONLY_VIOLATION = "25006"
@@ -99,7 +99,7 @@ def run_statement(wrapper, sql, params, many: bool, execute):
         if watch.cut:
             db._orca_lose_connection()  # the answer came, the socket is shut
     if statement.session or (statement.control is not None and session.pending):
-        db._orca_observe(statement, sql, params, in_transaction)
+        db._orca_observe(wrapper, statement, sql, params, in_transaction)
     return result
 
 
@@ -138,6 +138,8 @@ def _cut_off(db, sql, in_transaction: bool) -> DeadlineExceeded:
             f"was cut off, and the server rolls its transaction back."
         )
     db._orca_lose_connection()
+    from ..sql import is_replayable_read
+
     if is_replayable_read(sql):
         return DeadlineExceeded(
             f"A read on database {db.alias!r} was still running at its deadline and was cut off."

@@ -29,6 +29,7 @@ from ..deadlines import bounded_connect
 from ..exceptions import OutcomeUnknown, SessionStateLost, TransactionRolledBack
 from ..retry import Operation, active_operation, remaining_time, report, run
 from ..session import SessionState
+from ..sql import profile
 from .cursor import RetryingCursorMixin
 
 __all__ = ["AuroraRetryMixin", "RetryingCursorMixin"]
@@ -227,8 +228,6 @@ class AuroraRetryMixin:
 
     def _orca_refused(self, sql: object):
         """A statement on a connection that refuses work."""
-        from ..statements import profile
-
         refusal = self._orca_refusal
         assert refusal is not None
         if refusal.kind == "transaction":
@@ -244,16 +243,19 @@ class AuroraRetryMixin:
                 )
         raise refusal.error()
 
-    def _orca_observe(self, statement, sql, params, in_transaction: bool) -> None:
+    def _orca_observe(self, wrapper, statement, sql, params, in_transaction: bool) -> None:
         session = self._orca_session
         control = statement.control
         if control is None:
             session.observe(sql, params, in_transaction)
         elif control == "commit":
-            committed = drivers.transaction_status(self.connection) == drivers.IDLE
-            session.transaction_ended(committed)
-        elif control in ("rollback", "prepare_transaction"):
-            session.transaction_ended(False if control == "rollback" else None)
+            # COMMIT of a failed transaction answers ROLLBACK, no error.
+            status = getattr(wrapper.cursor, "statusmessage", None) or ""
+            session.transaction_ended(status.startswith("COMMIT"))
+        elif control == "rollback":
+            session.transaction_ended(False)
+        elif control in ("prepare_transaction", "mixed"):
+            session.transaction_ended(None)
         elif control == "savepoint":
             session.savepoint(statement.savepoint_name)
         elif control == "release":
