@@ -37,7 +37,6 @@ from .classify import Failure
 from .conf import RetrySettings
 from .sql import profile
 
-
 _MAY_COMMIT = frozenset({"commit", "prepare_transaction", "commit_prepared", "mixed"})
 
 

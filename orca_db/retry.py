@@ -236,6 +236,7 @@ def report(operation: Operation, outcome: str) -> None:
     if failure is None:
         return  # nothing retryable happened: not an event
     from .sql import scrub_message, scrub_sql  # loaded with the first event
+
     deliver(
         RetryEvent(
             database=operation.alias,

@@ -21,6 +21,7 @@ from orca_db.exceptions import (
 )
 from orca_db_app import receivers
 from orca_db_app.models import RetryEvent
+from tests.driver import DRIVER
 from tests.test_aws_lambda import FakeContext, wait_until_gone
 from tests.testapp.models import Note
 
@@ -252,6 +253,11 @@ def extra_options():
 # ----- the deadline counts from the first attempt --------------------------------------
 
 
+@pytest.mark.skipif(
+    DRIVER == "psycopg2",
+    reason="psycopg2 loses the server's 57P01 here, so the statement (which calls a "
+    "function with side effects) is not replayed at all",
+)
 def test_the_deadline_counts_from_the_start_of_the_first_attempt(extra_options, events):
     """Each attempt ends its own session after 0.6 s (a 57P01: safe to run
     again). With a 1 s deadline from the first attempt's start there is room
