@@ -33,6 +33,12 @@ class LostReplies:
 
 
 class FaultState:
+    """What is in force now (pause and storm, startup rejections, the
+    connection limit, "starting up", silence, the lost-reply order), the
+    registry of sessions, and the counters. Sessions ask it what to do with
+    a new connection (:meth:`storm_refusal`, :meth:`admit`) and a query
+    (:meth:`take_lost_reply`); the simulator changes it."""
+
     def __init__(self, counters: Counters):
         self.counters = counters
         #: Sessions whose client connection is open.
