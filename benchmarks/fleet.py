@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -242,6 +243,7 @@ def run_fleet(kind: str, driver: str, clients: int, info: dict, settings: argpar
             log = (directory / f"worker-{index}.log").read_text()[-3000:]
             raise RuntimeError(f"fleet worker {index} failed ({process.returncode}):\n{log}")
         outputs.append(json.loads(result.read_text()))
+    shutil.rmtree(directory, ignore_errors=True)  # kept when a worker failed
     timeline = {"started": started, "paused": paused, "resumed": resumed}
     return summarize(outputs, sampler.samples, timeline, stats, shares, settings)
 
