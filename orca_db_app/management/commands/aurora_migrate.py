@@ -151,9 +151,6 @@ class Command(DatabaseCommand):
         self._say(1, f"Database {connection.alias!r} is up ({waited:.1f} s).")
 
     def _show_plan(self, connection, app_label, migration_name) -> None:
-        from orca_db_app import adoption
-        from orca_db_app.migrations._orca_v5_shape import ORCA_V5
-
         executor = MigrationExecutor(connection)
         targets = self._targets(executor, app_label, migration_name)
         steps = executor.migration_plan(targets)
@@ -163,20 +160,16 @@ class Command(DatabaseCommand):
         self.stdout.write(f"Planned operations on {connection.alias!r}:")
         for migration, backwards in steps:
             self.stdout.write(f"  {'Unapply' if backwards else 'Apply'} {migration}")
-            if (migration.app_label, migration.name) == ("orca_db_app", "0002_orca_schema"):
-                if not backwards:
-                    action, differences = adoption.plan(connection, "orca", ORCA_V5)
-                    note = {
-                        "create": "create the ORCA tables",
-                        "adopt": "adopt the existing ORCA tables (they match)",
-                        "refuse": "REFUSE: the existing ORCA tables differ",
-                    }[action]
-                    self.stdout.write(f"    -> {note}")
-                    for line in differences:
+            for operation in migration.operations:
+                # An operation that decides on the database what it will do
+                # (orca_db_app.orca's AdoptOrCreate: create or adopt) says so.
+                explain = getattr(operation, "explain_plan", None)
+                if explain is not None and not backwards:
+                    verdict, *details = explain(connection)
+                    self.stdout.write(f"    -> {verdict}")
+                    for line in details:
                         self.stdout.write(f"       {line}")
-                continue
-            if self.verbosity >= 2:
-                for operation in migration.operations:
+                elif self.verbosity >= 2:
                     self.stdout.write(f"    {operation.describe()}")
 
     def _targets(self, executor, app_label, migration_name):

@@ -18,8 +18,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import override_settings
 
 from orca_db.signals import retry_event
-from orca_db_app import demo, services
 from orca_db_app.management.base import EXIT_FAILED, DatabaseCommand, usage_error
+from orca_db_app.orca import demo, services
 
 WORKLOAD_ALIAS = "orca_demo"
 APPLICATION_NAME = "orca_db_demo"
@@ -76,7 +76,7 @@ class Command(DatabaseCommand):
         self.verbosity = verbosity
         base = connections[database].settings_dict
         external = bool(os.environ.get("DATABASE_URL")) and database == DEFAULT_DB_ALIAS
-        simulator = None
+        simulator_class: Any = None
         if not (external or no_simulator):
             try:
                 from orca_db.testing.simulator import AuroraSimulator
@@ -87,12 +87,17 @@ class Command(DatabaseCommand):
                     "The Aurora simulator is not installed; using pg_terminate_backend."
                 )
             else:
-                simulator = AuroraSimulator(base["HOST"] or "127.0.0.1", base["PORT"] or 5432)
+                simulator_class = AuroraSimulator
 
         where = "DATABASE_URL" if external else f"database {database!r}"
         self._say(1, f"Migrating {where} (aurora_migrate)...")
         call_command("aurora_migrate", database=database, wake_timeout=timeout, verbosity=0)
         services.add_reconcile_partition(demo.BUCKET, using=database)
+        simulator = None
+        if simulator_class is not None:
+            # Where the server listens is known once connected (the project's
+            # embedded server starts at the first connection).
+            simulator = simulator_class(base["HOST"] or "127.0.0.1", base["PORT"] or 5432)
 
         if simulator is not None:
             simulator.start()
@@ -318,7 +323,10 @@ class Command(DatabaseCommand):
                     f"RESULT: PASS: {fired} faults, 0 errors, 0 duplicates, 0 partial transactions"
                 )
             )
-        w("See the retry events: python manage.py runserver, then /admin/ (createsuperuser first).")
+        w(
+            "See the retry events: python manage.py createsuperuser, then "
+            "ORCA_DB_DEBUG=1 python manage.py runserver and /admin/."
+        )
         return failures
 
     def _say(self, level: int, message: str) -> None:
