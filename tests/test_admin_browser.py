@@ -151,7 +151,9 @@ def assert_labels_fit(page) -> None:
     """Every visible x-axis label inside its axis, none over another, none
     shrunk below 11 CSS px (before: the last label cut off at the drawing's
     edge, and on a phone every label scaled down with the drawing)."""
-    for axis in page.evaluate(LABEL_BOXES):
+    axes = page.evaluate(LABEL_BOXES)
+    assert len(axes) == 2  # one per panel
+    for axis in axes:
         labels = sorted(axis["labels"], key=lambda label: label["left"])
         assert len(labels) >= 2, axis
         for label in labels:
