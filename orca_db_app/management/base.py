@@ -113,8 +113,9 @@ class DatabaseCommand(BaseCommand):
     default_database: str | None = DEFAULT_DB_ALIAS
     #: Whether the alias must be PostgreSQL (the command runs SQL of its own).
     requires_postgresql = True
-    #: Default of ``--timeout`` (seconds); ``None``: the command has none.
-    default_timeout: float | None = 60.0
+    #: Default of ``--timeout`` (seconds); ``None``: the command declares no
+    #: ``--timeout`` (it may have its own way to bound its waits).
+    default_timeout: float | None = None
     timeout_help = "Seconds to wait for the database to answer (default: %(default)g)."
     #: Whether the command offers ``--json``.
     offers_json = True

@@ -124,6 +124,7 @@ class Command(DatabaseCommand):
         "auto-pause: long queries, open and idle-in-transaction sessions, table and "
         "advisory locks, temporary tables, LISTEN, idle connections."
     )
+    default_timeout = 60.0
 
     def add_arguments(self, parser) -> None:
         super().add_arguments(parser)

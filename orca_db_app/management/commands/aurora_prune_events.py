@@ -31,6 +31,7 @@ class Command(DatabaseCommand):
     # The events may live on any database Django supports.
     requires_postgresql = False
     offers_json = False
+    default_timeout = 60.0
 
     def add_arguments(self, parser):
         super().add_arguments(parser)

@@ -173,6 +173,7 @@ class Command(DatabaseCommand):
         "non-retryable errors surface at once and the event is recorded. "
         "Exit 0 when every check passes, 1 when one fails, 2 when it cannot run."
     )
+    default_timeout = 60.0
 
     def handle(
         self, *, database: str, as_json: bool, timeout: float, verbosity: int, **options: Any
