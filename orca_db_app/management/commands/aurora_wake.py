@@ -13,17 +13,12 @@ import threading
 import time
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import CommandError
-from django.db import connections
-
 from orca_db.classify import Failure, classify
-from orca_db.conf import OPTIONS_KEY, parse_retry_settings
 from orca_db.statements import scrub_message
 from orca_db_app.management.base import (
-    EXIT_ERROR,
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     DatabaseCommand,
     connect_with,
     driver_params,
@@ -76,28 +71,16 @@ class Command(DatabaseCommand):
         "2 on an error waiting cannot fix (bad password, unknown database or host)."
     )
 
-    def add_arguments(self, parser) -> None:
-        super().add_arguments(parser)
-        parser.add_argument(
-            "--timeout",
-            type=float,
-            default=120.0,
-            help="Seconds to wait for the database (default: 120).",
-        )
+    default_timeout = 120.0
 
     def handle(
         self, *, database: str, as_json: bool, timeout: float, verbosity: int, **options: Any
     ) -> None:
-        self.check_alias(database)
-        if not timeout > 0 or not math.isfinite(timeout):
-            raise CommandError(
-                "--timeout must be a positive number of seconds.", returncode=EXIT_ERROR
-            )
-        self.alias = database
+        self.alias = self.database_alias(database)
         self.as_json = as_json
         self.verbosity = verbosity
         self.tty = self.stdout.isatty() and not as_json and verbosity >= 1
-        backoff_initial, backoff_max = self._backoff()
+        self.pause(database, 1)  # settings the backend refuses end it here
 
         started = time.monotonic()
         deadline = started + timeout
@@ -108,15 +91,13 @@ class Command(DatabaseCommand):
         if verbosity >= 2:
             self._plain(f"waking (timeout {timeout:g} s)")
         try:
-            self._wait(deadline, timeout, backoff_initial, backoff_max)
+            self._wait(deadline, timeout)
         except KeyboardInterrupt:
             if self.tty:
                 self.stdout.write("")  # keep the progress line, end it
             raise
 
-    def _wait(
-        self, deadline: float, timeout: float, backoff_initial: float, backoff_max: float
-    ) -> None:
+    def _wait(self, deadline: float, timeout: float) -> None:
         database = self.alias
         while True:
             self.attempts += 1
@@ -140,22 +121,12 @@ class Command(DatabaseCommand):
             elif error != self.last_error:
                 self._plain(f"not yet: {error}")
             self.last_error = error
-            sleep = min(backoff_max, backoff_initial * 2 ** (self.attempts - 1))
-            pause_until = min(deadline, time.monotonic() + sleep)
+            pause_until = min(deadline, time.monotonic() + self.pause(database, self.attempts))
             while time.monotonic() < pause_until:
                 time.sleep(min(TICK, max(0.0, pause_until - time.monotonic())))
                 self._progress()
             if time.monotonic() >= deadline:
                 return self._finish("timeout", timeout)
-
-    def _backoff(self) -> tuple[float, float]:
-        # The same pace as the backend's own retries of this alias.
-        options = connections[self.alias].settings_dict.get("OPTIONS") or {}
-        try:
-            settings = parse_retry_settings(options.get(OPTIONS_KEY))
-        except ImproperlyConfigured as error:
-            raise CommandError(str(error), returncode=EXIT_ERROR) from error
-        return settings.backoff_initial, settings.backoff_max
 
     # ----- output -----------------------------------------------------------
 
@@ -185,7 +156,7 @@ class Command(DatabaseCommand):
         elapsed = self._elapsed()
         if self.tty:
             self.stdout.write("\r\x1b[K", ending="")
-        code = {"awake": EXIT_OK, "timeout": EXIT_FAILED, "error": EXIT_ERROR}[status]
+        code = {"awake": EXIT_OK, "timeout": EXIT_FAILED, "error": EXIT_USAGE}[status]
         if self.as_json:
             self.write_json(
                 {
@@ -209,7 +180,8 @@ class Command(DatabaseCommand):
             last = f" Last error: {self.last_error}" if self.last_error else ""
             self.stderr.write(
                 f"Database {self.alias!r} did not answer within {timeout:g} s "
-                f"({self.attempts} attempt{'s' if self.attempts != 1 else ''}).{last}"
+                f"(waited {elapsed:.1f} s, {self.attempts} "
+                f"attempt{'s' if self.attempts != 1 else ''}).{last}"
             )
         else:
             self.stderr.write(

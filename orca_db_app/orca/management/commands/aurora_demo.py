@@ -13,25 +13,33 @@ import uuid
 from typing import Any
 
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import override_settings
 
 from orca_db.signals import retry_event
-from orca_db_app import demo, services
+from orca_db_app.management.base import EXIT_FAILED, DatabaseCommand, usage_error
+from orca_db_app.orca import demo, services
 
 WORKLOAD_ALIAS = "orca_demo"
 APPLICATION_NAME = "orca_db_demo"
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Run an ORCA-like workload through injected Aurora faults (pauses, scale "
         "events, startup rejections) and audit the database for lost, duplicated "
         "and partial writes."
     )
+    database_help = 'The database to run on (default: "default").'
+    default_timeout = 120.0
+    timeout_help = (
+        "Seconds to wait for the database to answer before migrating it (default: %(default)g)."
+    )
+    offers_json = False
 
     def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
         parser.add_argument(
             "--duration", type=float, default=30.0, help="Seconds of workload (default 30)."
         )
@@ -41,11 +49,6 @@ class Command(BaseCommand):
             type=float,
             default=1.0,
             help="Seconds between injected faults (default 1).",
-        )
-        parser.add_argument(
-            "--database",
-            default=DEFAULT_DB_ALIAS,
-            help='The database to run on (default: "default").',
         )
         parser.add_argument("--seed", type=int, default=None, help="Seed the workload's choices.")
         parser.add_argument(
@@ -61,19 +64,19 @@ class Command(BaseCommand):
         workers: int,
         fault_interval: float,
         database: str,
+        timeout: float,
         seed: int | None,
         no_simulator: bool,
         verbosity: int,
         **options: Any,
     ) -> None:
-        if database not in connections:
-            raise CommandError(f"Connection {database!r} does not exist.")
+        self.database_alias(database)
         if duration <= 0 or workers < 1 or fault_interval <= 0:
-            raise CommandError("--duration, --workers and --fault-interval must be positive.")
+            raise usage_error("--duration, --workers and --fault-interval must be positive.")
         self.verbosity = verbosity
         base = connections[database].settings_dict
         external = bool(os.environ.get("DATABASE_URL")) and database == DEFAULT_DB_ALIAS
-        simulator = None
+        simulator_class: Any = None
         if not (external or no_simulator):
             try:
                 from orca_db.testing.simulator import AuroraSimulator
@@ -84,12 +87,17 @@ class Command(BaseCommand):
                     "The Aurora simulator is not installed; using pg_terminate_backend."
                 )
             else:
-                simulator = AuroraSimulator(base["HOST"] or "127.0.0.1", base["PORT"] or 5432)
+                simulator_class = AuroraSimulator
 
         where = "DATABASE_URL" if external else f"database {database!r}"
         self._say(1, f"Migrating {where} (aurora_migrate)...")
-        call_command("aurora_migrate", database=database, verbosity=0)
+        call_command("aurora_migrate", database=database, wake_timeout=timeout, verbosity=0)
         services.add_reconcile_partition(demo.BUCKET, using=database)
+        simulator = None
+        if simulator_class is not None:
+            # Where the server listens is known once connected (the project's
+            # embedded server starts at the first connection).
+            simulator = simulator_class(base["HOST"] or "127.0.0.1", base["PORT"] or 5432)
 
         if simulator is not None:
             simulator.start()
@@ -159,7 +167,9 @@ class Command(BaseCommand):
             with contextlib.suppress(Exception):
                 connections[WORKLOAD_ALIAS].close()
         if not finished:
-            raise CommandError("Some workers did not finish within 120 s of the end.")
+            raise CommandError(
+                "Some workers did not finish within 120 s of the end.", returncode=EXIT_FAILED
+            )
 
         result = demo.audit(database, workload)
         by_receiver, by_demo = self._store_events(database, captured, workload.started_at)
@@ -167,7 +177,9 @@ class Command(BaseCommand):
             workload, faults, result, events, stats, elapsed, (by_receiver, by_demo), how
         )
         if failures:
-            raise CommandError("The demo found problems: " + ", ".join(failures) + ".")
+            raise CommandError(
+                "The demo found problems: " + ", ".join(failures) + ".", returncode=EXIT_FAILED
+            )
 
     # ----- helpers ----------------------------------------------------------
 
@@ -311,7 +323,10 @@ class Command(BaseCommand):
                     f"RESULT: PASS: {fired} faults, 0 errors, 0 duplicates, 0 partial transactions"
                 )
             )
-        w("See the retry events: python manage.py runserver, then /admin/ (createsuperuser first).")
+        w(
+            "See the retry events: python manage.py createsuperuser, then "
+            "ORCA_DB_DEBUG=1 python manage.py runserver and /admin/."
+        )
         return failures
 
     def _say(self, level: int, message: str) -> None:
