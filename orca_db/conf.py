@@ -15,6 +15,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from .aws.settings import AWS_KEYS, AwsSettings, parse_aws_settings
+
 OPTIONS_KEY = "aurora"
 
 
@@ -38,9 +40,12 @@ class RetrySettings:
     #: Let receivers of ``orca_db.signals.retry_event`` store events for
     #: this database (``orca_db_app`` does when installed).
     record_events: bool = True
+    #: The keys ``secret``, ``iam_auth``, ``region``, ``cluster``
+    #: (docs/aws.md); ``None`` when none is set.
+    aws: AwsSettings | None = None
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(RetrySettings)}
+_FIELDS = {f.name: f for f in dataclasses.fields(RetrySettings) if f.name != "aws"}
 
 
 def _check_number(key: str, value: Any, *, minimum: float, integer: bool = False):
@@ -65,11 +70,11 @@ def parse_retry_settings(options: Any) -> RetrySettings:
         raise ImproperlyConfigured(
             f"OPTIONS[{OPTIONS_KEY!r}] must be a dict, got {type(options).__name__}."
         )
-    unknown = sorted(set(options) - set(_FIELDS))
+    unknown = sorted(set(options) - set(_FIELDS) - AWS_KEYS)
     if unknown:
         raise ImproperlyConfigured(
             f"Unknown key OPTIONS[{OPTIONS_KEY!r}][{unknown[0]!r}]; "
-            f"valid keys: {', '.join(sorted(_FIELDS))}."
+            f"valid keys: {', '.join(sorted({*_FIELDS, *AWS_KEYS}))}."
         )
     for key in ("deadline", "backoff_initial", "backoff_max"):
         if key in options:
@@ -81,7 +86,10 @@ def parse_retry_settings(options: Any) -> RetrySettings:
             raise ImproperlyConfigured(
                 f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be True or False, got {options[key]!r}."
             )
-    result = RetrySettings(**options)
+    result = RetrySettings(
+        **{key: value for key, value in options.items() if key in _FIELDS},
+        aws=parse_aws_settings(options),
+    )
     if result.backoff_max < result.backoff_initial:
         raise ImproperlyConfigured(
             f"OPTIONS[{OPTIONS_KEY!r}]['backoff_max'] ({result.backoff_max}) must "
