@@ -18,6 +18,7 @@ from typing import Any
 
 from django.db.utils import Error as DjangoError
 
+from ..aws.credentials import apply_credentials, connect_with_credentials
 from ..classify import Failure, classify, driver_error
 from ..conf import OPTIONS_KEY, RetrySettings, retry_settings
 from ..exceptions import OutcomeUnknown, ScaleEventError, TransactionRolledBack
@@ -68,7 +69,7 @@ class AuroraRetryMixin:
     def get_connection_params(self) -> dict[str, Any]:
         params = super().get_connection_params()
         params.pop(OPTIONS_KEY, None)
-        return params
+        return apply_credentials(self, params)
 
     def get_new_connection(self, conn_params: dict[str, Any]):
         if "connect_timeout" not in conn_params:
@@ -80,7 +81,8 @@ class AuroraRetryMixin:
                     **conn_params,
                     "connect_timeout": max(_MIN_CONNECT_TIMEOUT, int(remaining)),
                 }
-        return super().get_new_connection(conn_params)
+        # A login refused after a rotation is refreshed and retried once here.
+        return connect_with_credentials(self, conn_params, super().get_new_connection)
 
     def connect(self) -> None:
         # Reading the settings validates them: bad ones fail the first
