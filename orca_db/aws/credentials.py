@@ -60,20 +60,20 @@ def is_login_failure(error: BaseException) -> bool:
 
 
 class Credentials:
-    """The login of one database alias, from a secret, IAM, or both (the
-    secret then names user and host, IAM supplies the password)."""
+    """A login from a secret, IAM, or both (the secret then names user and
+    host, IAM supplies the password), shared by every alias configured alike
+    (orca_db_app stores events through an alias of its own)."""
 
-    def __init__(self, alias: str, aws: AwsSettings, explicit: frozenset[str]):
-        self.alias = alias
+    def __init__(self, aws: AwsSettings, explicit: frozenset[str]):
         self.explicit = explicit
-        self.secret = SecretCredentials(aws.secret, aws.region, alias) if aws.secret else None
-        self.iam = IamTokens(aws.region, alias) if aws.iam_auth else None
+        self.secret = SecretCredentials(aws.secret, aws.region) if aws.secret else None
+        self.iam = IamTokens(aws.region) if aws.iam_auth else None
         # One fetch or mint at a time: many connections failing together
         # (a rotation, a scale event) cause one refresh, not one each.
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<Credentials {self.alias!r} secret={self.secret!r} iam={self.iam!r}>"
+        return f"<Credentials secret={self.secret!r} iam={self.iam!r}>"
 
     def apply(self, params: Mapping[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -89,8 +89,7 @@ class Credentials:
             host, port, user = result.get("host"), result.get("port") or "5432", result.get("user")
             if not host or not user:
                 raise CredentialsRejected(
-                    f"Database {self.alias!r}: IAM authentication needs HOST and USER "
-                    f"(in DATABASES or the secret)."
+                    "IAM authentication needs HOST and USER (in DATABASES or the secret)."
                 )
             result["password"] = self.iam.token(str(host), str(port), str(user))
         return result
@@ -115,7 +114,9 @@ class Credentials:
             return (None, None)
         return (login.params.get("user"), login.params.get("password"))
 
-    def connect(self, params: Mapping[str, Any], connect: Callable[[dict[str, Any]], C]) -> C:
+    def connect(
+        self, params: Mapping[str, Any], connect: Callable[[dict[str, Any]], C], alias: str
+    ) -> C:
         """``connect(params)``; after a refused login, refresh and once more."""
         try:
             return connect(dict(params))
@@ -129,9 +130,9 @@ class Credentials:
         except Exception as error:
             if not is_login_failure(error):
                 raise
-            raise CredentialsRejected(self._rejected(fresh, error)) from error
+            raise CredentialsRejected(self._rejected(alias, fresh, error)) from error
 
-    def _rejected(self, params: Mapping[str, Any], error: BaseException) -> str:
+    def _rejected(self, alias: str, params: Mapping[str, Any], error: BaseException) -> str:
         sources = []
         if self.secret is not None:
             sources.append(f"secret {self.secret.secret_id!r}")
@@ -139,7 +140,7 @@ class Credentials:
             sources.append("a new IAM token")
         reason = " ".join(str(driver_error(error)).split())
         return (
-            f"Database {self.alias!r} refused the login of user {params.get('user')!r} "
+            f"Database {alias!r} refused the login of user {params.get('user')!r} "
             f"made with credentials read just now ({' and '.join(sources)}); not "
             f"retried. The server said: {reason}"
         )
@@ -149,7 +150,7 @@ def _login(params: Mapping[str, Any]) -> tuple[Any, Any]:
     return (params.get("user"), params.get("password"))
 
 
-_providers: dict[tuple[str, AwsSettings, frozenset[str]], Credentials] = {}
+_providers: dict[tuple[AwsSettings, frozenset[str]], Credentials] = {}
 _providers_lock = threading.Lock()
 
 
@@ -161,11 +162,11 @@ def credentials_for(wrapper: Any) -> Credentials | None:
         return None
     settings = wrapper.settings_dict
     explicit = frozenset(param for key, param in _EXPLICIT if settings.get(key))
-    key = (wrapper.alias, aws, explicit)
+    key = (aws, explicit)
     found = _providers.get(key)
     if found is None:
         with _providers_lock:
-            found = _providers.setdefault(key, Credentials(wrapper.alias, aws, explicit))
+            found = _providers.setdefault(key, Credentials(aws, explicit))
     return found
 
 
@@ -189,7 +190,7 @@ def connect_with_credentials(
     provider = credentials_for(wrapper)
     if provider is None:
         return connect(params)
-    return provider.connect(params, connect)
+    return provider.connect(params, connect, wrapper.alias)
 
 
 _POOL_MARK = "_orca_db_credentials"
@@ -208,18 +209,18 @@ def use_current_credentials(wrapper: Any, pool: Any) -> None:
             # The password of the moment the pool was made stays out of it.
             static = {key: value for key, value in pool.kwargs.items() if key != "password"}
             pool.kwargs = functools.partial(provider.apply, static)
-            pool.connection_class = _refreshing(pool.connection_class, provider)
+            pool.connection_class = _refreshing(pool.connection_class, provider, wrapper.alias)
         setattr(pool, _POOL_MARK, True)
 
 
-def _refreshing(base: type, provider: Credentials) -> type:
+def _refreshing(base: type, provider: Credentials, alias: str) -> type:
     class RefreshingConnection(base):  # type: ignore[valid-type, misc]
         """Refreshes the login once when the server refuses it."""
 
         @classmethod
         def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
-            parent = super(RefreshingConnection, cls).connect
-            return provider.connect(kwargs, lambda params: parent(conninfo, **params))
+            parent = super().connect
+            return provider.connect(kwargs, lambda params: parent(conninfo, **params), alias)
 
     RefreshingConnection.__name__ = RefreshingConnection.__qualname__ = base.__name__
     return RefreshingConnection

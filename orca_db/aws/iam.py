@@ -35,9 +35,8 @@ class IamTokens:
     """The current token of each (host, port, user). Not thread-safe by
     itself: the caller serialises minting."""
 
-    def __init__(self, region: str | None, alias: str):
+    def __init__(self, region: str | None):
         self.region = region
-        self.alias = alias
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
         #: Tokens minted so far.
         self.mints = 0
@@ -74,6 +73,6 @@ class IamTokens:
             raise  # boto3 missing, no region: the message says what to set
         except Exception as error:
             raise TokenUnavailable(
-                f"Database {self.alias!r}: cannot mint an IAM authentication token "
+                f"Cannot mint an IAM authentication token "
                 f"for user {user!r} at {host}:{port} ({error_text(error)})."
             ) from None

@@ -51,10 +51,9 @@ class SecretCredentials:
     """The login kept in one secret, read on first use and after a refused
     login. Not thread-safe by itself: the caller serialises fetches."""
 
-    def __init__(self, secret_id: str, region: str | None, alias: str):
+    def __init__(self, secret_id: str, region: str | None):
         self.secret_id = secret_id
         self.region = region_from_arn(secret_id) or region
-        self.alias = alias
         self.login: Login | None = None
         #: GetSecretValue calls made (each one a network round trip).
         self.fetches = 0
@@ -81,8 +80,7 @@ class SecretCredentials:
             raise  # boto3 missing, no region: the message says what to set
         except Exception as error:
             raise SecretUnavailable(
-                f"Database {self.alias!r}: cannot read secret {self.secret_id!r} "
-                f"from Secrets Manager ({error_text(error)})."
+                f"Cannot read secret {self.secret_id!r} from Secrets Manager ({error_text(error)})."
             ) from None
         return Login(self._params(response.get("SecretString")), response.get("VersionId"))
 
@@ -94,14 +92,13 @@ class SecretCredentials:
             values = None
         if not isinstance(values, dict):
             raise SecretUnavailable(
-                f"Database {self.alias!r}: secret {self.secret_id!r} is not a JSON "
+                f"Secret {self.secret_id!r} is not a JSON "
                 f"object in the RDS format (username, password, host, port, dbname)."
             )
         missing = [key for key in ("username", "password") if not values.get(key)]
         if missing:
             raise SecretUnavailable(
-                f"Database {self.alias!r}: secret {self.secret_id!r} has no "
-                f"{' or '.join(repr(key) for key in missing)}."
+                f"Secret {self.secret_id!r} has no {' or '.join(repr(key) for key in missing)}."
             )
         params = {
             param: values[key]
