@@ -20,6 +20,7 @@ import hmac
 import socket
 import struct
 import threading
+import time
 from urllib.parse import parse_qsl, quote, urlsplit
 
 SSL_REQUEST, GSSENC_REQUEST, CANCEL_REQUEST = 80877103, 80877104, 80877102
@@ -125,9 +126,14 @@ class IamFrontDoor:
         return f"127.0.0.1:{self.port}"
 
     def expire_tokens(self) -> None:
-        """Every token minted so far (up to this second) counts as expired."""
+        """Every token minted so far counts as expired. Returns once the
+        clock reached the next second, so a token minted from then on (they
+        are dated to the second) is new."""
+        cutoff = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         with self._lock:
-            self._not_after = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+            self._not_after = cutoff
+        while datetime.datetime.now(datetime.UTC).replace(microsecond=0) <= cutoff:
+            time.sleep(0.01)
 
     def close(self) -> None:
         self._closed = True
