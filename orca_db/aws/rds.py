@@ -131,3 +131,12 @@ def cluster_state(alias: str) -> ClusterStatus | None:
         return cluster_status(aws)
     except ClusterUnavailable:
         return None
+
+
+def waking_state(status: ClusterStatus | None, *, connecting: bool) -> str | None:
+    """The state ``aurora_wake`` shows: ``paused``, then ``resuming`` once
+    it is connecting to a paused cluster (a connect is what resumes it;
+    RDS has no status for it), then ``available`` or RDS's status."""
+    if status is None:
+        return None
+    return "resuming" if status.paused and connecting else status.state
