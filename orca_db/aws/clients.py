@@ -74,8 +74,16 @@ def client(service: str, region: str | None = None) -> Any:
             session = _sessions.get(region) or _sessions.setdefault(
                 region, boto3.session.Session(region_name=region)
             )
-            _clients[key] = session.client(service, region_name=region)
+            _clients[key] = session.client(service, region_name=region, config=_config())
         return _clients[key]
+
+
+def _config() -> Any:
+    from botocore.config import Config
+
+    # botocore waits 60 s to connect and 60 s to read by default, with
+    # retries: far longer than a connect or a command should hang on AWS.
+    return Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 3})
 
 
 def clear_clients() -> None:
