@@ -158,3 +158,37 @@ def test_unknown_cluster_exits_2(aws):
         out, err, code = run_command("aurora_status", "--database", "status")
     assert code == 2
     assert "DBClusterNotFoundFault" in err and "'nope'" in err
+
+
+@pytest.mark.django_db(transaction=True)
+def test_aurora_wake_shows_the_cluster_resuming(cluster, aurora_simulator):
+    """A paused cluster (the simulator holds connections; moto reports
+    0 ACU) resumes while aurora_wake waits: its JSON carries the states it
+    saw, paused -> resuming -> available."""
+    import threading
+
+    from django.db import connections
+
+    report_capacity(0.0, minutes_ago=1)  # the last minute reported
+    aurora_simulator.pause()
+
+    def resume_when_held():
+        aurora_simulator.wait_for(lambda stats: stats["holding"] >= 1, timeout=30)
+        report_capacity(2.0)
+        aurora_simulator.resume()
+
+    resumer = threading.Thread(target=resume_when_held)
+    resumer.start()
+    base = aurora_simulator.django_settings(connections["default"].settings_dict)
+    overrides = {key: base[key] for key in ("HOST", "PORT")}
+    try:
+        with database_alias("waking", **overrides, **with_cluster()):
+            out, err, code = run_command(
+                "aurora_wake", "--json", "--database", "waking", "--timeout", "60"
+            )
+    finally:
+        resumer.join(timeout=60)
+    data = json.loads(out)
+    assert code == 0, err
+    assert data["cluster_states"] == ["paused", "resuming", "available"]
+    assert data["cluster"]["capacity"] == 2.0
