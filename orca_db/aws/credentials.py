@@ -214,7 +214,7 @@ def use_current_credentials(wrapper: Any, pool: Any) -> None:
 
 
 def _refreshing(base: type, provider: Credentials, alias: str) -> type:
-    class RefreshingConnection(base):  # type: ignore[valid-type, misc]
+    class RefreshingConnection(base):
         """Refreshes the login once when the server refuses it."""
 
         @classmethod
