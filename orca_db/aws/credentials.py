@@ -18,15 +18,17 @@ import functools
 import re
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import OperationalError
 
 from ..classify import driver_error
 from ..conf import retry_settings
-from .iam import IamTokens
-from .secrets import SecretCredentials
 from .settings import AwsSettings
+
+if TYPE_CHECKING:
+    from .iam import IamTokens
+    from .secrets import SecretCredentials
 
 C = TypeVar("C")
 
@@ -65,9 +67,16 @@ class Credentials:
     (orca_db_app stores events through an alias of its own)."""
 
     def __init__(self, aws: AwsSettings, explicit: frozenset[str]):
+        # Imported here: the backend imports this module on every cold start,
+        # and most databases never get this far.
+        from .iam import IamTokens
+        from .secrets import SecretCredentials
+
         self.explicit = explicit
-        self.secret = SecretCredentials(aws.secret, aws.region) if aws.secret else None
-        self.iam = IamTokens(aws.region) if aws.iam_auth else None
+        self.secret: SecretCredentials | None = (
+            SecretCredentials(aws.secret, aws.region) if aws.secret else None
+        )
+        self.iam: IamTokens | None = IamTokens(aws.region) if aws.iam_auth else None
         # One fetch or mint at a time: many connections failing together
         # (a rotation, a scale event) cause one refresh, not one each.
         self._lock = threading.Lock()
