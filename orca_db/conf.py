@@ -16,6 +16,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from .backoff import Backoff
+from .aws.settings import AWS_KEYS, AwsSettings, parse_aws_settings
 
 OPTIONS_KEY = "aurora"
 
@@ -52,11 +53,15 @@ class RetrySettings:
     #: failure (40001) or a deadlock (40P01), as it does after a scale event.
     retry_conflicts: bool = True
 
+    #: The keys ``secret``, ``iam_auth``, ``region``, ``cluster``
+    #: (docs/aws.md); ``None`` when none is set.
+    aws: AwsSettings | None = None
+
     def backoff(self) -> Backoff:
         return Backoff(self.backoff_initial, self.backoff_max, self.backoff_storm_max)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(RetrySettings)}
+_FIELDS = {f.name: f for f in dataclasses.fields(RetrySettings) if f.name != "aws"}
 
 
 def _check_number(key: str, value: Any, *, minimum: float, integer: bool = False):
@@ -81,11 +86,11 @@ def parse_retry_settings(options: Any) -> RetrySettings:
         raise ImproperlyConfigured(
             f"OPTIONS[{OPTIONS_KEY!r}] must be a dict, got {type(options).__name__}."
         )
-    unknown = sorted(set(options) - set(_FIELDS))
+    unknown = sorted(set(options) - set(_FIELDS) - AWS_KEYS)
     if unknown:
         raise ImproperlyConfigured(
             f"Unknown key OPTIONS[{OPTIONS_KEY!r}][{unknown[0]!r}]; "
-            f"valid keys: {', '.join(sorted(_FIELDS))}."
+            f"valid keys: {', '.join(sorted({*_FIELDS, *AWS_KEYS}))}."
         )
     for key in ("deadline", "backoff_initial", "backoff_max", "backoff_storm_max"):
         if key in options:
@@ -99,7 +104,10 @@ def parse_retry_settings(options: Any) -> RetrySettings:
             raise ImproperlyConfigured(
                 f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be True or False, got {options[key]!r}."
             )
-    result = RetrySettings(**options)
+    result = RetrySettings(
+        **{key: value for key, value in options.items() if key in _FIELDS},
+        aws=parse_aws_settings(options),
+    )
     for key in ("backoff_max", "backoff_storm_max"):
         if getattr(result, key) < result.backoff_initial:
             raise ImproperlyConfigured(

@@ -23,6 +23,7 @@ from typing import Any
 from django.db.utils import Error as DjangoError
 
 from .. import decisions, drivers
+from ..aws.credentials import apply_credentials, connect_with_credentials
 from ..classify import classify, driver_error
 from ..conf import OPTIONS_KEY, RetrySettings, retry_settings
 from ..deadlines import bounded_connect
@@ -87,15 +88,19 @@ class AuroraRetryMixin:
         if not str(params.get("host") or "").startswith("/"):
             for key, value in TCP_DEFAULTS.items():
                 params.setdefault(key, value)
-        return params
+        return apply_credentials(self, params)
 
     def get_new_connection(self, conn_params: dict[str, Any]):
+        parent = super().get_new_connection
+
+        def connect(params: dict[str, Any]):
+            # A login refused after a rotation is refreshed and retried once.
+            return connect_with_credentials(self, params, parent)
+
         # Bounded by what is left of the operation's deadline (or of the
         # Lambda function's time): an attempt that cannot end in time is not
         # started, and one libpq cannot bound is abandoned at the bound.
-        connection = bounded_connect(
-            super().get_new_connection, conn_params, remaining_time(), drivers.close_broken
-        )
+        connection = bounded_connect(connect, conn_params, remaining_time(), drivers.close_broken)
         settings = self.retry_settings
         self._orca_statement_deadline = settings.statement_deadline
         self._orca_enabled = settings.enabled

@@ -12,6 +12,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS
 from django.db.backends.postgresql import base as postgresql
 
+from ...aws.credentials import use_current_credentials
 from ..mixins import AuroraRetryMixin
 from .features import DatabaseFeatures
 
@@ -30,3 +31,12 @@ class DatabaseWrapper(AuroraRetryMixin, postgresql.DatabaseWrapper):
             # application's DATABASES entry stays as it wrote it.
             settings_dict = {**settings_dict, "CONN_HEALTH_CHECKS": True}
         super().__init__(settings_dict, alias)
+
+    @property
+    def pool(self):
+        pool = super().pool
+        if pool is not None:
+            # Django fixes the pool's connection parameters when it makes it;
+            # logins from AWS (secret, IAM token) must be read per connection.
+            use_current_credentials(self, pool)
+        return pool

@@ -118,6 +118,76 @@ def _age(now: datetime.datetime, then: datetime.datetime | None) -> float | None
     return None if then is None else max(0.0, (now - then).total_seconds())
 
 
+def describe_session(row: tuple, long_query: float, query_length: int) -> dict[str, Any]:
+    (
+        pid, user, application, client_addr, datname, state, backend_start,
+        xact_start, query_start, now, query, table_locks, advisory_locks,
+        temp_schema, temp_tables,
+    ) = row  # fmt: skip
+    state = state or ""
+    xact_age = _age(now, xact_start)
+    query_age = _age(now, query_start)
+    reasons = []
+    if state == "active" and query_age is not None and query_age >= long_query:
+        reasons.append(("long_query", f"query running for {format_age(query_age)}"))
+    if state.startswith("idle in transaction"):
+        reasons.append(("idle_in_transaction", f"{state} for {format_age(xact_age)}"))
+    elif xact_age is not None and xact_age >= long_query:
+        reasons.append(("open_transaction", f"transaction open {format_age(xact_age)}"))
+    if table_locks:
+        reasons.append(("table_locks", "table locks: " + ", ".join(sorted(table_locks))))
+    if advisory_locks:
+        reasons.append(("advisory_locks", "advisory locks: " + ", ".join(sorted(advisory_locks))))
+    if temp_tables:
+        reasons.append(("temporary_tables", "temporary tables: " + ", ".join(temp_tables)))
+    if (query or "").lstrip().upper().startswith("LISTEN"):
+        reasons.append(("listen", "last statement was LISTEN"))
+    if not reasons:
+        reasons.append(("connected", "connected (blocks auto-pause)"))
+    # The age of what blocks: the transaction, else the running query,
+    # else the session itself.
+    if xact_start is not None:
+        age = xact_age
+    elif state == "active":
+        age = query_age
+    else:
+        age = _age(now, backend_start)
+    query = " ".join((query or "").split())
+    if query_length and len(query) > query_length:
+        query = query[: max(1, query_length - 3)] + "..."
+    return {
+        "pid": pid,
+        "age_seconds": round(age, 1) if age is not None else None,
+        "user": user,
+        "application_name": application,
+        "client_addr": client_addr,
+        "database": datname,
+        "state": state,
+        "backend_start": backend_start,
+        "xact_start": xact_start,
+        "query_start": query_start,
+        "reasons": [{"kind": kind, "detail": detail} for kind, detail in reasons],
+        "query": query,
+    }
+
+
+def list_sessions(
+    cursor, server_version: int, *, long_query: float = 10.0, query_length: int = 60,
+    all_databases: bool = False,
+) -> tuple[list[dict[str, Any]], list[tuple]]:  # fmt: skip
+    """The other sessions on the cursor's database (or cluster), each with
+    why it blocks, and the temporary schemas PostgreSQL < 16 cannot trace to
+    a session. Works on any driver cursor (aurora_status uses a plain one)."""
+    map_temp = server_version >= 160000
+    cursor.execute(SESSIONS_SQL, {"map_temp": map_temp, "all_databases": all_databases})
+    sessions = [describe_session(row, long_query, query_length) for row in cursor.fetchall()]
+    unmapped: list[tuple] = []
+    if not map_temp:
+        cursor.execute(ORPHAN_TEMP_SQL)
+        unmapped = cursor.fetchall()
+    return sessions, unmapped
+
+
 class Command(DatabaseCommand):
     help = (
         "List the sessions that can block an Aurora Serverless scaling point or "
@@ -174,24 +244,20 @@ class Command(DatabaseCommand):
         connection = connections[database]
         self.connect(database, timeout)
         try:
-            with deadline_cap(timeout):
-                map_temp = connection.pg_version >= 160000  # type: ignore[attr-defined]
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        SESSIONS_SQL, {"map_temp": map_temp, "all_databases": all_databases}
-                    )
-                    rows = cursor.fetchall()
-                    unmapped = []
-                    if not map_temp:
-                        cursor.execute(ORPHAN_TEMP_SQL)
-                        unmapped = cursor.fetchall()
+            with deadline_cap(timeout), connection.cursor() as cursor:
+                sessions, unmapped = list_sessions(
+                    cursor,
+                    connection.pg_version,  # type: ignore[attr-defined]
+                    long_query=long_query,
+                    query_length=query_length,
+                    all_databases=all_databases,
+                )
         except DatabaseError as error:
             raise CommandError(
                 f"Cannot list sessions on database {database!r}: {describe_error(error)}",
                 returncode=exit_code_of(error),
             ) from error
 
-        sessions = [self._session(row, long_query, query_length) for row in rows]
         if no_idle:
             sessions = [s for s in sessions if s["reasons"][0]["kind"] != "connected"]
         # Before PostgreSQL 16 a temporary table cannot be tied to the
@@ -208,60 +274,6 @@ class Command(DatabaseCommand):
             )
         else:
             self._write_table(database, sessions, unattributed, verbosity)
-
-    def _session(self, row: tuple, long_query: float, query_length: int) -> dict[str, Any]:
-        (
-            pid, user, application, client_addr, datname, state, backend_start,
-            xact_start, query_start, now, query, table_locks, advisory_locks,
-            temp_schema, temp_tables,
-        ) = row  # fmt: skip
-        state = state or ""
-        xact_age = _age(now, xact_start)
-        query_age = _age(now, query_start)
-        reasons = []
-        if state == "active" and query_age is not None and query_age >= long_query:
-            reasons.append(("long_query", f"query running for {format_age(query_age)}"))
-        if state.startswith("idle in transaction"):
-            reasons.append(("idle_in_transaction", f"{state} for {format_age(xact_age)}"))
-        elif xact_age is not None and xact_age >= long_query:
-            reasons.append(("open_transaction", f"transaction open {format_age(xact_age)}"))
-        if table_locks:
-            reasons.append(("table_locks", "table locks: " + ", ".join(sorted(table_locks))))
-        if advisory_locks:
-            reasons.append(
-                ("advisory_locks", "advisory locks: " + ", ".join(sorted(advisory_locks)))
-            )
-        if temp_tables:
-            reasons.append(("temporary_tables", "temporary tables: " + ", ".join(temp_tables)))
-        if (query or "").lstrip().upper().startswith("LISTEN"):
-            reasons.append(("listen", "last statement was LISTEN"))
-        if not reasons:
-            reasons.append(("connected", "connected (blocks auto-pause)"))
-        # The age of what blocks: the transaction, else the running query,
-        # else the session itself.
-        if xact_start is not None:
-            age = xact_age
-        elif state == "active":
-            age = query_age
-        else:
-            age = _age(now, backend_start)
-        query = " ".join((query or "").split())
-        if query_length and len(query) > query_length:
-            query = query[: max(1, query_length - 3)] + "..."
-        return {
-            "pid": pid,
-            "age_seconds": round(age, 1) if age is not None else None,
-            "user": user,
-            "application_name": application,
-            "client_addr": client_addr,
-            "database": datname,
-            "state": state,
-            "backend_start": backend_start,
-            "xact_start": xact_start,
-            "query_start": query_start,
-            "reasons": [{"kind": kind, "detail": detail} for kind, detail in reasons],
-            "query": query,
-        }
 
     def _write_table(
         self,

@@ -32,6 +32,8 @@ ATTEMPT_TIMEOUT = 10
 TICK = 0.1
 #: Without a terminal, a "still waiting" line at most this often (seconds).
 PLAIN_PROGRESS_EVERY = 5.0
+#: How often to ask AWS for the cluster's state (OPTIONS["aurora"]["cluster"]).
+CLUSTER_EVERY = 5.0
 
 
 class Attempt:
@@ -88,6 +90,10 @@ class Command(DatabaseCommand):
         self.last_error: str | None = None
         self.started = started
         self._last_plain = started
+        self.cluster_states: list[str] = []
+        self.cluster: dict[str, Any] | None = None
+        self._cluster_asked = -math.inf
+        self._watch_cluster(connecting=False)
         if verbosity >= 2:
             self._plain(f"waking (timeout {timeout:g} s)")
         try:
@@ -101,6 +107,9 @@ class Command(DatabaseCommand):
         database = self.alias
         while True:
             self.attempts += 1
+            # Asked at once on the first attempt: the state it found (paused)
+            # becomes "resuming" as soon as a connect is under way.
+            self._watch_cluster(connecting=True, force=self.attempts == 1)
             remaining = deadline - time.monotonic()
             attempt = Attempt(driver_params(database, min(ATTEMPT_TIMEOUT, math.ceil(remaining))))
             while not attempt.done.wait(min(TICK, max(0.0, deadline - time.monotonic()))):
@@ -128,14 +137,34 @@ class Command(DatabaseCommand):
             if time.monotonic() >= deadline:
                 return self._finish("timeout", timeout)
 
+    def _watch_cluster(self, *, connecting: bool, force: bool = False) -> None:
+        """Note the cluster's state from AWS (paused, resuming, available),
+        at most every CLUSTER_EVERY seconds; nothing without a cluster key."""
+        if not force and time.monotonic() - self._cluster_asked < CLUSTER_EVERY:
+            return
+        self._cluster_asked = time.monotonic()
+        from orca_db.aws.rds import cluster_state, waking_state
+
+        status = cluster_state(self.alias)
+        state = waking_state(status, connecting=connecting)
+        if status is None or state is None:
+            return
+        self.cluster = {**status.as_dict(), "state": state}
+        if not self.cluster_states or self.cluster_states[-1] != state:
+            self.cluster_states.append(state)
+            self._plain(f"cluster {status.identifier}: {state}")
+
     # ----- output -----------------------------------------------------------
 
     def _elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def _progress(self) -> None:
+        self._watch_cluster(connecting=True)
         if self.tty:
             line = f"Waking {self.alias!r}: {self._elapsed():5.1f} s, attempt {self.attempts}"
+            if self.cluster_states:
+                line += f", cluster {self.cluster_states[-1]}"
             if self.last_error:
                 line += f", last error: {self.last_error}"
             # \r and "erase to end of line": the same line, redrawn in place.
@@ -154,6 +183,7 @@ class Command(DatabaseCommand):
 
     def _finish(self, status: str, timeout: float) -> None:
         elapsed = self._elapsed()
+        self._watch_cluster(connecting=status != "awake", force=True)
         if self.tty:
             self.stdout.write("\r\x1b[K", ending="")
         code = {"awake": EXIT_OK, "timeout": EXIT_FAILED, "error": EXIT_USAGE}[status]
@@ -165,6 +195,8 @@ class Command(DatabaseCommand):
                     "elapsed_seconds": round(elapsed, 3),
                     "attempts": self.attempts,
                     "last_error": self.last_error,
+                    "cluster_states": self.cluster_states,
+                    "cluster": self.cluster,
                     "exit_code": code,
                 }
             )
