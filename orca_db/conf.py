@@ -15,8 +15,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .backoff import Backoff
 from .aws.settings import AWS_KEYS, AwsSettings, parse_aws_settings
+from .backoff import Backoff
 
 OPTIONS_KEY = "aurora"
 
