@@ -165,7 +165,13 @@ def test_log_widget_and_queries_read_the_json_lines():
     [log_widget] = [w for w in dashboard["widgets"] if w["type"] == "log"]
     assert log_widget["properties"]["query"].startswith('SOURCE "/aws/lambda/orca" | fields ')
 
-    queries, _ = dashboard_command("--part", "queries")
+    out = io.StringIO()
+    call_command("aurora_dashboard", "--part", "queries", stdout=out)
+    blocks = [block.split("\n", 1) for block in out.getvalue().strip().split("\n\n")]
+    queries = {comment.removeprefix("# "): query for comment, query in blocks}
+    everything, _ = dashboard_command()
+    assert queries == everything["logs_insights"]
+    assert set(queries) == {"trend", "failures"}
     with captured(JsonFormatter()) as stream:
         deliver(event("exhausted", database="elsewhere"))
     [line] = [line for line in lines(stream) if line.get("kind") == "settled"]

@@ -109,6 +109,12 @@ class Command(BaseCommand):
             )
         if part in ("all", "queries"):
             output["logs_insights"] = cloudwatch.logs_insights_queries(target)
+        if part == "queries":
+            # Plain text to paste into Logs Insights, which skips # lines.
+            self.stdout.write(
+                "\n\n".join(f"# {name}\n{query}" for name, query in output["logs_insights"].items())
+            )
+            return
         # One part alone is printed bare, ready to pass to the AWS CLI.
         self.stdout.write(json.dumps(output if part == "all" else output.popitem()[1], indent=2))
 
