@@ -21,7 +21,6 @@ docs/observability.md.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 from typing import Any
@@ -91,12 +90,16 @@ def record(event: RetryEvent) -> None:
     instruments.attempts.record(event.attempts, attributes)
 
 
-@dataclasses.dataclass(frozen=True)
 class _Instruments:
-    get_current_span: Any
-    events: Any
-    duration: Any
-    attempts: Any
+    # A plain class, not a dataclass: making a dataclass costs more than the
+    # rest of this module's import, which every orca_db_app start-up pays.
+    __slots__ = ("get_current_span", "events", "duration", "attempts")
+
+    def __init__(self, get_current_span: Any, events: Any, duration: Any, attempts: Any):
+        self.get_current_span = get_current_span
+        self.events = events
+        self.duration = duration
+        self.attempts = attempts
 
 
 @functools.cache
