@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -92,9 +93,12 @@ def function_name() -> str | None:
 
 def settled_at_ms(event: Mapping[str, Any]) -> int:
     """When the event settled, in milliseconds since the epoch: the
-    operation's start plus its elapsed time."""
-    started = datetime.datetime.fromisoformat(str(event["occurred_at"]))
-    elapsed = float(event.get("elapsed_ms") or 0)
+    operation's start plus its elapsed time (now, if the event lacks them)."""
+    try:
+        started = datetime.datetime.fromisoformat(str(event["occurred_at"]))
+        elapsed = float(event.get("elapsed_ms") or 0)
+    except (KeyError, TypeError, ValueError):
+        return int(time.time() * 1000)
     return int(started.timestamp() * 1000 + elapsed)
 
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,13 @@ def test_function_name_dimension_comes_from_the_lambda_runtime(monkeypatch):
         ["database", "function_name", "outcome"]
     ]
     assert inside["function_name"] == "orca-recovery"
+
+
+def test_an_event_without_its_start_is_stamped_now():
+    before = int(time.time() * 1000)
+    members = Directive().members({"database": "default", "outcome": "recovered"})
+    assert before <= members["_aws"]["Timestamp"] <= int(time.time() * 1000)
+    assert (members["RetryEvents"], members["RetryElapsed"], members["RetryAttempts"]) == (1, 0, 0)
 
 
 def test_secrets_and_statements_are_never_dimensions():
