@@ -17,6 +17,7 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import override_settings
 
+from orca_db.logging import emf_events_to
 from orca_db.signals import retry_event
 from orca_db_app.management.base import EXIT_FAILED, DatabaseCommand, usage_error
 from orca_db_app.orca import demo, services
@@ -55,6 +56,12 @@ class Command(DatabaseCommand):
             "--no-simulator",
             action="store_true",
             help="Inject faults with pg_terminate_backend only (the default with DATABASE_URL).",
+        )
+        parser.add_argument(
+            "--emf",
+            metavar="PATH",
+            help="Append each retry event to PATH as a CloudWatch Embedded Metric Format "
+            "line (docs/observability.md).",
         )
 
     def handle(
@@ -137,13 +144,15 @@ class Command(DatabaseCommand):
         )
         retry_event.connect(count, weak=False)
         quiet = _quiet_retry_logs(verbosity)
+        # From the signal, not the loggers: quiet mode raises their levels.
+        emf = emf_events_to(options["emf"]) if options.get("emf") else contextlib.nullcontext()
         # The receiver stores each event on the database the demo reports
         # into (the one runserver shows), not through the injected faults.
         events_to = override_settings(ORCA_DB_EVENTS_DATABASE=database)
         events_to.enable()
         started = time.monotonic()
         try:
-            with quiet:
+            with quiet, emf:
                 workload.start()
                 faults.start()
                 workload.stop.wait(duration)
