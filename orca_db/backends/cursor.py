@@ -165,6 +165,7 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
     operation = Operation(db.alias, "execute", settings, statement=sql, started=started)
     name = getattr(wrapper.cursor, "name", None)
     stage = "execute"
+    guarded = False  # the replay runs in a READ ONLY transaction
 
     def judge(error: BaseException, failure: Failure) -> BaseException | None:
         if stage == "connect":
@@ -189,8 +190,6 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
         nonlocal guarded
         guarded = verdict is decisions.Verdict.REPLAY_READ_ONLY
         return None
-
-    guarded = False
 
     def replay():
         nonlocal stage
