@@ -59,8 +59,6 @@ def test_manual_transaction_lost_refuses_work_until_rollback(kill_backend):
             cursor.execute(INSERT, ["manual-b"])
         with pytest.raises(TransactionRolledBack), connection.cursor() as cursor:
             cursor.execute(INSERT, ["manual-c"])
-        with pytest.raises(TransactionRolledBack):
-            transaction.set_autocommit(True)
         transaction.rollback()
         assert transaction.get_autocommit() is False  # as the application set it
         with connection.cursor() as cursor:
@@ -69,6 +67,25 @@ def test_manual_transaction_lost_refuses_work_until_rollback(kill_backend):
     finally:
         transaction.set_autocommit(True)
     assert server_texts("manual-") == ["manual-d"]
+
+
+def test_turning_autocommit_on_does_not_end_a_lost_transaction(kill_backend):
+    """Only rollback() (or ROLLBACK) ends it: statements after
+    set_autocommit(True) are refused too, never committed one by one."""
+    transaction.set_autocommit(False)
+    try:
+        Note.objects.create(text="acon-a")
+        kill_backend()
+        with pytest.raises(TransactionRolledBack):
+            Note.objects.create(text="acon-b")
+        transaction.set_autocommit(True)
+        with pytest.raises(TransactionRolledBack):
+            Note.objects.create(text="acon-c")
+        transaction.rollback()
+        Note.objects.create(text="acon-d")
+    finally:
+        transaction.set_autocommit(True)
+    assert server_texts("acon-") == ["acon-d"]
 
 
 def test_manual_transaction_commit_after_the_loss_says_rolled_back(kill_backend):

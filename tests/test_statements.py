@@ -470,13 +470,13 @@ def test_profile_cache_is_bounded():
     lexical.clear_cache()
     for n in range(lexical.CACHE_LIMIT + 10):
         profile(f"SELECT {n}")
-    assert 0 < len(lexical._cache) <= lexical.CACHE_LIMIT
+    assert 0 < len(lexical.PROFILES) <= lexical.CACHE_LIMIT
     assert profile("SELECT 1") is profile("SELECT 1")
 
 
 def test_bytes_are_cached_as_their_text():
     assert profile(b"SAVEPOINT a") == profile("SAVEPOINT a")
-    assert b"SAVEPOINT a" in lexical._cache
+    assert b"SAVEPOINT a" in lexical.PROFILES
 
 
 def test_import_is_light():

@@ -24,6 +24,7 @@ from ..exceptions import (
 )
 from ..retry import Operation, active_operation, recover, report
 from ..sql import profile
+from ..sql.lexical import PROFILES
 
 #: SQLSTATE read_only_sql_transaction: a replayed "read" tried to write.
 _READ_ONLY_VIOLATION = "25006"
@@ -40,18 +41,76 @@ SERVER_CLOSED = Failure(
 )
 
 
+def _statement_runner(many: bool):
+    """``_execute`` (or ``_executemany``) of the retrying cursor: one body
+    for both, made twice so that each is a method of its own and the hot
+    path pays no extra call."""
+
+    def run(wrapper, sql, params, *ignored_wrapper_args):
+        db = wrapper.db
+        execute = wrapper._orca_executemany if many else wrapper._orca_execute
+        link = db._orca_link  # None while the connection refuses work
+        if link is None or link.connection is not db.connection:
+            if db._orca_refusal is not None:
+                return db._orca_refused(sql)
+            # Retries off, or the cursor's connection was lost or replaced.
+            link = relink(db, wrapper)
+            if link is None:
+                return execute(sql, params)  # retries off: Django's own behaviour
+        try:
+            statement = PROFILES[sql]
+        except (KeyError, TypeError):  # a new text, or not a text
+            statement = profile(sql)
+        if db.in_atomic_block or link.transaction_status() in _OPEN:
+            # Nothing is retried inside a transaction: no clock needed.
+            in_transaction, started = True, None
+        else:
+            started = monotonic()
+            in_transaction = not db.autocommit
+            session = db._orca_session
+            if session.pending:
+                # The transaction ended through the driver itself: whether
+                # its session changes committed is unknown.
+                session.transaction_ended(None)
+            # Reads are not probed: one lost on the way is replayed anyway.
+            probe = in_transaction or not statement.maybe_read
+            if probe and link.poll(0) and link.server_closed():
+                reconnect_before_send(db, wrapper, sql)
+        watch = None
+        if deadlines.open_caps or db._orca_statement_deadline:
+            watch = _watch(db)
+        try:
+            result = execute(sql, params)
+        except DjangoError as error:
+            if watch is not None:
+                watchdog.release(watch)
+                if watch.cut:
+                    raise _cut_off(db, sql, in_transaction) from driver_error(error)
+            return _recover(wrapper, error, sql, params, many, execute, in_transaction, started)
+        if watch is not None:
+            watchdog.release(watch)
+            if watch.cut:
+                db._orca_lose_connection()  # the answer came, the socket is shut
+        if statement.observed and (statement.session or db._orca_session.pending):
+            db._orca_observe(wrapper, statement, sql, params, in_transaction)
+        return result
+
+    run.__name__ = run.__qualname__ = "_executemany" if many else "_execute"
+    return run
+
+
 class RetryingCursorMixin:
     """Retries ``execute``/``executemany`` after their first failure.
 
     Sits below Django's execute wrappers, so each retried call is one call
     for them, and above the driver cursor, which it replaces after a
-    reconnect: no dead cursor is carried across."""
+    reconnect: no dead cursor is carried across. ``_orca_execute`` and
+    ``_orca_executemany`` are the parent wrapper's own methods, bound when
+    the retrying class is made (``retrying_class``): cheaper than
+    ``super()`` on every statement."""
 
-    def _execute(self, sql, params, *ignored_wrapper_args):
-        return run_statement(self, sql, params, False, super()._execute)
-
-    def _executemany(self, sql, param_list, *ignored_wrapper_args):
-        return run_statement(self, sql, param_list, True, super()._executemany)
+    _execute = _statement_runner(many=False)
+    _executemany = _statement_runner(many=True)
 
     def callproc(self, procname, params=None, kparams=None):
         refusal = self.db._orca_refusal
@@ -60,47 +119,19 @@ class RetryingCursorMixin:
         return super().callproc(procname, params, kparams)
 
 
-def run_statement(wrapper, sql, params, many: bool, execute):
-    db = wrapper.db
-    if db._orca_refusal is not None:
-        return db._orca_refused(sql)
-    link = db._orca_link
-    if link is None or link.connection is not db.connection:
-        link = relink(db, wrapper)
-        if link is None:
-            return execute(sql, params)  # retries off: Django's own behaviour
-    statement = profile(sql)
-    started = monotonic()
-    session = db._orca_session
-    if db.in_atomic_block or link.transaction_status() in _OPEN:
-        in_transaction = True
-    else:
-        in_transaction = not db.autocommit
-        if session.pending:
-            # The transaction ended through the driver itself: whether its
-            # session changes committed is unknown.
-            session.transaction_ended(None)
-        # Reads are not probed: one lost on the way is replayed anyway.
-        if (in_transaction or not statement.maybe_read) and link.poll(0) and link.server_closed():
-            reconnect_before_send(db, wrapper, sql)
-    watch = None
-    if deadlines.open_caps or db._orca_statement_deadline is not None:
-        watch = _watch(db, started)
-    try:
-        result = execute(sql, params)
-    except DjangoError as error:
-        if watch is not None:
-            watchdog.release(watch)
-            if watch.cut:
-                raise _cut_off(db, sql, in_transaction) from driver_error(error)
-        return _recover(wrapper, error, sql, params, many, execute, in_transaction, started)
-    if watch is not None:
-        watchdog.release(watch)
-        if watch.cut:
-            db._orca_lose_connection()  # the answer came, the socket is shut
-    if statement.session or (statement.control is not None and session.pending):
-        db._orca_observe(wrapper, statement, sql, params, in_transaction)
-    return result
+def retrying_class(cursor_class: type) -> type:
+    """The retrying subclass of a backend's cursor wrapper class (any
+    parent's own wrapper is kept: PostgreSQL's debug wrapper adds copy
+    methods)."""
+    return type(
+        f"Retrying{cursor_class.__name__}",
+        (RetryingCursorMixin, cursor_class),
+        {
+            "__module__": __name__,
+            "_orca_execute": getattr(cursor_class, "_execute"),  # noqa: B009
+            "_orca_executemany": getattr(cursor_class, "_executemany"),  # noqa: B009
+        },
+    )
 
 
 def relink(db, wrapper):
@@ -119,10 +150,10 @@ def relink(db, wrapper):
     return link
 
 
-def _watch(db, started: float):
+def _watch(db):
     limits = [at for at in (cap(),) if at is not None]
-    if db._orca_statement_deadline is not None:
-        limits.append(started + db._orca_statement_deadline)
+    if db._orca_statement_deadline:
+        limits.append(monotonic() + db._orca_statement_deadline)
     if not limits:
         return None
     return watchdog.watch(db._orca_link.fd, min(limits))
@@ -162,6 +193,8 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
     if not failure.retryable:
         raise error
     settings = db.retry_settings
+    if started is None:  # inside a transaction, where nothing is retried
+        started = monotonic()
     operation = Operation(db.alias, "execute", settings, statement=sql, started=started)
     name = getattr(wrapper.cursor, "name", None)
     stage = "execute"

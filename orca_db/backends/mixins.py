@@ -31,7 +31,7 @@ from ..exceptions import OutcomeUnknown, SessionStateLost, TransactionRolledBack
 from ..retry import Operation, active_operation, remaining_time, report, run
 from ..session import SessionState
 from ..sql import profile
-from .cursor import RetryingCursorMixin
+from .cursor import RetryingCursorMixin, retrying_class
 
 __all__ = ["AuroraRetryMixin", "RetryingCursorMixin"]
 
@@ -75,6 +75,7 @@ class AuroraRetryMixin:
         self._orca_statement_deadline: float | None = None
         self._orca_connecting = False
         self._orca_enabled = True
+        self._orca_cursor_class: type | None = None
 
     @property
     def retry_settings(self) -> RetrySettings:
@@ -104,7 +105,10 @@ class AuroraRetryMixin:
         settings = self.retry_settings
         self._orca_statement_deadline = settings.statement_deadline
         self._orca_enabled = settings.enabled
-        self._orca_link = drivers.Link(connection) if settings.enabled else None
+        # No link while the connection refuses work: the hot path then takes
+        # the slow way, which says so.
+        refused = self._orca_refusal is not None
+        self._orca_link = drivers.Link(connection) if settings.enabled and not refused else None
         return connection
 
     def connect(self) -> None:
@@ -295,12 +299,6 @@ class AuroraRetryMixin:
         self._orca_session.reset()
         self._orca_autocommit_wish = None
 
-    def set_autocommit(self, autocommit, force_begin_transaction_with_broken_autocommit=False):
-        refusal = self._orca_refusal
-        if refusal is not None and refusal.kind == "transaction" and not self._orca_connecting:
-            raise refusal.error()
-        return super().set_autocommit(autocommit, force_begin_transaction_with_broken_autocommit)
-
     def create_cursor(self, name=None):
         if self.closed_in_transaction and self.in_atomic_block:
             # Code that caught TransactionRolledBack inside the block and
@@ -313,9 +311,11 @@ class AuroraRetryMixin:
         return super().create_cursor(name)
 
     def make_cursor(self, cursor):
-        cls = _RETRYING_CLASSES.get((type(self), False))
+        cls = self._orca_cursor_class
         if cls is None:
-            cls = _retrying(type(self), False, type(super().make_cursor(cursor)))
+            cls = self._orca_cursor_class = _retrying(
+                type(self), False, type(super().make_cursor(cursor))
+            )
         return cls(cursor, self)
 
     def make_debug_cursor(self, cursor):
@@ -390,9 +390,4 @@ _RETRYING_CLASSES: dict[tuple[type, bool], type] = {}
 
 
 def _retrying(backend: type, debug: bool, cursor_class: type) -> type:
-    retrying = type(
-        f"Retrying{cursor_class.__name__}",
-        (RetryingCursorMixin, cursor_class),
-        {"__module__": __name__},
-    )
-    return _RETRYING_CLASSES.setdefault((backend, debug), retrying)
+    return _RETRYING_CLASSES.setdefault((backend, debug), retrying_class(cursor_class))

@@ -19,7 +19,8 @@ class Profile:
     equal by value. (A plain class with slots rather than a NamedTuple:
     as fast to read, and nothing to build at import.)"""
 
-    __slots__ = ("first", "control", "savepoint_name", "chain", "maybe_read", "session", "multiple")
+    _FIELDS = ("first", "control", "savepoint_name", "chain", "maybe_read", "session", "multiple")
+    __slots__ = (*_FIELDS, "observed")
 
     first: str
     """The first keyword, upper-cased, after comments, spaces and opening
@@ -61,11 +62,18 @@ class Profile:
         multiple: bool = False,
     ):
         values = (first, control, savepoint_name, chain, maybe_read, session, multiple)
-        for name, value in zip(self.__slots__, values, strict=True):
+        for name, value in zip(self._FIELDS, values, strict=True):
             object.__setattr__(self, name, value)
+        # Derived, for the backend's hot path: one read tells whether the
+        # session tracker may need to see this statement.
+        object.__setattr__(self, "observed", session or control is not None)
+
+    observed: bool
+    """``session``, or transaction control: the session tracker may need to
+    see it."""
 
     def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return tuple(getattr(self, name) for name in self._FIELDS)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Profile is immutable")
@@ -82,7 +90,7 @@ class Profile:
         return hash(self._values())
 
     def __repr__(self) -> str:
-        pairs = zip(self.__slots__, self._values(), strict=True)
+        pairs = zip(self._FIELDS, self._values(), strict=True)
         fields = ", ".join(f"{name}={value!r}" for name, value in pairs)
         return f"Profile({fields})"
 
@@ -92,13 +100,15 @@ class Profile:
 UNKNOWN: Final = Profile("", session=True)
 
 CACHE_LIMIT: Final = 4096
-_cache: dict[object, Profile] = {}
+#: Statement text -> its Profile. Read directly by the backend's hot path
+#: (one dict subscript); written only by :func:`profile`.
+PROFILES: dict[object, Profile] = {}
 
 
 def profile(sql: object) -> Profile:
     """The :class:`Profile` of a statement text (str or bytes)."""
     try:
-        return _cache[sql]
+        return PROFILES[sql]
     except (KeyError, TypeError):  # TypeError: unhashable (Composed)
         return _profile_new(sql)
 
@@ -112,11 +122,11 @@ def _profile_new(sql: object) -> Profile:
         result = lex_profile(sql)
     else:
         return UNKNOWN
-    if len(_cache) >= CACHE_LIMIT:
-        _cache.clear()  # a crude bound: texts are rarely this varied
-    _cache[sql] = result
+    if len(PROFILES) >= CACHE_LIMIT:
+        PROFILES.clear()  # a crude bound: texts are rarely this varied
+    PROFILES[sql] = result
     return result
 
 
 def clear_cache() -> None:
-    _cache.clear()
+    PROFILES.clear()

@@ -32,11 +32,11 @@ class DatabaseWrapper(AuroraRetryMixin, postgresql.DatabaseWrapper):
             settings_dict = {**settings_dict, "CONN_HEALTH_CHECKS": True}
         super().__init__(settings_dict, alias)
 
-    @property
-    def pool(self):
-        pool = super().pool
-        if pool is not None:
+    def get_new_connection(self, conn_params: dict[str, Any]):
+        if self.settings_dict["OPTIONS"].get("pool"):
             # Django fixes the pool's connection parameters when it makes it;
             # logins from AWS (secret, IAM token) must be read per connection.
-            use_current_credentials(self, pool)
-        return pool
+            # (Here, before Django opens the pool and checks a connection
+            # out, not in the pool property, which Django reads per cursor.)
+            use_current_credentials(self, self.pool)  # type: ignore[attr-defined]
+        return super().get_new_connection(conn_params)
