@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import os
 import re
 import shutil
@@ -55,6 +56,10 @@ def segments_worker(driver: str, iterations: int, reps: int) -> dict:
     order listed in the result; ``os.ctermid()`` closes each segment."""
     workloads = _setup(driver)
     order = []
+    # No garbage collection inside a segment: a collection that happens to
+    # fall in one segment and not another was most of the run-to-run noise.
+    gc.collect()
+    gc.disable()
     os.ctermid()  # ends the set-up segment
     for rep in range(reps):
         for name, function in workloads.WORKLOADS.items():
