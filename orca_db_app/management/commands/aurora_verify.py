@@ -335,7 +335,7 @@ class Command(DatabaseCommand):
             return False, "no retry event was sent for the terminated read", None
         if not retry_settings(self.connection).record_events:
             return True, "sent; storage is off (record_events=False)", None
-        from orca_db_app.models import SettledEvent as StoredEvent
+        from orca_db_app.models import RetryEvent as StoredEvent
 
         using = router.db_for_write(StoredEvent)
         table = StoredEvent._meta.db_table
@@ -361,7 +361,7 @@ class Command(DatabaseCommand):
     def _stored_events(self, using: str):
         import datetime
 
-        from orca_db_app.models import SettledEvent as StoredEvent
+        from orca_db_app.models import RetryEvent as StoredEvent
 
         since = datetime.datetime.fromtimestamp(self.started_at - 1, tz=datetime.UTC)
         return StoredEvent.objects.using(using).filter(
@@ -381,7 +381,7 @@ class Command(DatabaseCommand):
         except Exception as error:
             errors.append(f"could not drop table {table}: {_describe(error)}")
         try:
-            from orca_db_app.models import SettledEvent as StoredEvent
+            from orca_db_app.models import RetryEvent as StoredEvent
 
             using = router.db_for_write(StoredEvent)
             if StoredEvent._meta.db_table in connections[using].introspection.table_names():
