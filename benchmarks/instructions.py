@@ -158,7 +158,7 @@ def _pieces():
     from django.db import connections, transaction
 
     from orca_db.drivers import Link
-    from orca_db.statements import is_read_only, profile
+    from orca_db.sql import profile
 
     stock, aurora = connections["stock"], connections["aurora"]
     for connection in (stock, aurora):
@@ -179,8 +179,6 @@ def _pieces():
 
     return {
         "empty loop": lambda: None,
-        "is_read_only(INSERT ...), cached": lambda: is_read_only(insert),
-        "is_read_only('SELECT 1'), cached": lambda: is_read_only("SELECT 1"),
         "profile(INSERT ...), cached": lambda: profile(insert),
         "Link.server_closed() (live connection)": link.server_closed,
         "Link.transaction_status()": link.transaction_status,
