@@ -102,6 +102,8 @@ class LostConnectionMixin:
         if self.connection is None:
             return
         self._orca_session.lost = True
+        # Changes waiting on a transaction died with it.
+        self._orca_session.transaction_ended(False)
         if self._orca_autocommit_wish is None:
             self._orca_autocommit_wish = self.autocommit
         self._discard_connection()
@@ -172,8 +174,10 @@ class LostConnectionMixin:
         if self._orca_connecting or (connection is not None and drivers.is_closed(connection)):
             # A connection that is already broken (Django drops it when a
             # rollback fails): lost, not closed by choice. The session is
-            # brought back on the next one.
+            # brought back on the next one, without what its open
+            # transaction had changed.
             self._orca_session.lost = True
+            self._orca_session.transaction_ended(False)
         else:
             self._orca_forget_session()
         super().close()
