@@ -10,7 +10,8 @@ Two shapes, chosen by what the last failure says about the server:
   found within ``maximum``;
 - a storm (``53300 too_many_connections``, ``57P03`` starting up, a full
   PgBouncer): the server is busy with everyone's connects, so the ceiling
-  grows to ``storm_maximum`` and each wait is drawn from zero to the ceiling
+  starts at twice ``maximum`` and doubles with each storm failure in a row
+  up to ``storm_maximum``, and each wait is drawn from zero to the ceiling
   ("full jitter"): a fleet of clients spreads out instead of retrying in
   step several times a second, which is what keeps a resuming server
   saturated.
@@ -36,9 +37,11 @@ class Backoff:
     storm_maximum: float = 2.0
 
     def ceiling(self, attempt: int, *, storm: bool = False) -> float:
-        """The longest wait after failed attempt number ``attempt`` (from 1)."""
-        growth = self.initial * 2 ** (attempt - 1)
-        return min(self.storm_maximum if storm else self.maximum, growth)
+        """The longest wait after failed attempt number ``attempt`` (from 1;
+        for a storm, the number of storm failures in a row)."""
+        if storm:
+            return min(self.storm_maximum, max(self.maximum, self.initial) * 2**attempt)
+        return min(self.maximum, self.initial * 2 ** (attempt - 1))
 
     def delay(self, attempt: int, *, storm: bool = False, rng: random.Random = _random) -> float:
         ceiling = self.ceiling(attempt, storm=storm)
