@@ -188,7 +188,7 @@ settings.configure(LOGGING={
     "loggers": {"orca_db": {"handlers": ["stdout"], "level": "INFO", "propagate": False}},
 })
 django.setup()
-from orca_db.events import RetryEvent, deliver
+from orca_db.events import SettledEvent, deliver
 deliver(SettledEvent(database="default", phase="connect", outcome="exhausted", attempts=7,
                    elapsed_ms=60000.0, occurred_at=datetime.datetime.now(datetime.UTC)))
 """
