@@ -1,0 +1,149 @@
+"""Python values in PostgreSQL's input syntax: what a cast of a varchar
+parameter (``CAST(:p1 AS interval)``) reads, and array literals."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import ipaddress
+import json
+import math
+import uuid
+from collections.abc import Callable
+from typing import Any, Final
+
+from .errors import ProgrammingError
+
+_INT8_MIN, _INT8_MAX = -(2**63), 2**63 - 1
+
+
+def is_json_wrapper(value: Any) -> bool:
+    # psycopg 3's Json/Jsonb carry `obj`, psycopg2's Json (and Django's
+    # Jsonb built on it) `adapted`; both carry `dumps`.
+    return type(value).__name__ in ("Json", "Jsonb") and hasattr(value, "dumps")
+
+
+def json_text(value: Any) -> tuple[str, str]:
+    kind = type(value)
+    if hasattr(value, "obj"):  # psycopg 3; dumps=None means its default
+        text = (value.dumps or json.dumps)(value.obj)
+        jsonb = kind.__name__ == "Jsonb"
+    else:  # psycopg2
+        text = value.dumps(value.adapted)
+        jsonb = kind.__name__ == "Jsonb" or kind.__module__.startswith("django.")
+    if isinstance(text, bytes):
+        text = text.decode()
+    return text, "jsonb" if jsonb else "json"
+
+
+def float_text(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(value)
+
+
+def decimal_text(value: decimal.Decimal) -> str:
+    if value.is_nan():
+        return "NaN"
+    if value.is_infinite():
+        return "Infinity" if value > 0 else "-Infinity"
+    return str(value)
+
+
+def timestamp_text(value: datetime.datetime) -> str:
+    return value.isoformat(sep=" ", timespec="microseconds")
+
+
+def interval_text(value: datetime.timedelta) -> str:
+    seconds = value.seconds + value.microseconds / 1_000_000
+    return f"{value.days} days {seconds:.6f} seconds"
+
+
+def first_leaf(value: Any) -> Any:
+    for item in value:
+        if isinstance(item, (list, tuple)):
+            found = first_leaf(item)
+            if found is not None:
+                return found
+        elif item is not None:
+            return item
+    return None
+
+
+def element_type(element: Any, array: Any) -> str:
+    if isinstance(element, bool):
+        return "boolean"
+    if isinstance(element, int):
+        return "bigint" if _ints_fit(array) else "numeric"
+    for kind, sql_type in _ELEMENT_TYPES:
+        if isinstance(element, kind):
+            if sql_type == "timestamp" and getattr(element, "tzinfo", None) is not None:
+                return "timestamptz"
+            return sql_type
+    if is_json_wrapper(element):
+        return json_text(element)[1]
+    if isinstance(element, (ipaddress._BaseAddress, ipaddress._BaseNetwork)):
+        return "inet"
+    raise ProgrammingError(f"cannot adapt a list of {type(element).__name__!r}")
+
+
+_ELEMENT_TYPES: Final = (
+    (float, "double precision"),
+    (decimal.Decimal, "numeric"),
+    (str, "text"),
+    ((bytes, bytearray, memoryview), "bytea"),
+    (datetime.datetime, "timestamp"),
+    (datetime.date, "date"),
+    (datetime.time, "time"),
+    (datetime.timedelta, "interval"),
+    (uuid.UUID, "uuid"),
+)
+
+
+def _ints_fit(array: Any) -> bool:
+    for item in array:
+        if isinstance(item, (list, tuple)):
+            if not _ints_fit(item):
+                return False
+        elif isinstance(item, int) and not _INT8_MIN <= item <= _INT8_MAX:
+            return False
+    return True
+
+
+def element_text(item: Any) -> str | None:
+    if item is None:
+        return None
+    if isinstance(item, bool):
+        return "t" if item else "f"
+    if isinstance(item, float):
+        return float_text(item)
+    if isinstance(item, decimal.Decimal):
+        return decimal_text(item)
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return "\\x" + bytes(item).hex()
+    if isinstance(item, datetime.datetime):
+        return timestamp_text(item)
+    if isinstance(item, (datetime.date, datetime.time)):
+        return item.isoformat()
+    if isinstance(item, datetime.timedelta):
+        return interval_text(item)
+    if is_json_wrapper(item):
+        return json_text(item)[0]
+    return str(getattr(item, "addr", item))
+
+
+def array_text(value: Any, render: Callable[[Any], str | None]) -> str:
+    parts = []
+    for item in value:
+        if isinstance(item, (list, tuple)):
+            parts.append(array_text(item, render))
+            continue
+        text = render(item)
+        if text is None:
+            parts.append("NULL")
+        else:
+            escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+            parts.append(f'"{escaped}"')
+    return "{" + ",".join(parts) + "}"
