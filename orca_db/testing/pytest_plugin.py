@@ -50,3 +50,23 @@ def aurora_simulator(aurora_simulator_upstream: tuple[str, int]) -> Iterator[Aur
         yield simulator
     finally:
         simulator.stop()
+
+
+@pytest.fixture
+def data_api_endpoint(monkeypatch: pytest.MonkeyPatch):
+    """A local RDS Data API endpoint (:class:`orca_db.testing.data_api.
+    DataApiEndpoint`) in front of the server of Django's ``default``
+    database, with boto3 pointed at it (``AWS_ENDPOINT_URL_RDS_DATA`` and
+    placeholder credentials) for the test. ``endpoint.django_settings(name)``
+    is a ``DATABASES`` entry for the Data API engine through it."""
+    from django.db import connections
+
+    from .data_api import DataApiEndpoint
+
+    endpoint = DataApiEndpoint.for_database(connections["default"].settings_dict).start()
+    for name, value in endpoint.environ().items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
