@@ -16,6 +16,9 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 OPTIONS_KEY = "aurora"
+#: Keys of the Data API engine, validated by it when it connects
+#: (orca_db.backends.aurora_data_api.settings).
+DATA_API_KEYS = frozenset({"cluster_arn", "secret"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,11 +68,11 @@ def parse_retry_settings(options: Any) -> RetrySettings:
         raise ImproperlyConfigured(
             f"OPTIONS[{OPTIONS_KEY!r}] must be a dict, got {type(options).__name__}."
         )
-    unknown = sorted(set(options) - set(_FIELDS))
+    unknown = sorted(set(options) - set(_FIELDS) - DATA_API_KEYS)
     if unknown:
         raise ImproperlyConfigured(
             f"Unknown key OPTIONS[{OPTIONS_KEY!r}][{unknown[0]!r}]; "
-            f"valid keys: {', '.join(sorted(_FIELDS))}."
+            f"valid keys: {', '.join(sorted({*_FIELDS, *DATA_API_KEYS}))}."
         )
     for key in ("deadline", "backoff_initial", "backoff_max"):
         if key in options:
@@ -81,7 +84,7 @@ def parse_retry_settings(options: Any) -> RetrySettings:
             raise ImproperlyConfigured(
                 f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be True or False, got {options[key]!r}."
             )
-    result = RetrySettings(**options)
+    result = RetrySettings(**{k: v for k, v in options.items() if k not in DATA_API_KEYS})
     if result.backoff_max < result.backoff_initial:
         raise ImproperlyConfigured(
             f"OPTIONS[{OPTIONS_KEY!r}]['backoff_max'] ({result.backoff_max}) must "

@@ -1,0 +1,105 @@
+"""``ENGINE: "orca_db.backends.aurora_data_api"``: Django's PostgreSQL
+backend over the RDS Data API (docs/data-api.md).
+
+Everything that makes SQL (operations, schema editor, introspection,
+features) is PostgreSQL's: ``vendor`` stays ``"postgresql"``, so
+``as_postgresql()`` and ``django.contrib.postgres`` keep working. What
+differs is the transport: no connection is ever opened, each statement is
+an HTTPS call through :mod:`orca_db.data_api`, retried by
+:mod:`.retrying`. Django's PostgreSQL modules still import psycopg (or
+psycopg2) for their adapters, so one of them must be installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db.backends.postgresql import base as postgresql
+from django.utils.functional import cached_property
+
+from orca_db import data_api
+from orca_db.conf import OPTIONS_KEY
+
+from .creation import DatabaseCreation
+from .features import DatabaseFeatures
+from .operations import DatabaseOperations
+from .retrying import RetryingCaller
+from .schema import DatabaseSchemaEditor
+from .settings import parse_data_api_settings
+
+# The server's version, by cluster and database: asked once per process
+# (Django checks it when each wrapper first connects).
+_versions: dict[tuple[str, str], int] = {}
+
+
+class DatabaseWrapper(postgresql.DatabaseWrapper):
+    Database = data_api
+    SchemaEditorClass = DatabaseSchemaEditor
+    creation_class = DatabaseCreation
+    features_class = DatabaseFeatures
+    ops_class = DatabaseOperations
+
+    # ----- connecting: nothing to connect ----------------------------------------
+
+    def get_connection_params(self) -> dict[str, Any]:
+        settings_dict = self.settings_dict
+        name = settings_dict["NAME"] or "postgres"
+        limit = self.ops.max_name_length() or 63
+        if len(name) > limit:
+            raise ImproperlyConfigured(
+                f"The database name {name!r} ({len(name)} characters) is longer than "
+                f"PostgreSQL's limit of {limit} characters."
+            )
+        options = parse_data_api_settings(settings_dict["OPTIONS"])
+        return {
+            "database": name,
+            "resource_arn": options.cluster_arn,
+            "secret_arn": options.secret_arn,
+            "isolation_level": options.isolation_level,
+            "connect_timeout": options.connect_timeout,
+        }
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> data_api.Connection:
+        connection = data_api.connect(**conn_params)
+        connection.caller = RetryingCaller(self)
+        return connection
+
+    def _configure_connection(self, connection: Any) -> bool:
+        # No session to configure: each call may run on another one. The
+        # Data API's sessions are in UTC, Django's time zone with USE_TZ
+        # (orca_db.W041 warns otherwise).
+        return False
+
+    def ensure_timezone(self) -> bool:
+        return False
+
+    @property
+    def pool(self) -> None:
+        return None  # no connections, nothing to pool
+
+    def close_pool(self) -> None:
+        pass
+
+    @cached_property
+    def pg_version(self) -> int:
+        options = self.settings_dict["OPTIONS"][OPTIONS_KEY]
+        key = (options["cluster_arn"], self.settings_dict["NAME"] or "")
+        if key not in _versions:
+            with self.temporary_connection() as cursor:
+                cursor.execute("SHOW server_version_num")
+                _versions[key] = int(cursor.fetchone()[0])
+        return _versions[key]
+
+    # ----- cursors ------------------------------------------------------------------
+
+    def create_cursor(self, name: str | None = None) -> data_api.Cursor:
+        # No server-side cursors: a named cursor's rows come back at once.
+        return self.connection.cursor()
+
+    def chunked_cursor(self):
+        return self._cursor()
+
+    def is_usable(self) -> bool:
+        connection = self.connection
+        return connection is not None and not connection.closed and not connection.broken
