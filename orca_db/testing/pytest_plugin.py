@@ -70,3 +70,30 @@ def data_api_endpoint(monkeypatch: pytest.MonkeyPatch):
         yield endpoint
     finally:
         endpoint.stop()
+
+
+@pytest.fixture
+def data_api_connection(data_api_endpoint):
+    """Django's connection (alias ``"data_api"``) on the Data API engine,
+    through ``data_api_endpoint``, to the database of the ``default`` alias
+    (the test database). Use it with ``django_db(transaction=True)``: its
+    writes are not inside the test's transaction."""
+    from django.db import connections
+
+    from orca_db.backends.aurora_data_api.base import DatabaseWrapper
+
+    name = connections["default"].settings_dict["NAME"]
+    base = {
+        **connections["default"].settings_dict,
+        "HOST": "",
+        "PORT": "",
+        "USER": "",
+        "PASSWORD": "",
+    }
+    wrapper = DatabaseWrapper({**base, **data_api_endpoint.django_settings(name)}, "data_api")
+    connections["data_api"] = wrapper
+    try:
+        yield wrapper
+    finally:
+        wrapper.close()
+        del connections["data_api"]

@@ -92,7 +92,9 @@ class DataApiEndpoint(Faults):
         self._server = Server(self, self.listen_port)
         self.listen_port = self._server.server_address[1]
         self._threads = [
-            threading.Thread(target=self._server.serve_forever, name="data-api", daemon=True),
+            threading.Thread(
+                target=self._server.serve_forever, args=(0.05,), name="data-api", daemon=True
+            ),
             threading.Thread(target=self._reap, name="data-api-expiry", daemon=True),
         ]
         for thread in self._threads:

@@ -14,6 +14,8 @@ from typing import Any
 
 try:
     import psycopg
+    import psycopg.adapt
+    import psycopg.postgres
     from psycopg.types.string import TextLoader
 
     _PSYCOPG3 = True
@@ -29,10 +31,36 @@ OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_f
 
 
 _TYPES_SQL = "SELECT oid::int, typname::text FROM pg_type"
+# Type names by (host, port, database), shared by the sessions of a process:
+# loading pg_type costs a new session more than connecting does.
+_type_names: dict[tuple, dict[int, str]] = {}
+_text_everywhere: Any = None
 
 
 def _raw(value: str | None, cursor: Any) -> str | None:
     return value
+
+
+def _text_context() -> Any:
+    """psycopg 3: adapters that hand every built-in type over as PostgreSQL's
+    text (types made later have no loader: text already)."""
+    global _text_everywhere
+    if _text_everywhere is None:
+        context = psycopg.adapt.AdaptersMap(psycopg.adapters)
+        for info in psycopg.postgres.types:
+            context.register_loader(info.oid, TextLoader)
+            if info.array_oid:
+                context.register_loader(info.array_oid, TextLoader)
+        _text_everywhere = context
+    return _text_everywhere
+
+
+def _register_text(conn: Any, types: dict[int, str]) -> None:
+    """psycopg2: the same, with one typecaster for every type there is."""
+    global _text_everywhere
+    if _text_everywhere is None:
+        _text_everywhere = psycopg2.extensions.new_type(tuple(types), "ORCA_RAW", _raw)
+    psycopg2.extensions.register_type(_text_everywhere, conn)
 
 
 class Session:
@@ -49,21 +77,24 @@ class Session:
             "connect_timeout": 10,
             "application_name": "orca_db_data_api",
         }
+        key = (host, port, dbname)
         if _PSYCOPG3:
             self.conn: Any = psycopg.connect(
-                autocommit=True, cursor_factory=psycopg.ClientCursor, **kwargs
+                autocommit=True,
+                cursor_factory=psycopg.ClientCursor,
+                context=_text_context(),
+                **kwargs,
             )
-            self.types = dict(self.conn.execute(_TYPES_SQL).fetchall())
-            for oid in self.types:
-                self.conn.adapters.register_loader(oid, TextLoader)
         else:
             self.conn = psycopg2.connect(**kwargs)
             self.conn.autocommit = True
+        if key not in _type_names:
             with self.conn.cursor() as cursor:
                 cursor.execute(_TYPES_SQL)
-                self.types = dict(cursor.fetchall())
-            raw = psycopg2.extensions.new_type(tuple(self.types), "ORCA_RAW", _raw)
-            psycopg2.extensions.register_type(raw, self.conn)
+                _type_names[key] = dict(cursor.fetchall())
+        self.types = _type_names[key]
+        if not _PSYCOPG3:
+            _register_text(self.conn, self.types)
         self.pid = self.backend_pid()
         self.dbname = dbname
         #: Inside a Data API transaction (BEGIN sent, no COMMIT/ROLLBACK yet).

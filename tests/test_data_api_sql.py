@@ -1,0 +1,333 @@
+"""The Data API driver's SQL handling, without a server: placeholders,
+parameter encoding, literals, statement counting, result decoding and
+error mapping (each checked against what PostgreSQL and the Data API do in
+tests/test_data_api_driver.py)."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import ipaddress
+import uuid
+
+import pytest
+
+from orca_db.data_api import decode, errors, literals
+from orca_db.data_api.placeholders import bind, bind_many
+from orca_db.data_api.sqltext import named_parameters, statement_count
+
+UTC = datetime.UTC
+
+
+# ----- placeholders ---------------------------------------------------------------
+
+
+def test_positional_placeholders_become_named_parameters():
+    sql, params = bind("SELECT %s, %s", [1, "a"])
+    assert sql == "SELECT :p1, :p2"
+    assert params == [
+        {"name": "p1", "value": {"longValue": 1}},
+        {"name": "p2", "value": {"stringValue": "a"}},
+    ]
+
+
+def test_percent_percent_is_a_literal_percent_even_inside_quotes():
+    sql, _ = bind("SELECT '%%' || %s LIKE '%%x'", ["a"])
+    assert sql == "SELECT '%' || :p1 LIKE '%x'"
+
+
+def test_without_parameters_the_text_is_sent_unchanged():
+    assert bind("SELECT '%%', 100 % 7", None) == ("SELECT '%%', 100 % 7", [])
+
+
+def test_an_empty_parameter_list_still_reads_placeholders():
+    assert bind("SELECT '%%'", []) == ("SELECT '%'", [])
+
+
+def test_named_placeholders_repeat_one_parameter():
+    sql, params = bind("SELECT %(a)s + %(a)s, %(b c)s", {"a": 1, "b c": 2})
+    assert sql == "SELECT :p1 + :p1, :p2"
+    assert [p["name"] for p in params] == ["p1", "p2"]
+
+
+def test_a_placeholder_after_a_colon_is_not_read_as_a_cast():
+    sql, _ = bind("SELECT a[%s:%s]", [1, 2])
+    assert sql == "SELECT a[:p1: :p2]"
+    assert [name for _, _, name in named_parameters(sql)] == ["p1", "p2"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "params", "message"),
+    [
+        ("SELECT %s", [], "1 placeholder(s) but 0"),
+        ("SELECT %s", [1, 2], "1 placeholder(s) but 2"),
+        ("SELECT %d", [1], "only '%s'"),
+        ("SELECT %", [], "incomplete"),
+        ("SELECT %(a)s", [1], "pass a mapping"),
+        ("SELECT %(a)s", {"b": 1}, "no value for placeholder %(a)s"),
+        ("SELECT %s, %(a)s", {"a": 1}, "mixes"),
+        ("SELECT %s", "a", "not a string"),
+    ],
+)
+def test_placeholder_mistakes_are_programming_errors(sql, params, message):
+    with pytest.raises(
+        errors.ProgrammingError, match=message.replace("(", r"\(").replace(")", r"\)")
+    ):
+        bind(sql, params)
+
+
+def test_a_batch_shares_one_text_or_says_it_cannot():
+    sql, sets = bind_many("INSERT INTO t VALUES (%s)", [[1], [None]])
+    assert sql == "INSERT INTO t VALUES (:p1)"
+    assert sets == [
+        [{"name": "p1", "value": {"longValue": 1}}],
+        [{"name": "p1", "value": {"isNull": True}}],
+    ]
+    # An aware datetime needs a cast an int does not: not one text.
+    now = datetime.datetime.now(UTC)
+    assert bind_many("INSERT INTO t VALUES (%s)", [[1], [now]]) is None
+
+
+# ----- parameter types ------------------------------------------------------------
+
+
+def _one(value):
+    sql, params = bind("%s", [value])
+    return sql, params[0] if params else None
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "hint", "sql"),
+    [
+        (None, {"isNull": True}, None, ":p1"),
+        (True, {"booleanValue": True}, None, ":p1"),
+        (2**63 - 1, {"longValue": 2**63 - 1}, None, ":p1"),
+        (2**63, {"stringValue": str(2**63)}, None, "CAST(:p1 AS numeric)"),
+        (1.5, {"doubleValue": 1.5}, None, ":p1"),
+        (float("nan"), {"stringValue": "NaN"}, None, "CAST(:p1 AS double precision)"),
+        (decimal.Decimal("1.50"), {"stringValue": "1.50"}, "DECIMAL", ":p1"),
+        (decimal.Decimal("NaN"), {"stringValue": "NaN"}, None, "CAST(:p1 AS numeric)"),
+        ("x", {"stringValue": "x"}, None, ":p1"),
+        (b"\x00\xff", {"blobValue": b"\x00\xff"}, None, ":p1"),
+        (memoryview(b"ab"), {"blobValue": b"ab"}, None, ":p1"),
+        (datetime.date(2024, 2, 29), {"stringValue": "2024-02-29"}, "DATE", ":p1"),
+        (datetime.time(1, 2, 3, 4), {"stringValue": "01:02:03.000004"}, "TIME", ":p1"),
+        (
+            datetime.datetime(2024, 1, 2, 3, 4, 5),
+            {"stringValue": "2024-01-02 03:04:05.000000"},
+            "TIMESTAMP",
+            ":p1",
+        ),
+        (
+            datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
+            {"stringValue": "2024-01-02 03:04:05.000000+00:00"},
+            None,
+            "CAST(:p1 AS timestamptz)",
+        ),
+        (
+            datetime.timedelta(days=-1, seconds=5),
+            {"stringValue": "-1 days 5.000000 seconds"},
+            None,
+            "CAST(:p1 AS interval)",
+        ),
+        (uuid.UUID(int=1), {"stringValue": str(uuid.UUID(int=1))}, "UUID", ":p1"),
+        (ipaddress.ip_address("10.0.0.1"), {"stringValue": "10.0.0.1"}, None, "CAST(:p1 AS inet)"),
+        ([1, None, 3], {"stringValue": '{"1",NULL,"3"}'}, None, "CAST(:p1 AS bigint[])"),
+        ([["a"], ['b"\\']], {"stringValue": '{{"a"},{"b\\"\\\\"}}'}, None, "CAST(:p1 AS text[])"),
+    ],
+)
+def test_each_type_travels_with_its_type(value, field, hint, sql):
+    text, parameter = _one(value)
+    assert text == sql
+    assert parameter["value"] == field
+    assert parameter.get("typeHint") == hint
+
+
+def test_an_empty_array_is_an_untyped_literal():
+    assert bind("%s", [[]]) == ("'{}'", [])
+    assert bind("%s", [[None, None]]) == ("'{NULL,NULL}'", [])
+
+
+def test_json_wrappers_of_either_driver_are_jsonb():
+    from psycopg.types.json import Json, Jsonb
+
+    assert _one(Jsonb({"a": 1})) == (
+        "CAST(:p1 AS jsonb)",
+        {"name": "p1", "value": {"stringValue": '{"a": 1}'}, "typeHint": "JSON"},
+    )
+    assert _one(Json([1]))[0] == "CAST(:p1 AS json)"
+
+
+def test_subclasses_of_known_types_are_encoded_as_their_base():
+    from django.utils.safestring import SafeString
+    from psycopg.types.numeric import Int4
+
+    assert _one(SafeString("<b>"))[1]["value"] == {"stringValue": "<b>"}
+    assert _one(Int4(5))[1]["value"] == {"longValue": 5}
+
+
+def test_an_unknown_type_is_refused():
+    with pytest.raises(errors.ProgrammingError, match="cannot adapt type 'object'"):
+        bind("%s", [object()])
+
+
+# ----- literals -------------------------------------------------------------------
+
+
+def test_literals_quote_as_the_parameters_type():
+    assert literals.quote("it's") == "'it''s'"
+    assert literals.quote("a\\b") == "E'a\\\\b'"
+    assert literals.quote(None) == "NULL"
+    assert literals.quote(b"\x01") == "'\\x01'::bytea"
+    assert literals.quote(datetime.date(2024, 1, 2)) == "'2024-01-02'::date"
+    assert literals.quote([1, 2]) == 'CAST(\'{"1","2"}\' AS bigint[])'
+    assert literals.mogrify("SELECT %s, '%%'", [1]) == "SELECT 1, '%'"
+    with pytest.raises(errors.DataError):
+        literals.quote("nul\x00")
+
+
+# ----- statements -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "count"),
+    [
+        ("SELECT 1", 1),
+        ("SELECT 1;", 1),
+        ("SELECT 1; SELECT 2", 2),
+        ("SELECT ';'", 1),
+        ('SELECT 1 AS ";"', 1),
+        ("SELECT 1; -- ; comment", 1),
+        ("/* ; /* nested ; */ */ SELECT 1", 1),
+        ("SELECT $tag$;$tag$", 1),
+        ("SELECT E'\\';'", 1),
+        ("SELECT E'\\\\';'", 2),
+        ("", 0),
+    ],
+)
+def test_statements_are_counted_outside_literals_and_comments(sql, count):
+    assert statement_count(sql) == count
+
+
+def test_parameters_are_read_outside_literals_and_never_as_casts():
+    sql = "SELECT :a, ':b', x::int, \"c:d\", $$:e$$ -- :f"
+    assert [name for _, _, name in named_parameters(sql)] == ["a"]
+
+
+# ----- results --------------------------------------------------------------------
+
+
+def _decoded(type_name: str, field: dict):
+    return decode.rows([{"name": "c", "typeName": type_name}], [[field]])[0][0]
+
+
+@pytest.mark.parametrize(
+    ("type_name", "field", "value"),
+    [
+        ("int4", {"longValue": 3}, 3),
+        ("float8", {"doubleValue": 1.5}, 1.5),
+        ("bool", {"booleanValue": False}, False),
+        ("text", {"isNull": True}, None),
+        ("numeric", {"stringValue": "1.50"}, decimal.Decimal("1.50")),
+        ("bytea", {"blobValue": b"\x00"}, b"\x00"),
+        ("date", {"stringValue": "2024-02-29"}, datetime.date(2024, 2, 29)),
+        ("time", {"stringValue": "01:02:03.5"}, datetime.time(1, 2, 3, 500000)),
+        (
+            "timestamp",
+            {"stringValue": "2024-01-02 03:04:05"},
+            datetime.datetime(2024, 1, 2, 3, 4, 5),
+        ),
+        (
+            "timestamptz",
+            {"stringValue": "2024-01-02 03:04:05.25"},
+            datetime.datetime(2024, 1, 2, 3, 4, 5, 250000, tzinfo=UTC),
+        ),
+        (
+            "timestamptz",
+            {"stringValue": "2024-01-02 05:04:05+02"},
+            datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
+        ),
+        (
+            "interval",
+            {"stringValue": "1 day 02:00:00.5"},
+            datetime.timedelta(days=1, hours=2, microseconds=500000),
+        ),
+        ("interval", {"stringValue": "-1 days +01:00:00"}, datetime.timedelta(days=-1, hours=1)),
+        ("interval", {"stringValue": "1 mon 2 days"}, datetime.timedelta(days=32)),
+        (
+            "interval",
+            {"stringValue": "0 years 0 mons 1 days 2 hours 3 mins 4.5 secs"},
+            datetime.timedelta(days=1, hours=2, minutes=3, seconds=4.5),
+        ),
+        ("uuid", {"stringValue": str(uuid.UUID(int=7))}, uuid.UUID(int=7)),
+        ("jsonb", {"stringValue": '{"a": 1}'}, '{"a": 1}'),
+        ("json", {"stringValue": '{"a": 1}'}, {"a": 1}),
+        ("inet", {"stringValue": "10.0.0.1"}, "10.0.0.1"),
+        ("_int4", {"arrayValue": {"longValues": [1, 2]}}, [1, 2]),
+        (
+            "_date",
+            {"arrayValue": {"arrayValues": [{"stringValues": ["2024-01-01"]}]}},
+            [[datetime.date(2024, 1, 1)]],
+        ),
+    ],
+)
+def test_results_come_back_as_psycopg_gives_them_to_django(type_name, field, value):
+    assert _decoded(type_name, field) == value
+
+
+def test_description_carries_postgresql_type_oids_and_sizes():
+    (column,) = decode.description(
+        [{"name": "c", "label": "c", "typeName": "varchar", "precision": 20, "nullable": 1}]
+    )
+    assert (column.name, column.type_code, column.internal_size, column.null_ok) == (
+        "c",
+        1043,
+        20,
+        True,
+    )
+
+
+def test_an_unreadable_value_is_a_data_error():
+    with pytest.raises(errors.DataError, match="timestamp"):
+        _decoded("timestamp", {"stringValue": "infinity"})
+
+
+# ----- errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "cls", "sqlstate"),
+    [
+        ("DatabaseErrorException", "ERROR: dup; SQLState: 23505", errors.IntegrityError, "23505"),
+        ("DatabaseErrorException", "ERROR: x; SQLState: 22P02", errors.DataError, "22P02"),
+        ("DatabaseErrorException", "ERROR: x; SQLState: 42P01", errors.ProgrammingError, "42P01"),
+        ("DatabaseErrorException", "ERROR: no code", errors.DatabaseError, None),
+        ("DatabaseResumingException", "paused", errors.DatabaseResumingException, "57P03"),
+        ("ThrottlingException", "Rate exceeded", errors.ThrottlingException, "57P03"),
+        ("TransactionNotFoundException", "gone", errors.TransactionNotFoundException, "08003"),
+        ("StatementTimeoutException", "slow", errors.StatementTimeoutException, "57014"),
+        ("InternalServerErrorException", "", errors.ReplyLost, "08006"),
+        (
+            "BadRequestException",
+            "Database returned more than the allowed response size limit",
+            errors.LimitExceeded,
+            None,
+        ),  # fmt: skip
+        ("ForbiddenException", "no", errors.ServiceError, None),
+    ],
+)
+def test_aws_errors_become_db_api_classes(code, message, cls, sqlstate):
+    error = errors.from_client_error(code, message)
+    assert type(error) is cls
+    assert error.sqlstate == sqlstate
+    assert error.aws_code == code
+
+
+def test_transport_errors_say_whether_the_call_was_sent():
+    from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+
+    assert isinstance(
+        errors.from_exception(EndpointConnectionError(endpoint_url="u")), errors.EndpointUnreachable
+    )
+    for sent in (ConnectionClosedError(endpoint_url="u"), ReadTimeoutError(endpoint_url="u")):
+        assert isinstance(errors.from_exception(sent), errors.ReplyLost)
