@@ -20,6 +20,7 @@ from django.utils.functional import cached_property
 
 from orca_db import data_api
 from orca_db.conf import OPTIONS_KEY
+from orca_db.exceptions import TransactionRolledBack
 
 from .creation import DatabaseCreation
 from .features import DatabaseFeatures
@@ -94,6 +95,14 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     # ----- cursors ------------------------------------------------------------------
 
     def create_cursor(self, name: str | None = None) -> data_api.Cursor:
+        if self.connection.lost is not None and self.in_atomic_block:
+            # Code that caught TransactionRolledBack inside the block and
+            # carried on: the transaction is gone, say so again.
+            raise TransactionRolledBack(
+                f"The transaction on database {self.alias!r} was lost "
+                f"({self.connection.lost.aws_code or type(self.connection.lost).__name__}); "
+                f"leave the atomic block and run it again."
+            )
         # No server-side cursors: a named cursor's rows come back at once.
         return self.connection.cursor()
 
