@@ -367,3 +367,53 @@ def test_a_wrong_secret_fails_fast_and_is_not_retried(data_api_endpoint, events)
             cursor.execute("SELECT 1")
     assert data_api_endpoint.stats["calls"] == 1
     assert events == []
+
+
+# ----- events, Lambda -----------------------------------------------------------------
+
+
+def test_retry_events_are_stored_through_the_data_api(
+    data_api_connection, data_api_endpoint, monkeypatch
+):
+    from orca_db_app.models import RetryEvent
+
+    # The receiver stores an event through the database it is about, looked
+    # up in DATABASES (after connecting: Django's test case refuses to
+    # connect aliases of DATABASES a test did not declare).
+    data_api_connection.ensure_connection()
+    monkeypatch.setitem(connections.settings, ALIAS, data_api_connection.settings_dict)
+    executes = data_api_endpoint.stats["executes"]
+    data_api_endpoint.pause(calls=2)
+    create("event")
+    (row,) = RetryEvent.objects.using("default").filter(database=ALIAS)
+    assert (row.phase, row.outcome, row.error_type, row.attempts) == (
+        "execute",
+        "recovered",
+        "DatabaseResumingException",
+        3,
+    )
+    assert row.statement.startswith('INSERT INTO "testapp_note"')
+    # The note, then the event's row: through the Data API.
+    assert data_api_endpoint.stats["executes"] == executes + 2
+
+
+def test_database_handler_caps_retries_at_the_remaining_time(
+    data_api_connection, data_api_endpoint
+):
+    from orca_db.aws_lambda import database_handler
+
+    class Context:
+        aws_request_id = "req-1"
+
+        def get_remaining_time_in_millis(self):
+            return 1300  # 300 ms to retry in, after the 1 s margin
+
+    @database_handler
+    def handler(event, context):
+        return Note.objects.using(ALIAS).count()
+
+    data_api_endpoint.pause()
+    with pytest.raises(RetriesExhausted):
+        handler({}, Context())
+    data_api_endpoint.resume()
+    assert handler({}, Context()) == 0

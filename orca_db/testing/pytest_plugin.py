@@ -76,8 +76,9 @@ def data_api_endpoint(monkeypatch: pytest.MonkeyPatch):
 def data_api_connection(data_api_endpoint):
     """Django's connection (alias ``"data_api"``) on the Data API engine,
     through ``data_api_endpoint``, to the database of the ``default`` alias
-    (the test database). Use it with ``django_db(transaction=True)``: its
-    writes are not inside the test's transaction."""
+    (the test database). Use it in transactional tests
+    (``django_db(transaction=True)``): its writes are not inside the test's
+    transaction."""
     from django.db import connections
 
     from orca_db.backends.aurora_data_api.base import DatabaseWrapper
