@@ -14,6 +14,8 @@ from .sqltext import statement_count
 
 class Cursor:
     arraysize = 1
+    #: ``timestamptz`` values as aware datetimes (in UTC), or naive ones.
+    aware_timestamps = True
 
     def __init__(self, connection: Connection):
         self.connection = connection
@@ -73,7 +75,7 @@ class Cursor:
         if metadata is not None or records is not None:
             metadata = metadata or []
             self.description = decode.description(metadata)
-            self._rows = decode.rows(metadata, records or [])
+            self._rows = decode.rows(metadata, records or [], aware=self.aware_timestamps)
             self.rowcount = len(self._rows)
         else:
             self.rowcount = int(response.get("numberOfRecordsUpdated", -1))

@@ -69,8 +69,13 @@ def description(metadata: list[dict[str, Any]]) -> list[Column]:
     return columns
 
 
-def rows(metadata: list[dict[str, Any]], records: list[list[dict]]) -> list[tuple]:
-    converters = [_converter(_type_name(meta)) for meta in metadata]
+def rows(
+    metadata: list[dict[str, Any]], records: list[list[dict]], *, aware: bool = True
+) -> list[tuple]:
+    """The records as tuples; ``aware=False``: ``timestamptz`` values are
+    naive (in UTC), as Django's PostgreSQL backend reads them with
+    ``USE_TZ = False``."""
+    converters = [_converter(_type_name(meta), aware) for meta in metadata]
     return [
         tuple(convert(field) for convert, field in zip(converters, record, strict=True))
         for record in records
@@ -85,9 +90,10 @@ def _type_name(meta: dict[str, Any]) -> str:
 # ----- one column ----------------------------------------------------------------
 
 
-def _converter(type_name: str) -> Callable[[dict], Any]:
+def _converter(type_name: str, aware: bool = True) -> Callable[[dict], Any]:
+    parsers = _TEXT_PARSERS if aware else _NAIVE_PARSERS
     if type_name.startswith("_"):
-        element = _TEXT_PARSERS.get(type_name[1:])
+        element = parsers.get(type_name[1:])
 
         def array(field: dict) -> Any:
             if "arrayValue" in field:
@@ -95,7 +101,7 @@ def _converter(type_name: str) -> Callable[[dict], Any]:
             return _plain(field)
 
         return array
-    parse = _TEXT_PARSERS.get(type_name)
+    parse = parsers.get(type_name)
     if parse is None:
         return _plain
 
@@ -220,4 +226,8 @@ _TEXT_PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "oid": int,
     "float4": float,
     "float8": float,
+}
+_NAIVE_PARSERS: Final = {
+    **_TEXT_PARSERS,
+    "timestamptz": lambda text: _timestamptz(text).replace(tzinfo=None),
 }

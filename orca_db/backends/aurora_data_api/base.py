@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base as postgresql
 from django.utils.functional import cached_property
@@ -104,7 +105,11 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
                 f"leave the atomic block and run it again."
             )
         # No server-side cursors: a named cursor's rows come back at once.
-        return self.connection.cursor()
+        cursor = self.connection.cursor()
+        # As Django's PostgreSQL backend reads them (it sets a loader per
+        # cursor too): with USE_TZ, aware; without, naive.
+        cursor.aware_timestamps = settings.USE_TZ
+        return cursor
 
     def chunked_cursor(self):
         return self._cursor()
