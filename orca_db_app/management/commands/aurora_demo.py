@@ -53,6 +53,12 @@ class Command(BaseCommand):
             action="store_true",
             help="Inject faults with pg_terminate_backend only (the default with DATABASE_URL).",
         )
+        parser.add_argument(
+            "--data-api",
+            action="store_true",
+            help="Run the workload on the Data API engine through a local Data API "
+            "endpoint, with its faults: pauses, scale events, lost answers, throttling.",
+        )
 
     def handle(
         self,
@@ -63,6 +69,7 @@ class Command(BaseCommand):
         database: str,
         seed: int | None,
         no_simulator: bool,
+        data_api: bool,
         verbosity: int,
         **options: Any,
     ) -> None:
@@ -74,7 +81,12 @@ class Command(BaseCommand):
         base = connections[database].settings_dict
         external = bool(os.environ.get("DATABASE_URL")) and database == DEFAULT_DB_ALIAS
         simulator = None
-        if not (external or no_simulator):
+        endpoint = None
+        if data_api:
+            from orca_db.testing.data_api import DataApiEndpoint
+
+            endpoint = DataApiEndpoint.for_database(base)
+        elif not (external or no_simulator):
             try:
                 from orca_db.testing.simulator import AuroraSimulator
             except ImportError as error:
@@ -91,15 +103,23 @@ class Command(BaseCommand):
         call_command("aurora_migrate", database=database, verbosity=0)
         services.add_reconcile_partition(demo.BUCKET, using=database)
 
-        if simulator is not None:
+        saved_environ = dict(os.environ)
+        if endpoint is not None:
+            endpoint.start()
+            os.environ.update(endpoint.environ())  # boto3 finds the endpoint there
+            target = {**dict(base), **endpoint.django_settings(base["NAME"])}
+            how = f"on the Data API engine through a local endpoint on port {endpoint.listen_port}"
+        elif simulator is not None:
             simulator.start()
             target = simulator.django_settings(dict(base))
             how = f"through the Aurora simulator on port {simulator.port}"
         else:
             target = dict(base)
             how = "with pg_terminate_backend as the only fault"
-        options_ = {**target.get("OPTIONS", {}), "application_name": APPLICATION_NAME}
-        connections.settings[WORKLOAD_ALIAS] = {**target, "OPTIONS": options_}
+        if endpoint is None:
+            options_ = {**target.get("OPTIONS", {}), "application_name": APPLICATION_NAME}
+            target = {**target, "OPTIONS": options_}
+        connections.settings[WORKLOAD_ALIAS] = target
 
         events: collections.Counter = collections.Counter()
         captured: list[Any] = []
@@ -117,6 +137,7 @@ class Command(BaseCommand):
         workload = demo.Workload(WORKLOAD_ALIAS, workers, run_id, seed)
         faults = demo.FaultInjector(
             simulator=simulator,
+            endpoint=endpoint,
             admin_alias=database,
             application_name=APPLICATION_NAME,
             interval=fault_interval,
@@ -142,8 +163,9 @@ class Command(BaseCommand):
                 workload.stop.set()
                 faults.stop.set()
                 faults.join(30)
-                if simulator is not None and simulator.paused:
-                    simulator.resume()
+                for injector in (simulator, endpoint):
+                    if injector is not None and injector.paused:
+                        injector.resume()
                 finished = workload.join(120)
             elapsed = time.monotonic() - started
         finally:
@@ -154,6 +176,11 @@ class Command(BaseCommand):
             if simulator is not None:
                 stats = simulator.stats
                 simulator.stop()
+            elif endpoint is not None:
+                stats = {f"endpoint_{k}": v for k, v in endpoint.stats.items()}
+                endpoint.stop()
+                os.environ.clear()
+                os.environ.update(saved_environ)
             else:
                 stats = {}
             with contextlib.suppress(Exception):
@@ -230,7 +257,14 @@ class Command(BaseCommand):
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(faults.fired.items())) or "none"
         w(self.style.MIGRATE_HEADING("Injected faults"))
         w(f"  {fired} ({kinds})")
-        if stats:
+        if "endpoint_calls" in stats:
+            w(
+                f"  Data API endpoint: {stats['endpoint_ended']} transactions ended, "
+                f"{stats['endpoint_resuming']} calls answered DatabaseResumingException, "
+                f"{stats['endpoint_replies_lost']} answers lost, {stats['endpoint_failed']} "
+                f"calls throttled, {stats['endpoint_calls']} calls in all"
+            )
+        elif stats:
             w(
                 f"  simulator: {stats.get('terminated', 0)} sessions terminated, "
                 f"{stats.get('held', 0)} connects held by pauses, "
