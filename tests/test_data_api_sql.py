@@ -23,12 +23,27 @@ UTC = datetime.UTC
 
 
 def test_positional_placeholders_become_named_parameters():
-    sql, params = bind("SELECT %s, %s", [1, "a"])
+    sql, params = bind("SELECT %s, %s", [2**40, "a"])
     assert sql == "SELECT :p1, :p2"
     assert params == [
-        {"name": "p1", "value": {"longValue": 1}},
+        {"name": "p1", "value": {"longValue": 2**40}},
         {"name": "p2", "value": {"stringValue": "a"}},
     ]
+
+
+def test_small_ints_are_integers_as_postgresql_literals_are():
+    # A longValue is a bigint: repeat(text, bigint) and jsonb -> bigint do
+    # not exist, where an integer literal finds repeat(text, integer).
+    assert bind("SELECT repeat('a', %s)", [3])[0] == "SELECT repeat('a', CAST(:p1 AS integer))"
+
+
+def test_the_sqls_own_cast_replaces_the_drivers():
+    from psycopg.types.range import Range
+
+    assert bind("SELECT %s::int8range, %s", [Range(1, 5), Range(1, 5)])[0] == (
+        "SELECT :p1::int8range, CAST(:p2 AS int4range)"
+    )
+    assert bind("SELECT %s :: bigint", [1])[0] == "SELECT :p1 :: bigint"
 
 
 def test_percent_percent_is_a_literal_percent_even_inside_quotes():
@@ -45,13 +60,13 @@ def test_an_empty_parameter_list_still_reads_placeholders():
 
 
 def test_named_placeholders_repeat_one_parameter():
-    sql, params = bind("SELECT %(a)s + %(a)s, %(b c)s", {"a": 1, "b c": 2})
+    sql, params = bind("SELECT %(a)s + %(a)s, %(b c)s", {"a": "x", "b c": "y"})
     assert sql == "SELECT :p1 + :p1, :p2"
     assert [p["name"] for p in params] == ["p1", "p2"]
 
 
 def test_a_placeholder_after_a_colon_is_not_read_as_a_cast():
-    sql, _ = bind("SELECT a[%s:%s]", [1, 2])
+    sql, _ = bind("SELECT a[%s:%s]", [2**40, 2**41])
     assert sql == "SELECT a[:p1: :p2]"
     assert [name for _, _, name in named_parameters(sql)] == ["p1", "p2"]
 
@@ -77,15 +92,15 @@ def test_placeholder_mistakes_are_programming_errors(sql, params, message):
 
 
 def test_a_batch_shares_one_text_or_says_it_cannot():
-    sql, sets = bind_many("INSERT INTO t VALUES (%s)", [[1], [None]])
-    assert sql == "INSERT INTO t VALUES (:p1)"
+    sql, sets = bind_many("INSERT INTO t VALUES (%s)", [[None], [1]])
+    assert sql == "INSERT INTO t VALUES (CAST(:p1 AS integer))"
     assert sets == [
-        [{"name": "p1", "value": {"longValue": 1}}],
         [{"name": "p1", "value": {"isNull": True}}],
+        [{"name": "p1", "value": {"longValue": 1}}],
     ]
     # An aware datetime needs a cast an int does not: not one text.
     now = datetime.datetime.now(UTC)
-    assert bind_many("INSERT INTO t VALUES (%s)", [[1], [now]]) is None
+    assert bind_many("INSERT INTO t VALUES (%s)", [["a"], [now]]) is None
 
 
 # ----- parameter types ------------------------------------------------------------
@@ -132,7 +147,10 @@ def _one(value):
         ),
         (uuid.UUID(int=1), {"stringValue": str(uuid.UUID(int=1))}, "UUID", ":p1"),
         (ipaddress.ip_address("10.0.0.1"), {"stringValue": "10.0.0.1"}, None, "CAST(:p1 AS inet)"),
-        ([1, None, 3], {"stringValue": '{"1",NULL,"3"}'}, None, "CAST(:p1 AS bigint[])"),
+        (7, {"longValue": 7}, None, "CAST(:p1 AS integer)"),
+        (2**31, {"longValue": 2**31}, None, ":p1"),
+        ([1, None, 3], {"stringValue": '{"1",NULL,"3"}'}, None, "CAST(:p1 AS integer[])"),
+        ([2**40], {"stringValue": '{"1099511627776"}'}, None, "CAST(:p1 AS bigint[])"),
         ([["a"], ['b"\\']], {"stringValue": '{{"a"},{"b\\"\\\\"}}'}, None, "CAST(:p1 AS text[])"),
     ],
 )
@@ -180,8 +198,9 @@ def test_literals_quote_as_the_parameters_type():
     assert literals.quote(None) == "NULL"
     assert literals.quote(b"\x01") == "'\\x01'::bytea"
     assert literals.quote(datetime.date(2024, 1, 2)) == "'2024-01-02'::date"
-    assert literals.quote([1, 2]) == 'CAST(\'{"1","2"}\' AS bigint[])'
-    assert literals.mogrify("SELECT %s, '%%'", [1]) == "SELECT 1, '%'"
+    assert literals.quote([1, 2]) == 'CAST(\'{"1","2"}\' AS integer[])'
+    assert literals.mogrify("SELECT %s, '%%'", [2**40]) == "SELECT 1099511627776, '%'"
+    assert literals.quote(1) == "CAST(1 AS integer)"
     with pytest.raises(errors.DataError):
         literals.quote("nul\x00")
 

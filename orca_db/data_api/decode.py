@@ -227,6 +227,24 @@ _TEXT_PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "float4": float,
     "float8": float,
 }
+
+
+def _hstore(text: str) -> dict[str, str | None]:
+    """hstore's text (``"a"=>"1", "b"=>NULL``) as the dict psycopg gives."""
+    result: dict[str, str | None] = {}
+    for match in _HSTORE_PAIR.finditer(text):
+        key = _unescape(match.group(1))
+        result[key] = None if match.group(2) is None else _unescape(match.group(2))
+    return result
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+_HSTORE_PAIR: Final = re.compile(r'"((?:[^"\\]|\\.)*)"\s*=>\s*(?:"((?:[^"\\]|\\.)*)"|NULL)')
+_TEXT_PARSERS["hstore"] = _hstore
+
 _NAIVE_PARSERS: Final = {
     **_TEXT_PARSERS,
     "timestamptz": lambda text: _timestamptz(text).replace(tzinfo=None),

@@ -23,6 +23,7 @@ from .errors import ProgrammingError
 
 #: Where the parameter's ``:name`` goes in a template.
 SLOT: Final = "\x00"
+_INT4_MIN, _INT4_MAX = -(2**31), 2**31 - 1
 _INT8_MIN, _INT8_MAX = -(2**63), 2**63 - 1
 
 
@@ -34,7 +35,13 @@ class Parameter:
     hint: str | None = None
     template: str = SLOT
 
-    def placeholder(self, name: str) -> str:
+    def placeholder(self, name: str, cast_follows: bool = False) -> str:
+        """The parameter in the SQL text. When the SQL casts it itself
+        (``%s::int8range``), the driver's own cast is left out: it could
+        only get in the way (no cast from int4range to int8range exists),
+        and the string casts to whatever the SQL asks."""
+        if cast_follows and self.field is not None and SLOT in self.template:
+            return ":" + name
         return self.template.replace(SLOT, ":" + name)
 
     def as_dict(self, name: str) -> dict[str, Any]:
@@ -67,6 +74,12 @@ def _bool(value: bool) -> Parameter:
 
 
 def _int(value: int) -> Parameter:
+    # A longValue is a bigint, and PostgreSQL resolves functions and
+    # operators by type: repeat(text, bigint), jsonb -> bigint do not exist.
+    # An integer literal is an int4 when it fits (psycopg2 sends literals,
+    # psycopg 3 the smallest type): so is this parameter.
+    if _INT4_MIN <= value <= _INT4_MAX:
+        return Parameter({"longValue": int(value)}, template=f"CAST({SLOT} AS integer)")
     if _INT8_MIN <= value <= _INT8_MAX:
         return Parameter({"longValue": int(value)})
     return _cast(str(int(value)), "numeric")
@@ -131,6 +144,21 @@ def _json(value: Any) -> Parameter:
     return Parameter({"stringValue": text}, hint="JSON", template=f"CAST({SLOT} AS {sql_type})")
 
 
+def _range(value: Any) -> Parameter:
+    # The range type from the bounds, as psycopg picks it; Django writes
+    # saved values with a cast of its own (%s::int8range), which wins.
+    sql_type = pgtext.range_type(value)
+    if sql_type is None:  # empty or unbounded: nothing says which
+        return Parameter({"stringValue": pgtext.range_text(value)})
+    return _cast(pgtext.range_text(value), sql_type)
+
+
+def _hstore(value: dict) -> Parameter:
+    # Only django.contrib.postgres's HStoreField passes a dict (psycopg
+    # adapts one only once hstore is registered).
+    return _cast(pgtext.hstore_text(value), "hstore")
+
+
 def _array(value: list | tuple) -> Parameter:
     # The Data API takes no array parameters: the array travels as its
     # PostgreSQL text and is cast to the type of its first element.
@@ -159,6 +187,7 @@ _ENCODERS: dict[type, Callable[[Any], Parameter]] = {
     uuid.UUID: _uuid,
     list: _array,
     tuple: _array,
+    dict: _hstore,
 }
 
 
@@ -179,4 +208,7 @@ def _find_encoder(value: Any) -> Callable[[Any], Parameter]:
     ):
         _ENCODERS[kind] = _inet
         return _inet
+    if pgtext.is_range(value):
+        _ENCODERS[kind] = _range
+        return _range
     raise ProgrammingError(f"cannot adapt type {kind.__name__!r} to a Data API parameter")

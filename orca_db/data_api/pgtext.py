@@ -76,7 +76,9 @@ def element_type(element: Any, array: Any) -> str:
     if isinstance(element, bool):
         return "boolean"
     if isinstance(element, int):
-        return "bigint" if _ints_fit(array) else "numeric"
+        if _ints_fit(array, 2**31):
+            return "integer"  # as a literal ARRAY[1, 2] is
+        return "bigint" if _ints_fit(array, 2**63) else "numeric"
     for kind, sql_type in _ELEMENT_TYPES:
         if isinstance(element, kind):
             if sql_type == "timestamp" and getattr(element, "tzinfo", None) is not None:
@@ -84,6 +86,12 @@ def element_type(element: Any, array: Any) -> str:
             return sql_type
     if is_json_wrapper(element):
         return json_text(element)[1]
+    if isinstance(element, dict):
+        return "hstore"
+    if is_range(element):
+        sql_type = range_type(element)
+        if sql_type is not None:
+            return sql_type
     if isinstance(element, (ipaddress._BaseAddress, ipaddress._BaseNetwork)):
         return "inet"
     raise ProgrammingError(f"cannot adapt a list of {type(element).__name__!r}")
@@ -102,12 +110,12 @@ _ELEMENT_TYPES: Final = (
 )
 
 
-def _ints_fit(array: Any) -> bool:
+def _ints_fit(array: Any, limit: int) -> bool:
     for item in array:
         if isinstance(item, (list, tuple)):
-            if not _ints_fit(item):
+            if not _ints_fit(item, limit):
                 return False
-        elif isinstance(item, int) and not _INT8_MIN <= item <= _INT8_MAX:
+        elif isinstance(item, int) and not -limit <= item < limit:
             return False
     return True
 
@@ -131,6 +139,10 @@ def element_text(item: Any) -> str | None:
         return interval_text(item)
     if is_json_wrapper(item):
         return json_text(item)[0]
+    if isinstance(item, dict):
+        return hstore_text(item)
+    if is_range(item):
+        return range_text(item)
     return str(getattr(item, "addr", item))
 
 
@@ -147,3 +159,46 @@ def array_text(value: Any, render: Callable[[Any], str | None]) -> str:
             escaped = text.replace("\\", "\\\\").replace('"', '\\"')
             parts.append(f'"{escaped}"')
     return "{" + ",".join(parts) + "}"
+
+
+def is_range(value: Any) -> bool:
+    """psycopg 3's ``Range`` and psycopg2's ranges (``NumericRange``...)."""
+    return all(hasattr(value, name) for name in ("lower", "upper", "isempty", "lower_inc"))
+
+
+def range_text(value: Any) -> str:
+    if value.isempty:
+        return "empty"
+    lower = "" if value.lower is None else _quoted(element_text(value.lower) or "")
+    upper = "" if value.upper is None else _quoted(element_text(value.upper) or "")
+    return f"{'[' if value.lower_inc else '('}{lower},{upper}{']' if value.upper_inc else ')'}"
+
+
+def hstore_text(value: dict) -> str:
+    pairs = []
+    for key, item in value.items():
+        text = "NULL" if item is None else _quoted(str(item))
+        pairs.append(f"{_quoted(str(key))}=>{text}")
+    return ", ".join(pairs)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def range_type(value: Any) -> str | None:
+    bound = value.lower if value.lower is not None else value.upper
+    if value.isempty or bound is None:
+        return None
+    if isinstance(bound, bool):
+        return None
+    if isinstance(bound, int):
+        bounds = [b for b in (value.lower, value.upper) if b is not None]
+        return "int4range" if all(-(2**31) <= b < 2**31 for b in bounds) else "int8range"
+    if isinstance(bound, (float, decimal.Decimal)):
+        return "numrange"
+    if isinstance(bound, datetime.datetime):
+        return "tsrange" if bound.tzinfo is None else "tstzrange"
+    if isinstance(bound, datetime.date):
+        return "daterange"
+    return None

@@ -15,6 +15,7 @@ read as a cast.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from .errors import ProgrammingError
 #: name for ``%(name)s``.
 Template = tuple[tuple[str, ...], tuple[str | None, ...]]
 
+_NULL_FIELD = {"isNull": True}
 _IDENTIFIER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
 
 
@@ -87,19 +89,33 @@ def bind(sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> tuple[st
 def bind_many(sql: str, param_sets: Sequence[Any]) -> tuple[str, list[list[dict]]] | None:
     """One SQL text and the ``parameterSets`` of a batch, or ``None`` when
     the sets need different texts (an int in one, a string in another):
-    the caller then runs them one by one."""
+    the caller then runs them one by one. A NULL fits any cast: it takes
+    the shape of the others."""
     chunks, keys = parse(sql)
-    text: str | None = None
-    sets: list[list[dict]] = []
-    for params in param_sets:
-        names, encoded = _encode(keys, _values(keys, params))
+    encoded_sets = [_encode(keys, _values(keys, params)) for params in param_sets]
+    if not encoded_sets:
+        return sql, []
+    shapes: dict[str, str] = {}
+    for _, encoded in encoded_sets:
+        for name, parameter in encoded.items():
+            if (
+                parameter.field != _NULL_FIELD
+                and shapes.setdefault(name, parameter.template) != parameter.template
+            ):
+                return None
+    sets = []
+    text = None
+    for names, encoded in encoded_sets:
+        for name, parameter in encoded.items():
+            if parameter.field == _NULL_FIELD and name in shapes:
+                encoded[name] = dataclasses.replace(parameter, template=shapes[name])
         this = _assemble(chunks, names, encoded)
-        if text is None:
-            text = this
-        elif this != text:
+        if text is not None and this != text:
             return None
+        text = this
         sets.append(_parameters(encoded))
-    return (text if text is not None else sql), sets
+    assert text is not None
+    return text, sets
 
 
 def _encode(keys: tuple[str | None, ...], values: list[Any]) -> tuple[list[str], dict]:
@@ -149,7 +165,7 @@ def _assemble(chunks: tuple[str, ...], names: list[str], encoded: dict[str, Para
     for index, name in enumerate(names):
         before = parts[-1]
         after = chunks[index + 1]
-        placeholder = encoded[name].placeholder(name)
+        placeholder = encoded[name].placeholder(name, after.lstrip().startswith("::"))
         if before.endswith(":"):
             placeholder = " " + placeholder
         if after and after[0] in _IDENTIFIER_CHARS:

@@ -120,3 +120,19 @@ def named_parameters(sql: str) -> list[tuple[int, int, str]]:
             for match in _PARAMETER.finditer(sql, start, end):
                 found.append((match.start(), match.end(), match.group(1)))
     return found
+
+
+def split(sql: str) -> list[str]:
+    """``sql``'s statements, each without its ``;`` (empty ones dropped)."""
+    parts: list[str] = []
+    start = 0
+    for kind, begin, end in segments(sql):
+        if kind != "code":
+            continue
+        position = sql.find(";", begin, end)
+        while position >= 0:
+            parts.append(sql[start:position])
+            start = position + 1
+            position = sql.find(";", start, end)
+    parts.append(sql[start:])
+    return [part.strip() for part in parts if part.strip() and statement_count(part)]

@@ -5,7 +5,7 @@ parameters to SQL the driver can run, PostgreSQL's text results to
 Parameters are typed as the Data API types them (JDBC underneath): a
 ``stringValue`` is a ``varchar`` unless its ``typeHint`` says otherwise, a
 ``longValue`` an ``int8``, a ``doubleValue`` a ``float8``. The endpoint writes
-each one as a cast literal (``('abc'::varchar)``), so PostgreSQL refuses a
+each one as a cast literal (``CAST('abc' AS varchar)``), so PostgreSQL refuses a
 string where a ``uuid`` is needed, as it does behind the real Data API.
 """
 
@@ -58,7 +58,9 @@ def bind(sql: str, parameters: list[dict[str, Any]] | None) -> tuple[str, list |
             raise BadRequest(f"No value specified for parameter :{name}")
         parts.append(sql[position:start].replace("%", "%%"))
         value, sql_type = values[name]
-        parts.append("%s" if sql_type is None else f"(%s::{sql_type})")
+        # CAST(), not ::, which binds tighter than a minus sign: -1::int8 is
+        # -(1::int8), and -9223372036854775808::int8 overflows.
+        parts.append("%s" if sql_type is None else f"CAST(%s AS {sql_type})")
         args.append(value)
         position = end
     parts.append(sql[position:].replace("%", "%%"))
