@@ -11,6 +11,12 @@ import ipaddress
 import uuid
 
 import pytest
+from django.db.backends.postgresql.psycopg_any import (
+    DateRange,
+    DateTimeTZRange,
+    Jsonb,
+    NumericRange,
+)
 
 from orca_db.data_api import decode, errors, literals
 from orca_db.data_api.placeholders import bind, bind_many
@@ -38,9 +44,7 @@ def test_small_ints_are_integers_as_postgresql_literals_are():
 
 
 def test_the_sqls_own_cast_replaces_the_drivers():
-    from psycopg.types.range import Range
-
-    assert bind("SELECT %s::int8range, %s", [Range(1, 5), Range(1, 5)])[0] == (
+    assert bind("SELECT %s::int8range, %s", [NumericRange(1, 5), NumericRange(1, 5)])[0] == (
         "SELECT :p1::int8range, CAST(:p2 AS int4range)"
     )
     assert bind("SELECT %s :: bigint", [1])[0] == "SELECT :p1 :: bigint"
@@ -167,21 +171,22 @@ def test_an_empty_array_is_an_untyped_literal():
 
 
 def test_json_wrappers_of_either_driver_are_jsonb():
-    from psycopg.types.json import Json, Jsonb
-
+    # Django's PostgreSQL operations wrap JSONField values in the driver's
+    # Jsonb (psycopg 3's, or Django's subclass of psycopg2's Json).
     assert _one(Jsonb({"a": 1})) == (
         "CAST(:p1 AS jsonb)",
         {"name": "p1", "value": {"stringValue": '{"a": 1}'}, "typeHint": "JSON"},
     )
-    assert _one(Json([1]))[0] == "CAST(:p1 AS json)"
 
 
 def test_subclasses_of_known_types_are_encoded_as_their_base():
     from django.utils.safestring import SafeString
-    from psycopg.types.numeric import Int4
+
+    class Small(int):  # psycopg 3's Int4 is one
+        pass
 
     assert _one(SafeString("<b>"))[1]["value"] == {"stringValue": "<b>"}
-    assert _one(Int4(5))[1]["value"] == {"longValue": 5}
+    assert _one(Small(5))[1]["value"] == {"longValue": 5}
 
 
 def test_an_unknown_type_is_refused():
@@ -198,9 +203,9 @@ def test_literals_quote_as_the_parameters_type():
     assert literals.quote(None) == "NULL"
     assert literals.quote(b"\x01") == "'\\x01'::bytea"
     assert literals.quote(datetime.date(2024, 1, 2)) == "'2024-01-02'::date"
-    assert literals.quote([1, 2]) == 'CAST(\'{"1","2"}\' AS integer[])'
+    assert literals.quote([1, 2]) == '\'{"1","2"}\'::integer[]'
     assert literals.mogrify("SELECT %s, '%%'", [2**40]) == "SELECT 1099511627776, '%'"
-    assert literals.quote(1) == "CAST(1 AS integer)"
+    assert literals.quote(-1) == "-1"
     with pytest.raises(errors.DataError):
         literals.quote("nul\x00")
 
@@ -350,3 +355,89 @@ def test_transport_errors_say_whether_the_call_was_sent():
     )
     for sent in (ConnectionClosedError(endpoint_url="u"), ReadTimeoutError(endpoint_url="u")):
         assert isinstance(errors.from_exception(sent), errors.ReplyLost)
+
+
+def test_ranges_are_typed_from_their_bounds_and_read_back():
+    from orca_db.backends.aurora_data_api.base import _django_range
+
+    assert _one(NumericRange(1, 10))[0] == "CAST(:p1 AS int4range)"
+    assert _one(NumericRange(1, 2**40))[0] == "CAST(:p1 AS int8range)"
+    assert _one(NumericRange(decimal.Decimal("1.5"), None))[0] == "CAST(:p1 AS numrange)"
+    assert _one(DateRange(datetime.date(2024, 1, 1), None))[0] == "CAST(:p1 AS daterange)"
+    assert _one(NumericRange(empty=True)) == (
+        ":p1",
+        {"name": "p1", "value": {"stringValue": "empty"}},
+    )
+
+    def read(type_name, text):
+        meta = [{"typeName": type_name}]
+        return decode.rows(meta, [[{"stringValue": text}]], range_factory=_django_range)[0][0]
+
+    assert read("int4range", "[1,10)") == NumericRange(1, 10, "[)")
+    assert read("int4range", "empty") == NumericRange(empty=True)
+    assert read("tstzrange", '["2024-01-01 00:00:00",)') == DateTimeTZRange(
+        datetime.datetime(2024, 1, 1, tzinfo=UTC), None, "[)"
+    )
+
+
+def test_hstore_dicts_both_ways():
+    assert _one({"a": 'x"y', "b": None}) == (
+        "CAST(:p1 AS hstore)",
+        {"name": "p1", "value": {"stringValue": '"a"=>"x\\"y", "b"=>NULL'}},
+    )
+    assert _decoded("hstore", {"stringValue": '"a"=>"x\\"y", "b"=>NULL'}) == {"a": 'x"y', "b": None}
+
+
+def test_statements_split_at_their_semicolons():
+    from orca_db.data_api.sqltext import split
+
+    assert split("UPDATE t SET a = ';'; SET CONSTRAINTS ALL IMMEDIATE;") == [
+        "UPDATE t SET a = ';'",
+        "SET CONSTRAINTS ALL IMMEDIATE",
+    ]
+
+
+# ----- what a retry may do ------------------------------------------------------------
+
+
+def _aws(code: str, message: str = "x") -> errors.Error:
+    return errors.from_client_error(code, message)
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable", "not_applied", "error_type"),
+    [
+        (_aws("DatabaseResumingException"), True, True, "DatabaseResumingException"),
+        (_aws("ThrottlingException"), True, True, "ThrottlingException"),
+        (errors.EndpointUnreachable("x"), True, True, "EndpointUnreachable"),
+        (_aws("TransactionNotFoundException"), True, True, "TransactionNotFoundException"),
+        (errors.ReplyLost("x"), True, False, "ReplyLost"),
+        (
+            _aws("DatabaseErrorException", "FATAL: x; SQLState: 57P01"),
+            True,
+            True,
+            "OperationalError",
+        ),
+        (
+            _aws("DatabaseErrorException", "ERROR: dup\n  Detail: Key (a)=(1); SQLState: 23505"),
+            False,
+            False,
+            "IntegrityError",
+        ),
+        (_aws("StatementTimeoutException"), False, False, "StatementTimeoutException"),
+        (_aws("ForbiddenException"), False, False, "ForbiddenException"),
+    ],
+)
+def test_data_api_classification(error, retryable, not_applied, error_type):
+    from orca_db.backends.aurora_data_api.classify import classify
+    from orca_db.classify import classify as core_classify
+
+    failure = classify(error)
+    assert (failure.retryable, failure.not_applied, failure.error_type) == (
+        retryable,
+        not_applied,
+        error_type,
+    )
+    assert "Key (a)" not in failure.message  # row values never reach logs
+    # Today's core classifier reads the same verdict from the SQLSTATE.
+    assert core_classify(error).retryable == retryable

@@ -68,6 +68,9 @@ class Connection(PsycopgShims):
         #: A transaction of this connection was lost: Django should replace
         #: it (``is_usable()``), ``retry_atomic`` runs its block again.
         self.broken = False
+        #: A statement failed in the open transaction: PostgreSQL refuses
+        #: every other one until a rollback (to a savepoint).
+        self.aborted = False
         self._autocommit = True
         self._last_call = time.monotonic()
 
@@ -110,6 +113,7 @@ class Connection(PsycopgShims):
                 self.transaction_id = None
             raise
         self.transaction_id = None
+        self.aborted = False
         status = response.get("transactionStatus")
         if status not in (None, COMMITTED):
             raise errors.OperationalError(f"CommitTransaction answered {status!r}")
@@ -117,6 +121,7 @@ class Connection(PsycopgShims):
     def rollback(self) -> None:
         self._check_open()
         self.lost = None
+        self.aborted = False
         transaction_id, self.transaction_id = self.transaction_id, None
         if transaction_id is None:
             return
@@ -179,9 +184,12 @@ class Connection(PsycopgShims):
             request["transactionId"] = self.transaction_id
         call = self._call(operation, request, statement=statement, many=many)
         try:
-            return self.caller(call)
+            response = self.caller(call)
         except Exception as exc:
             error = _driver_error(exc)
+            if call.in_transaction and errors.aborts_transaction(error):
+                # PostgreSQL ignores everything but a rollback from now on.
+                self.aborted = True
             if not call.in_transaction or error is None or not errors.ends_transaction(error):
                 raise
             if isinstance(error, errors.TransactionNotFoundException) and call.idle > IDLE_LIMIT:
@@ -197,6 +205,9 @@ class Connection(PsycopgShims):
             else:
                 self._lose(error)
             raise
+        # Only a ROLLBACK (TO SAVEPOINT) succeeds in an aborted transaction.
+        self.aborted = False
+        return response
 
     def _begin(self) -> None:
         if self.transaction_id is not None:

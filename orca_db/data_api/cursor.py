@@ -23,6 +23,12 @@ class Cursor:
         self.rowcount = -1
         self.lastrowid = None
         self.closed = False
+        #: The last statement and its parameters, as executed (after any
+        #: execute wrapper), for ``last_executed_query``.
+        self.query: tuple[str, Any] | None = None
+        #: Makes the Python value of a range, from (type name, lower, upper,
+        #: bounds, empty); None: psycopg's ``Range`` when installed.
+        self.range_factory: Any = None
         self._rows: list[tuple] = []
         self._index = 0
 
@@ -30,6 +36,7 @@ class Cursor:
 
     def execute(self, operation: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None):
         self._check_open()
+        self.query = (operation, parameters)
         sql, bound = bind(_text(operation), parameters)
         _one_statement(sql)
         response = self.connection.execute(sql, bound, operation)
@@ -75,7 +82,12 @@ class Cursor:
         if metadata is not None or records is not None:
             metadata = metadata or []
             self.description = decode.description(metadata)
-            self._rows = decode.rows(metadata, records or [], aware=self.aware_timestamps)
+            self._rows = decode.rows(
+                metadata,
+                records or [],
+                aware=self.aware_timestamps,
+                range_factory=self.range_factory,
+            )
             self.rowcount = len(self._rows)
         else:
             self.rowcount = int(response.get("numberOfRecordsUpdated", -1))

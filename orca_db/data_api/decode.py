@@ -19,6 +19,7 @@ from collections import namedtuple
 from collections.abc import Callable
 from typing import Any, Final
 
+from . import ranges
 from .errors import DataError
 
 #: ``cursor.description`` entries: the DB-API's seven fields, by name too
@@ -70,12 +71,26 @@ def description(metadata: list[dict[str, Any]]) -> list[Column]:
 
 
 def rows(
-    metadata: list[dict[str, Any]], records: list[list[dict]], *, aware: bool = True
+    metadata: list[dict[str, Any]],
+    records: list[list[dict]],
+    *,
+    aware: bool = True,
+    range_factory: Callable[..., Any] | None = None,
 ) -> list[tuple]:
     """The records as tuples; ``aware=False``: ``timestamptz`` values are
     naive (in UTC), as Django's PostgreSQL backend reads them with
-    ``USE_TZ = False``."""
-    converters = [_converter(_type_name(meta), aware) for meta in metadata]
+    ``USE_TZ = False``. Ranges are made by ``range_factory(type name, lower,
+    upper, bounds, empty)`` (default: psycopg's ``Range``)."""
+    converters = []
+    for meta in metadata:
+        type_name = _type_name(meta)
+        if type_name in ranges.SUBTYPES:
+            converters.append(ranges.converter(type_name, aware, range_factory))
+        elif type_name[1:] in ranges.SUBTYPES:  # an array of ranges
+            element = ranges.text_converter(type_name[1:], aware, range_factory)
+            converters.append(_converter(type_name, aware, element))
+        else:
+            converters.append(_converter(type_name, aware))
     return [
         tuple(convert(field) for convert, field in zip(converters, record, strict=True))
         for record in records
@@ -90,10 +105,12 @@ def _type_name(meta: dict[str, Any]) -> str:
 # ----- one column ----------------------------------------------------------------
 
 
-def _converter(type_name: str, aware: bool = True) -> Callable[[dict], Any]:
+def _converter(
+    type_name: str, aware: bool = True, element: Callable[[str], Any] | None = None
+) -> Callable[[dict], Any]:
     parsers = _TEXT_PARSERS if aware else _NAIVE_PARSERS
     if type_name.startswith("_"):
-        element = parsers.get(type_name[1:])
+        element = element or parsers.get(type_name[1:])
 
         def array(field: dict) -> Any:
             if "arrayValue" in field:

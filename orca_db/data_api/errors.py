@@ -261,3 +261,11 @@ def ends_transaction(error: Error) -> bool:
         return True
     sqlstate = error.sqlstate or ""
     return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+
+
+def aborts_transaction(error: Error | None) -> bool:
+    """Whether PostgreSQL refused or cancelled the statement: its transaction
+    then takes nothing but a rollback (to a savepoint)."""
+    return isinstance(error, StatementTimeoutException) or (
+        error is not None and error.aws_code == "DatabaseErrorException"
+    )

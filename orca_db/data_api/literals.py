@@ -8,13 +8,15 @@ value means the same whichever way it travels.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from .encode import SLOT, encode
+from .encode import encode
 from .errors import DataError
 from .placeholders import parse
 
+_CAST: Final = re.compile(r"CAST\(\x00 AS ([^)]+)\)")
 _HINT_TYPES: Final = {
     "DATE": "date",
     "TIME": "time",
@@ -26,14 +28,20 @@ _HINT_TYPES: Final = {
 
 
 def quote(value: Any) -> str:
-    """``value`` as an SQL literal."""
+    """``value`` as an SQL literal: the type its parameter would have, as
+    briefly as PostgreSQL reads it (``1``, ``'x'``, ``'{...}'::jsonb``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(int(value))  # an integer literal is typed as the parameter is
     parameter = encode(value)
     if parameter.field is None:
         return parameter.template  # already a literal
     literal = _field_literal(parameter.field)
+    cast = _CAST.fullmatch(parameter.template)
+    if cast:
+        return f"{literal}::{cast.group(1)}"
     if parameter.hint:
-        literal = f"{literal}::{_HINT_TYPES[parameter.hint]}"
-    return parameter.template.replace(SLOT, literal)
+        return f"{literal}::{_HINT_TYPES[parameter.hint]}"
+    return literal
 
 
 def mogrify(sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> str:

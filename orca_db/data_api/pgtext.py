@@ -89,9 +89,9 @@ def element_type(element: Any, array: Any) -> str:
     if isinstance(element, dict):
         return "hstore"
     if is_range(element):
-        sql_type = range_type(element)
-        if sql_type is not None:
-            return sql_type
+        found = range_type(element)
+        if found is not None:
+            return found
     if isinstance(element, (ipaddress._BaseAddress, ipaddress._BaseNetwork)):
         return "inet"
     raise ProgrammingError(f"cannot adapt a list of {type(element).__name__!r}")
@@ -198,7 +198,7 @@ def range_type(value: Any) -> str | None:
     if isinstance(bound, (float, decimal.Decimal)):
         return "numrange"
     if isinstance(bound, datetime.datetime):
-        return "tsrange" if bound.tzinfo is None else "tstzrange"
+        return "tstzrange"  # Django's range fields are all tstzrange, as its dumper says
     if isinstance(bound, datetime.date):
         return "daterange"
     return None

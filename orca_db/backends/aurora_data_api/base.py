@@ -109,11 +109,28 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         # As Django's PostgreSQL backend reads them (it sets a loader per
         # cursor too): with USE_TZ, aware; without, naive.
         cursor.aware_timestamps = settings.USE_TZ
+        cursor.range_factory = _django_range
         return cursor
 
     def chunked_cursor(self):
         return self._cursor()
 
     def is_usable(self) -> bool:
+        # As PostgreSQL's SELECT 1 would say, without a call: a transaction a
+        # statement failed in refuses everything but a rollback.
         connection = self.connection
-        return connection is not None and not connection.closed and not connection.broken
+        return not (
+            connection is None or connection.closed or connection.broken or connection.aborted
+        )
+
+
+def _django_range(type_name: str, lower: Any, upper: Any, bounds: str, empty: bool) -> Any:
+    """The range classes Django's PostgreSQL backend gets from its driver."""
+    from django.db.backends.postgresql import psycopg_any
+
+    cls = {
+        "daterange": psycopg_any.DateRange,
+        "tsrange": psycopg_any.DateTimeRange,
+        "tstzrange": psycopg_any.DateTimeTZRange,
+    }.get(type_name, psycopg_any.NumericRange)
+    return cls(lower, upper, bounds, empty=empty)

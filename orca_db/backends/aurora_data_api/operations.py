@@ -17,6 +17,8 @@ class DatabaseOperations(postgresql.DatabaseOperations):
     def last_executed_query(self, cursor: Any, sql: str, params: Any) -> str:
         # The statement with its values written in, for Django's query log
         # (DEBUG) and error pages; never sent anywhere.
+        # What the cursor ran, after any execute wrapper (a comment, say).
+        sql, params = getattr(cursor, "query", None) or (sql, params)
         try:
             return literals.mogrify(sql, params)
         except Exception:

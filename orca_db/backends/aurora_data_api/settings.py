@@ -47,7 +47,13 @@ def parse_data_api_settings(options: Mapping[str, Any] | None) -> DataApiSetting
     """Validate a Data API database's ``OPTIONS``; ``ImproperlyConfigured``
     naming the key."""
     options = options or {}
-    unknown = sorted(set(options) - OPTIONS_KEYS)
+    if options.get("pool"):
+        raise ImproperlyConfigured(
+            "OPTIONS['pool'] is not used by the Data API engine: it opens no connection "
+            "to pool. Remove it."
+        )
+    # Saying "no pool" (False or None) is true of this engine: accepted.
+    unknown = sorted(set(options) - OPTIONS_KEYS - {"pool"})
     if unknown:
         raise ImproperlyConfigured(
             f"OPTIONS[{unknown[0]!r}] is not used by the Data API engine; it takes "
@@ -91,9 +97,21 @@ def parse_data_api_settings(options: Mapping[str, Any] | None) -> DataApiSetting
                 f"OPTIONS['connect_timeout'] must be a positive number of seconds, "
                 f"got {options.get('connect_timeout')!r}."
             ) from None
+    isolation_level = options.get("isolation_level")
+    if isolation_level is not None:
+        from django.db.backends.postgresql.psycopg_any import IsolationLevel
+
+        try:
+            isolation_level = IsolationLevel(isolation_level)
+        except ValueError:
+            # Django's PostgreSQL backend's words.
+            raise ImproperlyConfigured(
+                f"Invalid transaction isolation level {isolation_level} specified. Use "
+                f"one of the psycopg.IsolationLevel values."
+            ) from None
     return DataApiSettings(
         cluster_arn=cluster_arn,
         secret_arn=secret,
-        isolation_level=options.get("isolation_level"),
+        isolation_level=isolation_level,
         connect_timeout=connect_timeout,
     )
