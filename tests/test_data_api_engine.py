@@ -417,3 +417,25 @@ def test_database_handler_caps_retries_at_the_remaining_time(
         handler({}, Context())
     data_api_endpoint.resume()
     assert handler({}, Context()) == 0
+
+
+def test_an_isolation_level_starts_each_transaction(data_api_endpoint, data_api_connection):
+    from django.db.backends.postgresql.psycopg_any import IsolationLevel
+
+    data_api_connection.settings_dict["OPTIONS"]["isolation_level"] = IsolationLevel.SERIALIZABLE
+    data_api_connection.close()
+    with transaction.atomic(using=ALIAS), connections[ALIAS].cursor() as cursor:
+        cursor.execute("SHOW transaction_isolation")
+        assert cursor.fetchone() == ("serializable",)
+    assert data_api_connection.connection.isolation_level == IsolationLevel.SERIALIZABLE
+
+
+def test_a_transaction_a_statement_failed_in_is_not_usable(data_api_connection, data_api_endpoint):
+    with transaction.atomic(using=ALIAS):
+        with pytest.raises(DataError), connections[ALIAS].cursor() as cursor:
+            cursor.execute("SELECT 'x'::int")
+        calls = data_api_endpoint.stats["calls"]
+        assert not data_api_connection.is_usable()  # as PostgreSQL would say, without a call
+        assert data_api_endpoint.stats["calls"] == calls
+        transaction.set_rollback(True, using=ALIAS)
+    assert data_api_connection.is_usable()

@@ -43,7 +43,7 @@ class Connection(PsycopgShims):
         resource_arn: str,
         secret_arn: str,
         schema: str | None = None,
-        isolation_level: str | None = None,
+        isolation_level: Any = None,
         continue_after_timeout: bool = False,
         client: Any = None,
         connect_timeout: float | None = None,
@@ -53,7 +53,9 @@ class Connection(PsycopgShims):
         self.secret_arn = secret_arn
         self.schema = schema
         self.continue_after_timeout = continue_after_timeout
-        self.isolation_level = _isolation_sql(isolation_level)
+        #: As given (a ``psycopg.IsolationLevel``, as Django's backend keeps it).
+        self.isolation_level = isolation_level
+        self._isolation_sql = _isolation_sql(isolation_level)
         self._client = client
         self._connect_timeout = connect_timeout
         #: Runs one call; replaced by the engine with a retrying one.
@@ -220,10 +222,10 @@ class Connection(PsycopgShims):
                 self.broken = True  # for retry_atomic: run the block again
             raise
         self.transaction_id = response["transactionId"]
-        if self.isolation_level:
+        if self._isolation_sql:
             # Must be the first statement of the transaction, as psycopg's
             # BEGIN ISOLATION LEVEL is.
-            self.execute(f"SET TRANSACTION ISOLATION LEVEL {self.isolation_level}", [], None)
+            self.execute(f"SET TRANSACTION ISOLATION LEVEL {self._isolation_sql}", [], None)
 
     def _lose(self, error: errors.Error) -> None:
         """The transaction cannot go on (its outcome would be unknown, or it

@@ -92,7 +92,9 @@ def element_type(element: Any, array: Any) -> str:
         found = range_type(element)
         if found is not None:
             return found
-    if isinstance(element, (ipaddress._BaseAddress, ipaddress._BaseNetwork)):
+    if isinstance(element, (ipaddress._BaseAddress, ipaddress._BaseNetwork)) or (
+        type(element).__name__ == "Inet" and hasattr(element, "addr")  # psycopg2's
+    ):
         return "inet"
     raise ProgrammingError(f"cannot adapt a list of {type(element).__name__!r}")
 
