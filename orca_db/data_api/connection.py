@@ -135,9 +135,13 @@ class Connection(PsycopgShims):
     def close(self) -> None:
         if self.closed:
             return
-        if self.transaction_id is not None:
+        transaction_id, self.transaction_id = self.transaction_id, None
+        if transaction_id is not None:
+            # Once, without retries: closing must not wait out an outage, and
+            # the Data API rolls back a transaction 3 minutes after its last call.
             with contextlib.suppress(errors.Error):
-                self.rollback()  # else the Data API holds it for 3 minutes
+                Call.send(self._call("RollbackTransaction", {"transactionId": transaction_id}))
+        self.lost = None
         self.closed = True
 
     def __enter__(self) -> Connection:
