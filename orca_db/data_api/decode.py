@@ -25,7 +25,15 @@ from .errors import DataError
 #: ``cursor.description`` entries: the DB-API's seven fields, by name too
 #: (Django's PostgreSQL introspection reads ``type_code``, ``internal_size``,
 #: ``precision`` and ``scale`` by name).
-Column = namedtuple("Column", "name type_code display_size internal_size precision scale null_ok")
+_Column = namedtuple("_Column", "name type_code display_size internal_size precision scale null_ok")
+
+
+class Column(_Column):
+    """A ``cursor.description`` entry; ``type_display`` is the type's name
+    (psycopg 3.2's attribute, which Django 6.1's introspection reads)."""
+
+    type_display: str = ""
+
 
 #: PostgreSQL's built-in type OIDs, by name: ``type_code`` is the OID, as
 #: with psycopg, so Django's introspection (keyed by OID) works unchanged.
@@ -56,17 +64,17 @@ def description(metadata: list[dict[str, Any]]) -> list[Column]:
         type_name = _type_name(meta)
         precision = meta.get("precision") or None
         sized = type_name in ("varchar", "bpchar", "bit", "varbit")
-        columns.append(
-            Column(
-                meta.get("label") or meta.get("name") or "?column?",
-                TYPE_OIDS.get(type_name),
-                None,
-                precision if sized else None,
-                precision if type_name == "numeric" else None,
-                meta.get("scale") if type_name == "numeric" else None,
-                None if meta.get("nullable") in (None, 2) else bool(meta.get("nullable")),
-            )
+        column = Column(
+            meta.get("label") or meta.get("name") or "?column?",
+            TYPE_OIDS.get(type_name),
+            None,
+            precision if sized else None,
+            precision if type_name == "numeric" else None,
+            meta.get("scale") if type_name == "numeric" else None,
+            None if meta.get("nullable") in (None, 2) else bool(meta.get("nullable")),
         )
+        column.type_display = type_name
+        columns.append(column)
     return columns
 
 

@@ -85,6 +85,17 @@ def _int(value: int) -> Parameter:
     return _cast(str(int(value)), "numeric")
 
 
+def _sized_int(sql_type: str) -> Callable[[Any], Parameter]:
+    def encode(value: int) -> Parameter:
+        if sql_type == "bigint" and _INT8_MIN <= value <= _INT8_MAX:
+            return Parameter({"longValue": int(value)})  # a longValue is a bigint
+        if _INT8_MIN <= value <= _INT8_MAX:
+            return Parameter({"longValue": int(value)}, template=f"CAST({SLOT} AS {sql_type})")
+        return _cast(str(int(value)), "numeric")
+
+    return encode
+
+
 def _float(value: float) -> Parameter:
     if math.isfinite(value):
         return Parameter({"doubleValue": float(value)})
@@ -196,6 +207,12 @@ def _find_encoder(value: Any) -> Callable[[Any], Parameter]:
     Django's PostgreSQL operations make (Jsonb, Inet) are matched once per
     type and remembered."""
     kind = type(value)
+    sized = pgtext.INT_WRAPPERS.get(kind.__name__)
+    if sized is not None and isinstance(value, int):
+        # psycopg 3's Int2/Int4/Int8, which Django's operations wrap an
+        # integer field's values in: they say the column's type.
+        _ENCODERS[kind] = _sized_int(sized)
+        return _ENCODERS[kind]
     for base in kind.__mro__[1:]:
         if base in _ENCODERS and base is not object:
             _ENCODERS[kind] = _ENCODERS[base]

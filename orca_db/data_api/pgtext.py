@@ -15,6 +15,8 @@ from typing import Any, Final
 from .errors import ProgrammingError
 
 _INT8_MIN, _INT8_MAX = -(2**63), 2**63 - 1
+#: psycopg 3's int wrappers (psycopg.types.numeric), by class name.
+INT_WRAPPERS: Final = {"Int2": "smallint", "Int4": "integer", "Int8": "bigint", "Oid": "oid"}
 
 
 def is_json_wrapper(value: Any) -> bool:
@@ -76,6 +78,9 @@ def element_type(element: Any, array: Any) -> str:
     if isinstance(element, bool):
         return "boolean"
     if isinstance(element, int):
+        sized = INT_WRAPPERS.get(type(element).__name__)
+        if sized is not None:
+            return sized  # psycopg 3's Int8 (Django's choice for the column)
         if _ints_fit(array, 2**31):
             return "integer"  # as a literal ARRAY[1, 2] is
         return "bigint" if _ints_fit(array, 2**63) else "numeric"

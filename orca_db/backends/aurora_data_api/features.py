@@ -8,6 +8,7 @@ the Data API does not have: connections, server-side cursors, COPY, a
 session that outlives a call, an untyped string.
 """
 
+import django
 from django.db.backends.postgresql import features as postgresql
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.utils.functional import cached_property
@@ -72,6 +73,12 @@ EXPECTED_FAILURES_PSYCOPG3: dict[str, set[str]] = {
         _POSTGRESQL_TESTS + "test_copy_cursors",
     },
 }
+
+if django.VERSION >= (6, 1):
+    EXPECTED_FAILURES_PSYCOPG3["No connection pool (Django 6.1's pool tests)."] = {
+        _POSTGRESQL_TESTS + "test_pool_check_can_be_overridden",
+        _POSTGRESQL_TESTS + "test_pool_options_not_mutated",
+    }
 
 EXPECTED_FAILURES_PSYCOPG2: dict[str, set[str]] = {
     "No COPY over the Data API, and no psycopg2 pool message (OPTIONS['pool'] is "
