@@ -105,6 +105,7 @@ def stop(processes: list[subprocess.Popen]) -> None:
 
 def worker(driver: str, iterations: int) -> None:
     info = common.worker_server_info()
+    common.hide_psycopg3(driver)  # before anything imports psycopg
     from orca_db.testing.data_api import DEFAULT_CLUSTER_ARN, DEFAULT_SECRET_ARN
 
     aurora = common.database(common.AURORA_ENGINE, info, PORT=str(info["simulator_port"]))

@@ -441,3 +441,19 @@ def test_data_api_classification(error, retryable, not_applied, error_type):
     assert "Key (a)" not in failure.message  # row values never reach logs
     # Today's core classifier reads the same verdict from the SQLSTATE.
     assert core_classify(error).retryable == retryable
+
+
+def test_psycopg_int_wrappers_say_the_integer_type():
+    # Django's operations wrap integer fields' values in psycopg 3's Int2,
+    # Int4, Int8 (classes of those names): the column's type, kept.
+    Int8 = type("Int8", (int,), {})
+    Int2 = type("Int2", (int,), {})
+    assert bind("%s, %s, %s", [Int8(1), Int2(1), [Int8(1)]])[0] == (
+        ":p1, CAST(:p2 AS smallint), CAST(:p3 AS bigint[])"
+    )
+
+
+def test_description_names_the_type_for_django_61():
+    (column,) = decode.description([{"name": "tags", "typeName": "hstore"}])
+    assert column.type_display == "hstore"
+    assert len(column) == 7
