@@ -439,3 +439,18 @@ def test_a_transaction_a_statement_failed_in_is_not_usable(data_api_connection, 
         assert data_api_endpoint.stats["calls"] == calls
         transaction.set_rollback(True, using=ALIAS)
     assert data_api_connection.is_usable()
+
+
+def test_the_rollback_of_a_lost_transaction_outlasts_throttling(
+    data_api_connection, data_api_endpoint
+):
+    # Its locks are held until the rollback runs (or for 3 minutes): a
+    # throttled rollback is retried, even inside retry_atomic's operation.
+    data_api_endpoint.fail_next(2, code="ThrottlingException", operation="RollbackTransaction")
+    with pytest.raises(TransactionRolledBack):
+        with transaction.atomic(using=ALIAS):
+            create("locked")
+            data_api_endpoint.lose_replies(1)
+            create("answer lost")
+    data_api_endpoint.wait_for(lambda s: s["rollbacks"] == 1 and s["open"] == 0)
+    assert data_api_endpoint.stats["failed"] == 2

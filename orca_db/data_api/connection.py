@@ -60,6 +60,9 @@ class Connection(PsycopgShims):
         self._connect_timeout = connect_timeout
         #: Runs one call; replaced by the engine with a retrying one.
         self.caller: Callable[[Call], dict] = Call.send
+        #: Runs the rollback of a transaction given up (after it was lost,
+        #: or at close); errors are ignored.
+        self.cleanup: Callable[[Call], dict] = Call.send
         self.closed = False
         #: The open transaction's id, once its first statement began it.
         self.transaction_id: str | None = None
@@ -137,10 +140,7 @@ class Connection(PsycopgShims):
             return
         transaction_id, self.transaction_id = self.transaction_id, None
         if transaction_id is not None:
-            # Once, without retries: closing must not wait out an outage, and
-            # the Data API rolls back a transaction 3 minutes after its last call.
-            with contextlib.suppress(errors.Error):
-                Call.send(self._call("RollbackTransaction", {"transactionId": transaction_id}))
+            self._roll_back_quietly(transaction_id)
         self.lost = None
         self.closed = True
 
@@ -240,10 +240,16 @@ class Connection(PsycopgShims):
         if transaction_id is not None and not isinstance(
             error, errors.TransactionNotFoundException
         ):
-            with contextlib.suppress(errors.Error):
-                # Best effort, no retries: if it fails, the Data API ends
-                # the transaction (rolled back) 3 minutes after its last call.
-                Call.send(self._call("RollbackTransaction", {"transactionId": transaction_id}))
+            self._roll_back_quietly(transaction_id)
+
+    def _roll_back_quietly(self, transaction_id: str) -> None:
+        """Roll back a transaction this connection gives up: its locks would
+        otherwise stay taken until the Data API ends it, 3 minutes after its
+        last call. Through :attr:`cleanup`, which may retry a refusal
+        (throttled) but raises nothing."""
+        call = self._call("RollbackTransaction", {"transactionId": transaction_id})
+        with contextlib.suppress(Exception):
+            self.cleanup(call)
 
     def _call(self, operation: str, request: dict, *, statement: Any = None, many: bool = False):
         now = time.monotonic()

@@ -65,6 +65,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     def get_new_connection(self, conn_params: dict[str, Any]) -> data_api.Connection:
         connection = data_api.connect(**conn_params)
         connection.caller = RetryingCaller(self)
+        connection.cleanup = RetryingCaller(self, cleanup=True)
         return connection
 
     def _configure_connection(self, connection: Any) -> bool:

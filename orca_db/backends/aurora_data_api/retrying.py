@@ -24,6 +24,7 @@ it, and reports the one event.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from orca_db.classify import Failure
@@ -34,6 +35,9 @@ from orca_db.retry import Operation, active_operation, recover
 from orca_db.statements import is_read_only
 
 from .classify import classify
+
+#: Seconds a rollback of a transaction given up may be retried for.
+CLEANUP_DEADLINE = 10.0
 
 _PHASES = {
     "ExecuteStatement": "execute",
@@ -46,10 +50,14 @@ _PHASES = {
 
 class RetryingCaller:
     """``Connection.caller`` for the engine's connections: one call, and on
-    a retryable failure, the core's retries."""
+    a retryable failure, the core's retries. With ``cleanup``, the caller of
+    the rollbacks a connection sends when it gives a transaction up: retried
+    even inside another operation (whose judge never sees them), within at
+    most ``CLEANUP_DEADLINE`` seconds, as the locks are held until it runs."""
 
-    def __init__(self, wrapper: Any):
+    def __init__(self, wrapper: Any, *, cleanup: bool = False):
         self.wrapper = wrapper
+        self.cleanup = cleanup
 
     def __call__(self, call: Call) -> dict:
         try:
@@ -57,7 +65,13 @@ class RetryingCaller:
         except errors.Error as error:
             first = error
         settings = retry_settings(self.wrapper)
-        if not settings.enabled or active_operation() is not None:
+        if self.cleanup:
+            settings = dataclasses.replace(
+                settings, deadline=min(settings.deadline, CLEANUP_DEADLINE)
+            )
+        elif active_operation() is not None:
+            raise first
+        if not settings.enabled:
             raise first
         failure = classify(first)
         if not failure.retryable:
