@@ -454,3 +454,22 @@ def test_the_rollback_of_a_lost_transaction_outlasts_throttling(
             create("answer lost")
     data_api_endpoint.wait_for(lambda s: s["rollbacks"] == 1 and s["open"] == 0)
     assert data_api_endpoint.stats["failed"] == 2
+
+
+def test_a_rollback_of_a_transaction_already_gone_settles_quietly(
+    data_api_connection, data_api_endpoint, events
+):
+    # Closing with a transaction open rolls it back (through the cleanup
+    # caller). Here a scale event ended it, and the rollback first meets a
+    # paused cluster: once the cluster answers, "not found" is the rollback
+    # done, not a failure.
+    data_api_connection.ensure_connection()
+    raw = data_api_connection.connection
+    raw.autocommit = False
+    raw.cursor().execute("SELECT 1")
+    data_api_endpoint.scale_event()
+    data_api_endpoint.fail_next(
+        2, code="DatabaseResumingException", operation="RollbackTransaction"
+    )
+    raw.close()
+    assert [(e.phase, e.outcome, e.attempts) for e in events] == [("transaction", "recovered", 3)]

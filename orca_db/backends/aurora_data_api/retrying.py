@@ -25,6 +25,7 @@ it, and reports the one event.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from orca_db.classify import Failure
@@ -60,8 +61,9 @@ class RetryingCaller:
         self.cleanup = cleanup
 
     def __call__(self, call: Call) -> dict:
+        send = _rollback_done_if_gone(call) if self.cleanup else call.send
         try:
-            return call.send()
+            return send()
         except errors.Error as error:
             first = error
         settings = retry_settings(self.wrapper)
@@ -83,7 +85,20 @@ class RetryingCaller:
             statement=call.statement if call.statement is not None else call.operation,
         )
         judge = _Judge(self.wrapper.alias, call, settings)
-        return recover(operation, first, call.send, judge)
+        return recover(operation, first, send, judge)
+
+
+def _rollback_done_if_gone(call: Call) -> Callable[[], dict]:
+    """For a cleanup rollback, a transaction already gone (a pause or a scale
+    event ended it) is the rollback done, not a failure."""
+
+    def send() -> dict:
+        try:
+            return call.send()
+        except errors.TransactionNotFoundException:
+            return {"transactionStatus": "Rollback Complete"}
+
+    return send
 
 
 class _Judge:
