@@ -7,8 +7,10 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orca_db.settings")
-    from django.core.management import execute_from_command_line
+    from orca_db.project import ensure_secret_key, execute_from_command_line
 
+    if os.environ["DJANGO_SETTINGS_MODULE"] == "orca_db.settings":
+        ensure_secret_key()  # this checkout's, made once (docs/settings.md)
     execute_from_command_line(sys.argv)
 
 

@@ -152,13 +152,14 @@ def _pieces():
     counterparts: measured alone they say where the extra instructions go."""
     from django.db import connections, transaction
 
-    from orca_db.backends.liveness import server_closed
-    from orca_db.statements import is_read_only
+    from orca_db.drivers import Link
+    from orca_db.statements import is_read_only, profile
 
     stock, aurora = connections["stock"], connections["aurora"]
     for connection in (stock, aurora):
         connection.ensure_connection()
     raw = aurora.connection
+    link = Link(raw)
     insert = "INSERT INTO benchapp_item (name, value) VALUES (%s, %s)"
     driver_cursor = raw.cursor()
     stock_wrapper, aurora_wrapper = stock.cursor(), aurora.cursor()
@@ -175,7 +176,9 @@ def _pieces():
         "empty loop": lambda: None,
         "is_read_only(INSERT ...), cached": lambda: is_read_only(insert),
         "is_read_only('SELECT 1'), cached": lambda: is_read_only("SELECT 1"),
-        "server_closed(live connection)": lambda: server_closed(raw),
+        "profile(INSERT ...), cached": lambda: profile(insert),
+        "Link.server_closed() (live connection)": link.server_closed,
+        "Link.transaction_status()": link.transaction_status,
         "connection.retry_settings": lambda: aurora.retry_settings,
         "stock make_cursor()": lambda: stock.make_cursor(driver_cursor),
         "aurora make_cursor()": lambda: aurora.make_cursor(driver_cursor),

@@ -6,7 +6,8 @@ Aurora cluster holding connections while it resumes. A ``database_handler``
 with 3 s remaining does some work (``--offsets``, seconds) and then connects;
 the table shows when ``RetriesExhausted`` arrived, per margin, and whether it
 came before Lambda's timeout. libpq and psycopg 3 never wait less than 2 s per
-connection attempt, which is what makes late connects overrun the cap::
+connection attempt; with less than that left, orca-db bounds the attempt
+itself (orca_db.deadlines.bounded_connect)::
 
     python benchmarks/lambda_deadline.py
     ORCA_DB_DRIVER=psycopg2 python benchmarks/lambda_deadline.py

@@ -1,12 +1,13 @@
 """Draw the figures of docs/performance.md from benchmarks/results/*.json as
 SVG (no plotting library needed).
 
-    python -m benchmarks.plot   # writes docs/images/overhead.svg, recovery.svg
+    python -m benchmarks.plot   # writes docs/images/overhead.svg, recovery.svg, fleet.svg
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from html import escape
 
@@ -168,6 +169,94 @@ def recovery_svg(recovery: dict) -> str:
     return _svg(width, height, body)
 
 
+KIND_COLORS = {"stock": "#7f7f7f", "naive": "#ff7f0e", "orca": "#1f77b4"}
+
+
+def _binned(series: list[list[float]], width: float) -> list[tuple[float, float]]:
+    """Mean rate per ``width``-second bin, at the bin's middle."""
+    bins: dict[int, list[float]] = {}
+    for t, rate in series:
+        bins.setdefault(int(t // width), []).append(rate)
+    return [((k + 0.5) * width, sum(v) / len(v)) for k, v in sorted(bins.items())]
+
+
+def fleet_svg(fleet: dict) -> str:
+    """Connection attempts per second at the proxy over time, one panel per
+    fleet size and driver, one line per client kind; the pause shaded."""
+    panels = [
+        (f"{clients} clients, {driver}", by_kind)
+        for clients, by_driver in fleet["results"].items()
+        for driver, by_kind in by_driver.items()
+    ]
+    some = next(iter(panels[0][1].values()))
+    start = some["timeline_s"]["paused"] - 2
+    ends = [r["served_all_s"] or 20 for _, by_kind in panels for r in by_kind.values()]
+    end = min(max(ends) + 3, 35)
+    width, left, right, top, panel_height, gap = 720, 60, 20, 50, 150, 45
+    plot_width = width - left - right
+    height = top + len(panels) * (panel_height + gap) + 20
+
+    def x(t: float) -> float:
+        return left + (min(max(t, start), end) - start) / (end - start) * plot_width
+
+    body = [
+        _text(width / 2, 20, "Fleet through a pause: connection attempts per second at the proxy",
+              "middle", 'font-size="14"'),
+        _text(width / 2, 36, "mean per 0.5 s; shaded: paused; 0 s: resume(); "
+              "dashed: every client served", "middle", 'fill="#555"'),
+    ]  # fmt: skip
+    for i, (title, by_kind) in enumerate(panels):
+        y0 = top + i * (panel_height + gap) + 14
+        rates = [_binned(r["series"], 0.5) for r in by_kind.values()]
+        high = max([10.0] + [rate for series in rates for t, rate in series if start <= t <= end])
+        magnitude = 10 ** math.floor(math.log10(high / 5))
+        step = next(m * magnitude for m in (1, 2, 5, 10) if high / (m * magnitude) <= 5)
+
+        def y(rate: float, y0: float = y0, high: float = high) -> float:
+            return y0 + panel_height - min(rate, high) / high * panel_height
+
+        paused = some["timeline_s"]["paused"]
+        body.append(
+            f'<rect x="{x(paused):.1f}" y="{y0}" width="{x(0) - x(paused):.1f}" '
+            f'height="{panel_height}" fill="#eee"/>'
+        )
+        body.append(_text(left, y0 - 6, title, extra='font-weight="bold"'))
+        tick = 0.0
+        while tick <= high:
+            body.append(
+                f'<line x1="{left}" y1="{y(tick):.1f}" x2="{width - right}" y2="{y(tick):.1f}" '
+                f'stroke="#ddd"/>'
+            )
+            body.append(_text(left - 6, y(tick) + 4, f"{tick:g}", "end"))
+            tick += step
+        every = 2 if end - start < 30 else 5
+        for t in range(math.ceil(start / every) * every, int(end) + 1, every):
+            body.append(_text(x(t), y0 + panel_height + 14, f"{t} s", "middle"))
+        for (kind, result), series in zip(by_kind.items(), rates, strict=True):
+            points = " ".join(f"{x(t):.1f},{y(r):.1f}" for t, r in series if start <= t <= end)
+            color = KIND_COLORS.get(kind, "#333")
+            body.append(
+                f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.5"/>'
+            )
+            served = result["served_all_s"]
+            if served is not None and served <= end:
+                body.append(
+                    f'<line x1="{x(served):.1f}" y1="{y0}" x2="{x(served):.1f}" '
+                    f'y2="{y0 + panel_height}" stroke="{color}" stroke-dasharray="3 3"/>'
+                )
+    legend_y = height - 10
+    for j, kind in enumerate(KIND_COLORS):
+        lx = left + j * 220
+        body.append(
+            f'<line x1="{lx}" y1="{legend_y - 4}" x2="{lx + 18}" y2="{legend_y - 4}" '
+            f'stroke="{KIND_COLORS[kind]}" stroke-width="2"/>'
+        )
+        label = {"stock": "stock: no retry", "naive": "naive: retry every 0.1 s",
+                 "orca": "orca-db (aurora backend)"}[kind]  # fmt: skip
+        body.append(_text(lx + 24, legend_y, label))
+    return _svg(width, height, body)
+
+
 def main(argv: list[str] | None = None) -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     overhead, instructions, recovery = _load("overhead"), _load("instructions"), _load("recovery")
@@ -177,6 +266,10 @@ def main(argv: list[str] | None = None) -> None:
     if recovery:
         (IMAGES / "recovery.svg").write_text(recovery_svg(recovery))
         print(f"-> {IMAGES / 'recovery.svg'}")
+    fleet = _load("fleet")
+    if fleet:
+        (IMAGES / "fleet.svg").write_text(fleet_svg(fleet))
+        print(f"-> {IMAGES / 'fleet.svg'}")
 
 
 if __name__ == "__main__":

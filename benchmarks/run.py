@@ -16,7 +16,16 @@ import sys
 import time
 import traceback
 
-from benchmarks import coldstart, common, connect, instructions, overhead, recovery, throughput
+from benchmarks import (
+    coldstart,
+    common,
+    connect,
+    fleet,
+    instructions,
+    overhead,
+    recovery,
+    throughput,
+)
 
 BENCHMARKS = {
     "overhead": overhead.main,
@@ -25,6 +34,7 @@ BENCHMARKS = {
     "coldstart": coldstart.main,
     "recovery": recovery.main,
     "throughput": throughput.main,
+    "fleet": fleet.main,
 }
 
 

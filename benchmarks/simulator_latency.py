@@ -128,9 +128,7 @@ def main() -> int:
     try:
         paths = {
             "direct": connect(args.driver, "127.0.0.1", server.port, server.password),
-            f"thread, {type(sim._loop).__module__.split('.')[0]}": connect(
-                args.driver, sim.host, sim.port, server.password
-            ),
+            f"thread, {sim.loop_kind}": connect(args.driver, sim.host, sim.port, server.password),
             "thread, asyncio": connect(args.driver, plain.host, plain.port, server.password),
         }
         if args.cli:

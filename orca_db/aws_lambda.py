@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from .events import lambda_request_id
 from .retry import deadline_cap
+from .signals import invocation_finished
 
 logger = logging.getLogger("orca_db.aws_lambda")
 
@@ -75,12 +76,21 @@ def invocation(context: Any, *, margin_ms: int = DEFAULT_MARGIN_MS) -> Iterator[
     try:
         close_connections()
         with _capped(context, margin_ms):
-            yield
+            try:
+                yield
+            finally:
+                _finished()
     finally:
         try:
             close_connections()
         finally:
             lambda_request_id.reset(token)
+
+
+def _finished() -> None:
+    for receiver, response in invocation_finished.send_robust(sender=database_handler):
+        if isinstance(response, Exception):
+            logger.warning("invocation_finished receiver %r failed", receiver, exc_info=response)
 
 
 def _capped(context: Any, margin_ms: int) -> contextlib.AbstractContextManager:

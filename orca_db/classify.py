@@ -2,7 +2,7 @@
 connection) explains, and what each one proves.
 
 The facts behind every rule are in docs/errors.md. Both drivers are handled
-by duck typing: psycopg2 exposes ``pgcode``, psycopg 3 ``sqlstate``.
+through :mod:`orca_db.drivers`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import re
 from typing import Any, Final
+
+from .drivers import sqlstate as _sqlstate
 
 # SQLSTATEs a retry can cure: the server or the connection went away.
 _RETRYABLE_SQLSTATES: Final = frozenset(
@@ -26,6 +28,20 @@ _RETRYABLE_SQLSTATES: Final = frozenset(
         "08004",  # sqlserver_rejected_establishment_of_sqlconnection
         "08006",  # connection_failure
         "08007",  # transaction_resolution_unknown
+    }
+)
+
+# The server is overloaded or not ready: a fleet of clients retrying fast
+# keeps it so. These back off with full jitter up to a larger cap.
+_STORM_SQLSTATES: Final = frozenset({"53300", "57P03"})
+
+# The transaction lost a race with another one and was rolled back by the
+# server: the textbook cure is to run the whole transaction again, which
+# retry_atomic does; a single statement is never replayed for them.
+_CONFLICT_SQLSTATES: Final = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
     }
 )
 
@@ -111,6 +127,42 @@ _DISCONNECT_TEXT: Final = _Pattern(
     re.IGNORECASE,
 )
 
+# Text of a server (or PgBouncer) that is full or not ready yet, at connect
+# time where no SQLSTATE reaches the client.
+_STORM_TEXT: Final = _Pattern(
+    r"sorry, too many clients already"
+    r"|remaining connection slots are reserved"
+    r"|the database system is (?:starting up|not yet accepting connections"
+    r"|not accepting connections)"
+    r"|no more connections allowed"
+    r"|server login has been failing",
+    re.IGNORECASE,
+)
+
+# PgBouncer reports its own errors as 08P01 (protocol_violation), a code
+# that otherwise means a client bug and is never retried. These messages
+# mean the query never reached a server: safe to send again.
+_PGBOUNCER_NOT_SENT_TEXT: Final = _Pattern(
+    r"query_wait_timeout"
+    r"|no more connections allowed"
+    r"|server login has been failing"
+    r"|pgbouncer cannot connect to server"
+    r"|client_login_timeout"
+    r"|client_idle_timeout",
+    re.IGNORECASE,
+)
+# The server connection died under a linked client (mid-statement or
+# mid-transaction: what was in flight may have run), or its idle
+# transaction was ended: a lost connection like any other.
+_PGBOUNCER_LOST_TEXT: Final = _Pattern(
+    r"server conn crashed\?|idle transaction timeout",
+    re.IGNORECASE,
+)
+
+# DNS said "try again" (EAI_AGAIN: Lambda's VPC resolver under load): the
+# connect never started.
+_DNS_TEMPORARY_TEXT: Final = _Pattern(r"Temporary failure in name resolution", re.IGNORECASE)
+
 # The connection was already closed on our side: nothing was sent.
 _CLOSED_BEFORE_SEND_TEXT: Final = _Pattern(
     r"connection already closed|the connection is closed|cursor already closed",
@@ -132,6 +184,11 @@ class Failure:
     message: str
     #: The connection was already closed on our side: nothing was sent.
     closed_before_send: bool = False
+    #: The server is full or starting (a resume storm): back off harder.
+    storm: bool = False
+    #: A serialization failure or deadlock: the server rolled the
+    #: transaction back; re-running the whole transaction is the cure.
+    conflict: bool = False
 
 
 def driver_error(exc: BaseException) -> BaseException:
@@ -150,16 +207,14 @@ def driver_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def _sqlstate(exc: BaseException) -> str | None:
-    return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-
-
 def classify(exc: BaseException) -> Failure:
     """Classify ``exc`` (a driver error, or Django's wrapper of one)."""
     inner = driver_error(exc)
     sqlstate = _sqlstate(inner)
     message = str(inner).strip()
     error_type = type(inner).__name__
+    if sqlstate == "08P01":
+        return _pgbouncer(error_type, message)
     if sqlstate is not None:
         return Failure(
             retryable=sqlstate in _RETRYABLE_SQLSTATES,
@@ -167,16 +222,37 @@ def classify(exc: BaseException) -> Failure:
             error_type=error_type,
             sqlstate=sqlstate,
             message=message,
+            storm=sqlstate in _STORM_SQLSTATES,
+            conflict=sqlstate in _CONFLICT_SQLSTATES,
         )
-    if not _is_connection_level(inner) or _FATAL_TEXT.search(message):
+    if not _is_connection_level(inner):
+        return Failure(False, False, error_type, None, message)
+    if _DNS_TEMPORARY_TEXT.search(message):
+        return Failure(True, True, error_type, None, message)
+    if _FATAL_TEXT.search(message):
         return Failure(False, False, error_type, None, message)
     if _SERVER_TERMINATED_TEXT.search(message):
-        return Failure(True, True, error_type, None, message)
+        storm = bool(_STORM_TEXT.search(message))
+        return Failure(True, True, error_type, None, message, storm=storm)
+    if _STORM_TEXT.search(message) or _PGBOUNCER_NOT_SENT_TEXT.search(message):
+        # At connect time: the server (or PgBouncer) refused the session.
+        return Failure(True, True, error_type, None, message, storm=True)
     if _CLOSED_BEFORE_SEND_TEXT.search(message):
         return Failure(True, True, error_type, None, message, closed_before_send=True)
     if _DISCONNECT_TEXT.search(message):
         return Failure(True, False, error_type, None, message)
     return Failure(False, False, error_type, None, message)
+
+
+def _pgbouncer(error_type: str, message: str) -> Failure:
+    if _PGBOUNCER_NOT_SENT_TEXT.search(message):
+        storm = bool(_STORM_TEXT.search(message))
+        return Failure(True, True, error_type, "08P01", message, storm=storm)
+    if _PGBOUNCER_LOST_TEXT.search(message):
+        return Failure(True, False, error_type, "08P01", message)
+    # A real protocol violation, or PgBouncer's query_timeout (the query
+    # may have run and would run as long again): surfaces unchanged.
+    return Failure(False, False, error_type, "08P01", message)
 
 
 def _is_connection_level(exc: BaseException) -> bool:

@@ -15,6 +15,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from .aws.settings import AWS_KEYS, AwsSettings, parse_aws_settings
+from .backoff import Backoff
+
 OPTIONS_KEY = "aurora"
 #: Keys of the Data API engine, validated by it when it connects
 #: (orca_db.backends.aurora_data_api.settings).
@@ -32,7 +35,15 @@ class RetrySettings:
     #: ``backoff_max``. Each sleep is drawn between half the ceiling and the
     #: ceiling (jitter), so a recovered server is found within ``backoff_max``.
     backoff_initial: float = 0.05
-    backoff_max: float = 0.25
+    backoff_max: float = 0.1
+    #: The ceiling after a server said it is full or starting (53300, 57P03,
+    #: a full PgBouncer): waits drawn from 0 to the ceiling, so a fleet of
+    #: clients spreads out during a resume storm (orca_db.backoff).
+    backoff_storm_max: float = 2.0
+    #: Seconds a single statement may run before it is cut off and its
+    #: connection closed (``DeadlineExceeded``): the bound on a silent
+    #: network. ``None``: no bound but the Lambda function's remaining time.
+    statement_deadline: float | None = None
     #: Replay autocommit writes whose outcome is unknown. Only for workloads
     #: whose every write is idempotent: a replayed write may apply twice.
     retry_writes: bool = False
@@ -41,9 +52,19 @@ class RetrySettings:
     #: Let receivers of ``orca_db.signals.retry_event`` store events for
     #: this database (``orca_db_app`` does when installed).
     record_events: bool = True
+    #: ``retry_atomic`` runs a transaction again after a serialization
+    #: failure (40001) or a deadlock (40P01), as it does after a scale event.
+    retry_conflicts: bool = True
+
+    #: The keys ``secret``, ``iam_auth``, ``region``, ``cluster``
+    #: (docs/aws.md); ``None`` when none is set.
+    aws: AwsSettings | None = None
+
+    def backoff(self) -> Backoff:
+        return Backoff(self.backoff_initial, self.backoff_max, self.backoff_storm_max)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(RetrySettings)}
+_FIELDS = {f.name: f for f in dataclasses.fields(RetrySettings) if f.name != "aws"}
 
 
 def _check_number(key: str, value: Any, *, minimum: float, integer: bool = False):
@@ -68,28 +89,34 @@ def parse_retry_settings(options: Any) -> RetrySettings:
         raise ImproperlyConfigured(
             f"OPTIONS[{OPTIONS_KEY!r}] must be a dict, got {type(options).__name__}."
         )
-    unknown = sorted(set(options) - set(_FIELDS) - DATA_API_KEYS)
+    unknown = sorted(set(options) - set(_FIELDS) - AWS_KEYS - DATA_API_KEYS)
     if unknown:
         raise ImproperlyConfigured(
             f"Unknown key OPTIONS[{OPTIONS_KEY!r}][{unknown[0]!r}]; "
-            f"valid keys: {', '.join(sorted({*_FIELDS, *DATA_API_KEYS}))}."
+            f"valid keys: {', '.join(sorted({*_FIELDS, *AWS_KEYS, *DATA_API_KEYS}))}."
         )
-    for key in ("deadline", "backoff_initial", "backoff_max"):
+    for key in ("deadline", "backoff_initial", "backoff_max", "backoff_storm_max"):
         if key in options:
             _check_number(key, options[key], minimum=0)
     if options.get("max_attempts") is not None:
         _check_number("max_attempts", options["max_attempts"], minimum=1, integer=True)
-    for key in ("retry_writes", "enabled", "record_events"):
+    if options.get("statement_deadline") is not None:
+        _check_number("statement_deadline", options["statement_deadline"], minimum=0.001)
+    for key in ("retry_writes", "enabled", "record_events", "retry_conflicts"):
         if key in options and not isinstance(options[key], bool):
             raise ImproperlyConfigured(
                 f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be True or False, got {options[key]!r}."
             )
-    result = RetrySettings(**{k: v for k, v in options.items() if k not in DATA_API_KEYS})
-    if result.backoff_max < result.backoff_initial:
-        raise ImproperlyConfigured(
-            f"OPTIONS[{OPTIONS_KEY!r}]['backoff_max'] ({result.backoff_max}) must "
-            f"not be below 'backoff_initial' ({result.backoff_initial})."
-        )
+    result = RetrySettings(
+        **{key: value for key, value in options.items() if key in _FIELDS},
+        aws=parse_aws_settings(options),
+    )
+    for key in ("backoff_max", "backoff_storm_max"):
+        if getattr(result, key) < result.backoff_initial:
+            raise ImproperlyConfigured(
+                f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] ({getattr(result, key)}) must "
+                f"not be below 'backoff_initial' ({result.backoff_initial})."
+            )
     return result
 
 

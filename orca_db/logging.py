@@ -12,17 +12,24 @@ its records (``extra={"orca_db": {...}}``) as top-level fields.
                                 "propagate": False}},
     }
 
-See docs/events.md.
+See docs/events.md. ``EmfFormatter`` writes the same lines and makes each
+settled retry event a CloudWatch metric too (docs/observability.md).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-from typing import Any
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
-from .events import lambda_request_id
+from .events import RetryEvent, lambda_request_id
+from .metrics_emf import DEFAULT_DIMENSIONS, DEFAULT_NAMESPACE, Directive
 
 #: The attribute orca-db's records carry their facts in.
 PAYLOAD = "orca_db"
@@ -70,3 +77,93 @@ class JsonFormatter(_BaseJsonFormatter):
             request_id = lambda_request_id.get()
             if request_id is not None:
                 log_data["lambda_request_id"] = request_id
+
+
+def _settled(record: logging.LogRecord) -> dict[str, Any] | None:
+    payload = getattr(record, PAYLOAD, None)
+    if isinstance(payload, dict) and payload.get("kind") == "settled":
+        return payload
+    return None
+
+
+class EmfFormatter(JsonFormatter):
+    """:class:`JsonFormatter` whose settled-event lines are also CloudWatch
+    Embedded Metric Format documents (``RetryEvents``, ``RetryElapsed``,
+    ``RetryAttempts``; see :mod:`orca_db.metrics_emf`). Other records are
+    written exactly as ``JsonFormatter`` writes them, so it can replace it::
+
+        "formatters": {"json": {"()": "orca_db.logging.EmfFormatter",
+                                "namespace": "MyApp/Aurora",
+                                "dimensions": [["database", "outcome"]]}},
+
+    ``namespace`` (default ``"orca-db"``) and ``dimensions`` (sets of names
+    from ``database``, ``phase``, ``outcome``, ``function_name``; default
+    ``[["database", "outcome"]]``) are checked when logging is configured.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        namespace: str = DEFAULT_NAMESPACE,
+        dimensions: Iterable[Iterable[str]] = DEFAULT_DIMENSIONS,
+        **kwargs: Any,
+    ) -> None:
+        self.directive = Directive(namespace, dimensions)
+        super().__init__(*args, **kwargs)
+
+    def add_fields(
+        self,
+        log_data: dict[str, Any],
+        record: logging.LogRecord,
+        message_dict: dict[str, Any],
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        payload = _settled(record)
+        if payload is not None:
+            log_data.update(self.directive.members(payload))
+
+    def format_event(self, event: RetryEvent) -> str:
+        """``event`` as one EMF document (its fields, the metrics and
+        ``_aws``), for writing events without going through logging."""
+        data = {"kind": "settled"}
+        for key, value in event.as_dict().items():
+            data[_RENAMED.get(key, key)] = value  # as JsonFormatter names them
+        return json.dumps({**data, **self.directive.members(data)}, default=str)
+
+
+class SettledEvents(logging.Filter):
+    """Let through only the records of settled retry events: for a handler
+    that should write metric lines and nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _settled(record) is not None
+
+
+@contextlib.contextmanager
+def emf_events_to(target: str | Path | IO[str], **options: Any) -> Iterator[EmfFormatter]:
+    """Within this block, append every settled retry event (the
+    ``retry_event`` signal, whatever the logging levels) to ``target`` (a
+    path or a text stream) as an EMF line; ``options`` go to
+    :class:`EmfFormatter`. Used by ``aurora_demo --emf``."""
+    from .signals import retry_event
+
+    formatter = EmfFormatter(**options)
+    lock = threading.Lock()  # events arrive from the application's threads
+    with contextlib.ExitStack() as stack:
+        stream: IO[str] = (
+            stack.enter_context(open(target, "a", encoding="utf-8"))
+            if isinstance(target, str | Path)
+            else target
+        )
+
+        def write(sender: Any, event: RetryEvent, **kwargs: Any) -> None:
+            line = formatter.format_event(event)
+            with lock:
+                stream.write(line + "\n")
+                stream.flush()
+
+        retry_event.connect(write, weak=False)
+        try:
+            yield formatter
+        finally:
+            retry_event.disconnect(write)

@@ -8,52 +8,35 @@ one :class:`~orca_db.events.RetryEvent` when the operation settles.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import dataclasses
 import datetime
 import logging
-import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from .classify import Failure, classify, driver_error
 from .conf import RetrySettings
+from .deadlines import cap, deadline_cap
 from .events import RetryEvent, deliver
 from .exceptions import RetriesExhausted, ScaleEventError
-from .statements import scrub_message, scrub_sql
 
 if TYPE_CHECKING:
     import tenacity
+
+__all__ = ["Operation", "active_operation", "deadline_cap", "recover", "remaining_time", "run"]
 
 logger = logging.getLogger("orca_db.retry")
 
 T = TypeVar("T")
 
-#: Absolute ``time.monotonic()`` instant past which no retry may run (the
-#: Lambda support caps it at the function's remaining time).
-_deadline_cap: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "orca_db_deadline_cap", default=None
-)
 #: The operation being retried in this context: nested database calls (the
 #: reconnect inside a statement's retry) make single attempts and leave the
 #: retrying, the deadline and the event to it.
 _active: contextvars.ContextVar[Operation | None] = contextvars.ContextVar(
     "orca_db_active_operation", default=None
 )
-
-
-@contextlib.contextmanager
-def deadline_cap(seconds: float) -> Iterator[None]:
-    """Within this block no retry runs more than ``seconds`` from now."""
-    at = time.monotonic() + seconds
-    outer = _deadline_cap.get()
-    token = _deadline_cap.set(at if outer is None else min(at, outer))
-    try:
-        yield
-    finally:
-        _deadline_cap.reset(token)
 
 
 def active_operation() -> Operation | None:
@@ -74,12 +57,18 @@ class Operation:
     )
     attempts: int = 1
     last_failure: Failure | None = None
+    #: Failures in a row that said the server is full or starting: the
+    #: storm backoff grows with these, not with the attempts before them
+    #: (a restart refuses connections, then says "starting up" briefly).
+    storm_streak: int = 0
 
     @property
     def deadline_at(self) -> float:
+        """From the start of the first attempt (``started``), capped by any
+        :func:`deadline_cap` around the operation."""
         own = self.started + self.settings.deadline
-        cap = _deadline_cap.get()
-        return own if cap is None else min(own, cap)
+        capped = cap()
+        return own if capped is None else min(own, capped)
 
     def remaining(self) -> float:
         return self.deadline_at - time.monotonic()
@@ -94,19 +83,17 @@ def remaining_time() -> float | None:
     operation = _active.get()
     if operation is not None:
         return operation.remaining()
-    cap = _deadline_cap.get()
-    return None if cap is None else cap - time.monotonic()
+    capped = cap()
+    return None if capped is None else capped - time.monotonic()
 
 
-def _backoff(settings: RetrySettings) -> Callable[[tenacity.RetryCallState], float]:
+def _backoff(operation: Operation) -> Callable[[tenacity.RetryCallState], float]:
+    backoff = operation.settings.backoff()
+
     def wait(state: tenacity.RetryCallState) -> float:
-        ceiling = min(
-            settings.backoff_max,
-            settings.backoff_initial * 2 ** (state.attempt_number - 1),
-        )
-        # Half fixed, half random: spreads a fleet of clients apart while
-        # never waiting longer than the ceiling once the server is back.
-        return random.uniform(ceiling / 2, ceiling)
+        if operation.storm_streak:
+            return backoff.delay(operation.storm_streak, storm=True)
+        return backoff.delay(state.attempt_number)
 
     return wait
 
@@ -168,10 +155,11 @@ def recover(
             verdicts[id(error)] = error  # settled by a nested operation
             return False
         failure = classify(error)
-        if not failure.retryable:
+        if not failure.retryable and not failure.conflict:
             verdicts[id(error)] = error
             return False
         operation.last_failure = failure
+        operation.storm_streak = operation.storm_streak + 1 if failure.storm else 0
         verdict = judge(error, failure)
         verdicts[id(error)] = verdict or _exhausted(operation)
         return verdict is None
@@ -207,7 +195,7 @@ def recover(
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(may_retry),
         stop=_stop(operation),
-        wait=_backoff(operation.settings),
+        wait=_backoff(operation),
         before_sleep=before_sleep,
         reraise=True,
     )
@@ -215,6 +203,9 @@ def recover(
     try:
         result = retrying(call)
     except BaseException as error:
+        # The operation is over: what receivers of the event do (storing it)
+        # is not part of it and gets no share of its retries.
+        _active.reset(token)
         # Anything the judge never saw (KeyboardInterrupt in a backoff sleep)
         # goes up unchanged.
         verdict = verdicts.get(id(error), error)
@@ -222,13 +213,14 @@ def recover(
         if verdict is error:
             raise
         raise verdict from driver_error(error)
-    finally:
-        _active.reset(token)
+    _active.reset(token)
     report(operation, "recovered")
     return result
 
 
 def _exhausted(operation: Operation) -> RetriesExhausted:
+    from .sql import scrub_message
+
     failure = operation.last_failure
     assert failure is not None
     return RetriesExhausted(
@@ -243,6 +235,8 @@ def report(operation: Operation, outcome: str) -> None:
     failure = operation.last_failure
     if failure is None:
         return  # nothing retryable happened: not an event
+    from .sql import scrub_message, scrub_sql  # loaded with the first event
+
     deliver(
         RetryEvent(
             database=operation.alias,

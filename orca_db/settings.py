@@ -2,26 +2,37 @@
 the demo). Configuration comes from the environment:
 
 - ``DATABASE_URL``: ``postgresql://user:password@host:port/name``; without it
-  an embedded PostgreSQL is started on first use (``orca_db.testing``).
-- ``ORCA_DB_EMBEDDED_DIR``: where the embedded server lives (``.orca-db``).
+  an embedded PostgreSQL, started at the first connection (not on import).
+- ``ORCA_DB_EMBEDDED_DIR``: the project's local state, the embedded server
+  and the generated secret key (``.orca-db``).
 - ``ORCA_DB_RETRY_DEADLINE``: seconds an operation may spend retrying (60).
 - ``ORCA_DB_CONN_MAX_AGE``: seconds to keep a connection between requests (0).
-- ``ORCA_DB_SECRET_KEY``, ``ORCA_DB_DEBUG`` (``1``/``0``),
+- ``ORCA_DB_SECRET_KEY`` (else one generated per checkout by ``manage.py``),
+  ``ORCA_DB_DEBUG`` (``1``/``0``, off unless asked),
   ``ORCA_DB_ALLOWED_HOSTS`` (comma-separated), ``ORCA_DB_LOG_LEVEL``
   (``orca_db``'s loggers on the console, ``WARNING``).
 
-See docs/settings.md.
+A bad value raises ``ImproperlyConfigured`` naming the variable (``manage.py``
+prints it on one line and exits 2). Loading these settings has no side
+effects: no file is written, no server started. See docs/settings.md.
 """
 
 import os
 from pathlib import Path
 
-from orca_db.project import database_from_environment, env_float
+from orca_db.project import (
+    database_from_environment,
+    env_flag,
+    env_float,
+    env_log_level,
+    retry_options,
+    secret_key,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SECRET_KEY = os.environ.get("ORCA_DB_SECRET_KEY", "orca-db-insecure-development-key")
-DEBUG = os.environ.get("ORCA_DB_DEBUG", "1") == "1"
+SECRET_KEY = secret_key()
+DEBUG = env_flag("ORCA_DB_DEBUG", False)
 ALLOWED_HOSTS = [
     h for h in os.environ.get("ORCA_DB_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h
 ]
@@ -34,6 +45,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "orca_db_app",
+    # ORCA's schema, services and the demo (aurora_demo); optional for others.
+    "orca_db_app.orca",
 ]
 
 MIDDLEWARE = [
@@ -67,9 +80,9 @@ WSGI_APPLICATION = "orca_db.wsgi.application"
 
 DATABASES = {"default": database_from_environment()}
 DATABASES["default"]["CONN_MAX_AGE"] = env_float("ORCA_DB_CONN_MAX_AGE", 0)
-DATABASES["default"].setdefault("OPTIONS", {})["aurora"] = {
-    "deadline": env_float("ORCA_DB_RETRY_DEADLINE", 60.0),
-}
+DATABASES["default"].setdefault("OPTIONS", {})["aurora"] = retry_options(
+    "ORCA_DB_RETRY_DEADLINE", 60.0
+)
 
 LOGGING = {
     "version": 1,
@@ -79,7 +92,7 @@ LOGGING = {
     "loggers": {
         "orca_db": {
             "handlers": ["console"],
-            "level": os.environ.get("ORCA_DB_LOG_LEVEL", "WARNING").upper(),
+            "level": env_log_level("ORCA_DB_LOG_LEVEL", "WARNING"),
             "propagate": False,
         },
     },

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import truncatechars
 
-from .charts import hourly_chart
+from .charts import chart
 from .conf import events_database
 from .models import RetryEvent
 
@@ -17,9 +17,6 @@ class RetryEventAdmin(admin.ModelAdmin):
     """Who may look is the model's ``view`` permission; nobody may add,
     change or delete events here (they are facts; retention is
     ``aurora_prune_events``)."""
-
-    #: Days the changelist chart covers.
-    chart_days = 7
 
     list_display = [
         "occurred_at",
@@ -73,6 +70,9 @@ class RetryEventAdmin(admin.ModelAdmin):
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
-            # The chart follows the list's filters and search.
-            context["retry_chart"] = hourly_chart(context["cl"].queryset, days=self.chart_days)
+            # The chart follows the list's filters, search and date.
+            changelist = context["cl"]
+            context["retry_chart"] = chart(
+                changelist.queryset, request.GET, field=changelist.date_hierarchy or "occurred_at"
+            )
         return response

@@ -7,6 +7,14 @@ class OrcaDbAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Registration happens on import: system checks (checks.py) and the
-        # receiver that stores retry events (receivers.py).
-        from . import checks, receivers  # noqa: F401
+        # Registration happens on import: system checks (checks.py,
+        # checks_observability.py) and the receiver that stores retry events
+        # (receivers.py).
+        from orca_db import otel
+        from orca_db.signals import retry_event
+
+        from . import checks, checks_observability, receivers  # noqa: F401
+
+        # OpenTelemetry: the receiver reads ORCA_DB_OPENTELEMETRY at each
+        # event and imports nothing before it is on (docs/observability.md).
+        retry_event.connect(otel.on_retry_event, dispatch_uid="orca_db.otel.on_retry_event")

@@ -1,22 +1,33 @@
-"""The changelist's picture: events per hour and recovery time over the last
-days, as geometry for a server-rendered SVG (no JavaScript, no CDN)."""
+"""The changelist's picture: events and the slowest recovery per minute,
+hour, day or week, over a time range that follows the data (the last hour,
+day or week: the shortest that holds every event of the last week) or the
+date the list is filtered to. Server-rendered: SVG bars stretched to the
+page's width, axis labels and the legend in HTML, so text stays readable on a
+phone (no JavaScript, no CDN).
+"""
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import datetime
 import math
+from collections.abc import Mapping
 
-from django.db.models import Count, Max, QuerySet
-from django.db.models.functions import TruncHour
+from django.db.models import Count, Max, Min, QuerySet
+from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 
-WIDTH = 720
-HEIGHT = 120
-#: Room for the y-axis labels (left) and the day labels (below).
-LEFT = 44
-BOTTOM = 16
-TOP = 8
+MINUTE = datetime.timedelta(minutes=1)
+HOUR = datetime.timedelta(hours=1)
+DAY = datetime.timedelta(days=1)
+WEEK = datetime.timedelta(days=7)
+
+#: Height of a panel's drawing, in the SVG's units (its width is one unit
+#: per bucket; CSS stretches both to the page).
+SCALE = 100
+#: Of each bucket's width, the part its bar fills.
+BAR = 0.8
 
 
 @dataclasses.dataclass
@@ -30,33 +41,56 @@ class Bar:
 
 @dataclasses.dataclass
 class Tick:
-    position: float
+    #: Percent of the axis' length (x: from the left; y: from the bottom).
+    percent: float
     label: str
+    #: Hidden on narrow screens (every other x label).
+    minor: bool = False
+
+    @property
+    def align(self) -> str:
+        """Where the label sits on its tick: never past either end."""
+        if self.percent < 8:
+            return "start"
+        if self.percent > 92:
+            return "end"
+        return "middle"
 
 
 @dataclasses.dataclass
 class Panel:
-    """One chart: bars (some stacked) on a shared time axis."""
+    """One chart: bars (some stacked) on the chart's time axis."""
 
     title: str
     css: str
-    unit: str
     bars: dict[str, list[Bar]]
     y_ticks: list[Tick]
     maximum: float
 
 
 @dataclasses.dataclass
-class Chart:
-    days: int
+class Span:
+    """The time range shown and the size of one bar."""
+
     start: datetime.datetime
     end: datetime.datetime
+    bucket: datetime.timedelta
+    #: "Last hour", "Last 24 hours", "Last 7 days", or the filter's date.
+    label: str
+    #: "minute", "hour", "day" or "week": what one bar counts.
+    unit: str
+
+    @property
+    def buckets(self) -> int:
+        # A year's last week is partial; a month's days may be an hour short
+        # or long (daylight saving time).
+        return max(1, math.ceil((self.end - self.start) / self.bucket - 0.05))
+
+
+@dataclasses.dataclass
+class Chart:
+    span: Span
     timezone: str
-    width: int
-    height: int
-    plot_left: int
-    plot_top: int
-    plot_bottom: int
     x_ticks: list[Tick]
     events: Panel
     recovery: Panel
@@ -70,12 +104,79 @@ class Chart:
         return [self.events, self.recovery]
 
     @property
+    def buckets(self) -> int:
+        return self.span.buckets
+
+    @property
+    def height(self) -> int:
+        return SCALE
+
+    @property
     def slowest_seconds(self) -> float | None:
         return None if self.slowest_ms is None else self.slowest_ms / 1000
 
-    @property
-    def center_x(self) -> float:
-        return (self.plot_left + self.width) / 2
+
+# ----- the range --------------------------------------------------------------
+
+
+def _local(moment: datetime.datetime) -> datetime.datetime:
+    return timezone.localtime(moment) if timezone.is_aware(moment) else moment
+
+
+def _floor(moment: datetime.datetime, step: datetime.timedelta) -> datetime.datetime:
+    """``moment`` down to its minute or hour (in UTC: a local hour may be
+    skipped, repeated, or offset by half an hour)."""
+    moment = moment.replace(second=0, microsecond=0)
+    return moment.replace(minute=0) if step >= HOUR else moment
+
+
+def recent_span(queryset: QuerySet, now: datetime.datetime) -> Span:
+    """The last hour, 24 hours or 7 days: the shortest holding every event
+    of the last 7 days in ``queryset`` (so a burst, the demo's say, fills
+    the chart rather than one thin bar at its edge)."""
+    oldest = queryset.filter(occurred_at__gte=now - WEEK, occurred_at__lte=now).aggregate(
+        oldest=Min("occurred_at")
+    )["oldest"]
+    choices = [
+        (HOUR, MINUTE, "Last hour", "minute"),
+        (DAY, HOUR, "Last 24 hours", "hour"),
+        (WEEK, HOUR, "Last 7 days", "hour"),
+    ]
+    for length, bucket, label, unit in choices:
+        end = _floor(now, bucket) + bucket
+        start = end - length
+        if oldest is not None and oldest >= start:
+            return Span(start, end, bucket, label, unit)
+    return Span(start, end, bucket, label, unit)
+
+
+def filtered_span(params: Mapping[str, str], field: str) -> Span | None:
+    """The date of the admin's date hierarchy (``field__year``, ``__month``,
+    ``__day`` in ``params``) as a range in local time, or ``None``."""
+    try:
+        year = int(params[f"{field}__year"])
+        month = int(params.get(f"{field}__month") or 0)
+        day = int(params.get(f"{field}__day") or 0)
+        first = datetime.date(year, month or 1, day or 1)
+    except (KeyError, ValueError, OverflowError):
+        return None
+    if day:
+        last, bucket, unit, label = first + DAY, HOUR, "hour", first.strftime("%b %d, %Y")
+    elif month:
+        days = calendar.monthrange(year, month)[1]
+        last, bucket, unit = first + datetime.timedelta(days=days), DAY, "day"
+        label = first.strftime("%B %Y")
+    else:
+        last, bucket, unit, label = datetime.date(year + 1, 1, 1), WEEK, "week", str(year)
+
+    def midnight(date: datetime.date) -> datetime.datetime:
+        moment = datetime.datetime.combine(date, datetime.time())
+        return timezone.make_aware(moment) if timezone.is_aware(timezone.now()) else moment
+
+    return Span(midnight(first), midnight(last), bucket, label, unit)
+
+
+# ----- the axes -----------------------------------------------------------------
 
 
 def _nice_ceiling(value: float, steps: tuple[int, ...] = (1, 2, 5, 10)) -> float:
@@ -90,42 +191,91 @@ def _nice_ceiling(value: float, steps: tuple[int, ...] = (1, 2, 5, 10)) -> float
     return 10 * power  # pragma: no cover
 
 
-def _format(value: float, unit: str) -> str:
-    if unit == "s":
-        return f"{value:g} s"
-    return f"{value:g}"
+def _y_ticks(maximum: float, unit: str) -> list[Tick]:
+    suffix = " s" if unit == "s" else ""
+    return [Tick(fraction * 100, f"{maximum * fraction:g}{suffix}") for fraction in (0, 0.5, 1)]
 
 
-def _y_ticks(maximum: float, unit: str, top: float, bottom: float) -> list[Tick]:
-    return [
-        Tick(bottom - (bottom - top) * fraction, _format(maximum * fraction, unit))
-        for fraction in (0, 0.5, 1)
-    ]
+def _x_ticks(span: Span) -> list[Tick]:
+    """Labels at round local times, at most a dozen: every 10 minutes (an
+    hour), 3 hours (a day; the date at midnight), day (a week or a month) or
+    month (a year)."""
+    start, end = _local(span.start), _local(span.end)
+    length = end - start
+    moments: list[tuple[datetime.datetime, str]] = []
+    if length > 40 * DAY:
+        moment = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        while moment < end:
+            if moment >= start:
+                moments.append((moment, moment.strftime("%b")))
+            moment = (moment + 32 * DAY).replace(day=1)
+    elif length > 2 * DAY:
+        every = max(1, math.ceil(length / DAY / 10))
+        moment = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        while moment < end:
+            if moment >= start:
+                moments.append((moment, moment.strftime("%b %d")))
+            moment = (moment + every * DAY + 2 * HOUR).replace(hour=0)  # DST-proof
+    else:
+        step = 10 if length <= HOUR else 180  # minutes
+        moment = start.replace(minute=0, second=0, microsecond=0)
+        while moment < end:
+            minutes = moment.hour * 60 + moment.minute
+            if moment >= start and minutes % step == 0:
+                label = moment.strftime("%b %d") if minutes == 0 else moment.strftime("%H:%M")
+                moments.append((moment, label))
+            moment += datetime.timedelta(minutes=min(step, 60))
+    ticks = []
+    for index, (moment, label) in enumerate(moments):
+        percent = (moment - start) / length * 100
+        ticks.append(Tick(percent, label, minor=index % 2 == 1))
+    return ticks
 
 
-def hourly_chart(queryset: QuerySet, *, days: int = 7) -> Chart:
-    """Aggregate ``queryset`` (the changelist's, filters applied) per hour
-    over the last ``days`` days. Two queries' worth of work, on the
-    ``occurred_at`` index."""
-    # Hours are counted in UTC (local time may skip or repeat an hour, or
-    # be offset by half of one) and only labelled in local time.
-    now = timezone.now()
-    end = now.replace(minute=0, second=0, microsecond=0) + datetime.timedelta(hours=1)
-    hours = days * 24
-    start = end - datetime.timedelta(hours=hours)
+# ----- the chart ------------------------------------------------------------------
+
+
+def _truncate(span: Span):
+    if span.bucket < HOUR:
+        return TruncMinute("occurred_at", tzinfo=datetime.UTC)
+    if span.bucket < DAY:
+        return TruncHour("occurred_at", tzinfo=datetime.UTC)
+    return TruncDay("occurred_at")  # in local time, as the days of the filter
+
+
+def _index(span: Span, moment: datetime.datetime) -> int:
+    if span.bucket >= DAY:
+        days = (_local(moment).date() - _local(span.start).date()).days
+        return days // span.bucket.days
+    return int((moment - span.start) // span.bucket)
+
+
+def chart(
+    queryset: QuerySet,
+    params: Mapping[str, str] | None = None,
+    *,
+    field: str = "occurred_at",
+    now: datetime.datetime | None = None,
+) -> Chart:
+    """Aggregate ``queryset`` (the changelist's, filters applied) per bucket
+    of the range: the date hierarchy's in ``params``, else the recent one.
+    Two queries, on the ``occurred_at`` index."""
+    now = now or timezone.now()
+    span = filtered_span(params or {}, field) or recent_span(queryset, now)
+    buckets = span.buckets
     rows = (
-        queryset.filter(occurred_at__gte=start, occurred_at__lt=end)
-        .annotate(hour=TruncHour("occurred_at", tzinfo=datetime.UTC))
+        queryset.filter(occurred_at__gte=span.start, occurred_at__lt=span.end)
+        .annotate(bucket=_truncate(span))
         .order_by()  # the model's ordering would end up in GROUP BY
-        .values("hour", "outcome")
+        .values("bucket", "outcome")
         .annotate(count=Count("pk"), slowest=Max("elapsed_ms"))
     )
     recovered: dict[int, int] = {}
     failed: dict[int, int] = {}
     slowest: dict[int, float] = {}
     for row in rows:
-        index = int((row["hour"] - start).total_seconds() // 3600)
-        if not 0 <= index < hours:
+        index = _index(span, row["bucket"])
+        if not 0 <= index < buckets:
             continue
         if row["outcome"] == "recovered":
             recovered[index] = recovered.get(index, 0) + row["count"]
@@ -133,82 +283,58 @@ def hourly_chart(queryset: QuerySet, *, days: int = 7) -> Chart:
         else:
             failed[index] = failed.get(index, 0) + row["count"]
 
-    plot_top, plot_bottom = TOP, HEIGHT - BOTTOM
-    plot_height = plot_bottom - plot_top
-    step = (WIDTH - LEFT) / hours
-    bar_width = max(step - 1, 1)
+    def when(index: int) -> str:
+        moment = _local(span.start + span.bucket * index)
+        return moment.strftime("%Y-%m-%d" if span.bucket >= DAY else "%Y-%m-%d %H:%M")
 
-    def local(index: int) -> datetime.datetime:
-        moment = start + datetime.timedelta(hours=index)
-        return timezone.localtime(moment) if timezone.is_aware(moment) else moment
-
-    def hour_label(index: int) -> str:
-        return local(index).strftime("%Y-%m-%d %H:%M")
-
-    most = max((recovered.get(i, 0) + failed.get(i, 0) for i in range(hours)), default=0)
+    most = max((recovered.get(i, 0) + failed.get(i, 0) for i in range(buckets)), default=0)
     # Counts are whole: 2, 4, 10, 20, 40, 100... keep the middle tick whole.
     events_max = _nice_ceiling(max(most, 2), steps=(2, 4, 10))
     event_bars: dict[str, list[Bar]] = {"recovered": [], "failed": []}
-    for index in range(hours):
+    for index in range(buckets):
         ok, bad = recovered.get(index, 0), failed.get(index, 0)
         if not ok and not bad:
             continue
-        x = LEFT + index * step
-        ok_height = plot_height * ok / events_max
-        bad_height = plot_height * bad / events_max
-        title = f"{hour_label(index)}: {ok} recovered, {bad} failed"
+        ok_height = SCALE * ok / events_max
+        bad_height = SCALE * bad / events_max
+        title = f"{when(index)}: {ok} recovered, {bad} failed"
         if ok:
-            y = plot_bottom - ok_height
-            event_bars["recovered"].append(Bar(x, y, bar_width, ok_height, title))
+            event_bars["recovered"].append(Bar(index, SCALE - ok_height, BAR, ok_height, title))
         if bad:
-            y = plot_bottom - ok_height - bad_height
-            event_bars["failed"].append(Bar(x, y, bar_width, bad_height, title))
+            y = SCALE - ok_height - bad_height
+            event_bars["failed"].append(Bar(index, y, BAR, bad_height, title))
 
     slowest_seconds = max(slowest.values(), default=0.0) / 1000
     recovery_max = _nice_ceiling(slowest_seconds)
     recovery_bars: dict[str, list[Bar]] = {"slowest": []}
     for index, milliseconds in sorted(slowest.items()):
-        height = max(plot_height * (milliseconds / 1000) / recovery_max, 1)
+        height = max(SCALE * (milliseconds / 1000) / recovery_max, 1)
         recovery_bars["slowest"].append(
             Bar(
-                LEFT + index * step,
-                plot_bottom - height,
-                bar_width,
+                index,
+                SCALE - height,
+                BAR,
                 height,
-                f"{hour_label(index)}: slowest recovery {milliseconds / 1000:.2f} s",
+                f"{when(index)}: slowest recovery {milliseconds / 1000:.2f} s",
             )
         )
 
-    x_ticks = []
-    for index in range(1, hours):
-        if local(index).date() != local(index - 1).date():
-            x_ticks.append(Tick(LEFT + index * step, local(index).strftime("%b %d")))
-
     return Chart(
-        days=days,
-        start=start,
-        end=end,
+        span=span,
         timezone=timezone.get_current_timezone_name() if timezone.is_aware(now) else "",
-        width=WIDTH,
-        height=HEIGHT,
-        plot_left=LEFT,
-        plot_top=plot_top,
-        plot_bottom=plot_bottom,
-        x_ticks=x_ticks,
+        x_ticks=_x_ticks(span),
         events=Panel(
-            "Events per hour",
+            f"Events per {span.unit}",
             "events",
-            "",
             event_bars,
-            _y_ticks(events_max, "", plot_top, plot_bottom),
+            _y_ticks(events_max, ""),
             events_max,
         ),
         recovery=Panel(
-            "Slowest recovery per hour",
+            f"Slowest recovery per {span.unit}",
             "recovery",
-            "s",
             recovery_bars,
-            _y_ticks(recovery_max, "s", plot_top, plot_bottom),
+            _y_ticks(recovery_max, "s"),
             recovery_max,
         ),
         total=sum(recovered.values()) + sum(failed.values()),

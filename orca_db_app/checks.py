@@ -243,4 +243,10 @@ def check_event_settings(app_configs=None, **kwargs: Any) -> list[CheckMessage]:
 
 
 # Checks of other features live beside this module; importing registers them.
-from . import checks_data_api, checks_pool  # noqa: E402, F401
+from . import checks_pool  # noqa: E402, F401
+
+# isort: split
+from . import checks_aws  # noqa: E402, F401
+
+# isort: split
+from . import checks_data_api  # noqa: E402, F401

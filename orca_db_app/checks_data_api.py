@@ -1,5 +1,5 @@
 """System checks of the Data API engine (``orca_db.backends.aurora_data_api``),
-ids ``orca_db.E040``-``E041`` and ``orca_db.W040``-``W042``
+ids ``orca_db.E050``-``E051`` and ``orca_db.W050``-``W052``
 (docs/checks.md#data-api-engine). Like the other checks they read
 ``settings.DATABASES`` as written and connect nothing."""
 
@@ -43,9 +43,9 @@ def check_data_api(app_configs=None, databases=None, **kwargs: Any) -> list[Chec
             Error(
                 f"Database {found[0][0]!r} uses the Data API engine, and boto3 is not installed.",
                 hint=_hint(
-                    "orca_db.E041", "Install it: python -m pip install 'orca-db[data-api]'."
+                    "orca_db.E051", "Install it: python -m pip install 'orca-db[data-api]'."
                 ),
-                id="orca_db.E041",
+                id="orca_db.E051",
             )
         )
     timeout, source, _ = lambda_timeout()
@@ -56,8 +56,8 @@ def check_data_api(app_configs=None, databases=None, **kwargs: Any) -> list[Chec
             messages.append(
                 Error(
                     f"Database {alias!r}: {error}",
-                    hint=_hint("orca_db.E040", "Fix OPTIONS in DATABASES."),
-                    id="orca_db.E040",
+                    hint=_hint("orca_db.E050", "Fix OPTIONS in DATABASES."),
+                    id="orca_db.E050",
                 )
             )
             continue
@@ -67,8 +67,8 @@ def check_data_api(app_configs=None, databases=None, **kwargs: Any) -> list[Chec
                 Warning(
                     f"Database {alias!r} uses the Data API engine, which ignores "
                     f"{', '.join(ignored)}: the secret holds the credentials.",
-                    hint=_hint("orca_db.W040", "Remove them, or put them in the secret."),
-                    id="orca_db.W040",
+                    hint=_hint("orca_db.W050", "Remove them, or put them in the secret."),
+                    id="orca_db.W050",
                 )
             )
         messages += _time_zone(alias, settings_dict)
@@ -79,11 +79,11 @@ def check_data_api(app_configs=None, databases=None, **kwargs: Any) -> list[Chec
                     f"Database {alias!r} retries for up to {retry.deadline:g} s, but the "
                     f"Lambda function times out after {timeout:g} s ({source}).",
                     hint=_hint(
-                        "orca_db.W042",
+                        "orca_db.W052",
                         f"Set OPTIONS['{OPTIONS_KEY}']['deadline'] below {timeout:g}, or wrap "
                         f"the handler in orca_db.aws_lambda.database_handler.",
                     ),
-                    id="orca_db.W042",
+                    id="orca_db.W052",
                 )
             )
     return messages
@@ -99,7 +99,7 @@ def _time_zone(alias: str, settings_dict: Mapping) -> list[CheckMessage]:
             f"({'TIME_ZONE ' + repr(zone) if zone else 'USE_TZ = False'}), and the Data API "
             f"engine cannot set one: each call may run on another session, all in the "
             f"cluster's time zone (UTC). Datetimes are read and written in UTC.",
-            hint=_hint("orca_db.W041", "Use USE_TZ = True, or set the time zone in SQL."),
-            id="orca_db.W041",
+            hint=_hint("orca_db.W051", "Use USE_TZ = True, or set the time zone in SQL."),
+            id="orca_db.W051",
         )
     ]

@@ -3,7 +3,7 @@ a :class:`~orca_db_app.models.RetryEvent` row.
 
 Storing must never hurt the application, so the row is written:
 
-- on a connection of its own, made for this one write and closed right after
+- on a connection of its own, made for the write and closed right after
   (no connection lingers in a Lambda sandbox between invocations). The
   application's connection is unusable for it: the receiver runs while that
   connection is being recovered, possibly inside a transaction that was just
@@ -11,27 +11,41 @@ Storing must never hurt the application, so the row is written:
   using it would recurse into the operation being settled. Deferring to
   ``transaction.on_commit`` is no better: an event from a rolled-back
   transaction would never be written;
-- with the retry layer switched off on that connection and a 2 s connect
-  timeout: an event about an unreachable database fails to be stored quickly,
-  once, instead of retrying for a minute (and sending events of its own);
-- logged on ``orca_db.events`` when it fails, never raised.
+- with one attempt (no retries), a 2 s connect timeout and a statement
+  deadline, all within what is left of the Lambda function's time;
+- never into a database that did not come back within the operation's
+  deadline, and never with the operation's time spent: such an event is
+  **deferred**, kept in memory and written by
+  the next store that works, at the end of the request or Lambda
+  invocation when time allows, or by :func:`flush_deferred_events`. A
+  paused cluster is not woken (nor waited on) to record that it was paused.
+
+Every event is logged as a JSON-ready line by ``orca_db.events.deliver``
+before it gets here, so a deferred event that the process never writes (it
+ended first, or more than ``MAX_DEFERRED`` piled up) is still in the logs;
+dropping one is logged too. Failures to store are logged on
+``orca_db.events``, never raised.
 """
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import copy
 import logging
+import threading
 from typing import Any
 
+from django.core.signals import request_finished
 from django.db import connections
 from django.db.models import sql
 from django.dispatch import receiver
 
 from orca_db.backends.mixins import AuroraRetryMixin
 from orca_db.conf import OPTIONS_KEY, retry_settings
-from orca_db.events import RetryEvent as Event
-from orca_db.signals import retry_event
+from orca_db.events import RetryEvent as SettledEvent
+from orca_db.retry import remaining_time
+from orca_db.signals import invocation_finished, retry_event
 from orca_db.statements import scrub_message
 
 from .conf import EVENTS_CONNECT_TIMEOUT, events_database
@@ -39,7 +53,7 @@ from .models import RetryEvent
 
 logger = logging.getLogger("orca_db.events")
 
-#: Set while an event is being stored in this context: whatever happens on
+#: Set while events are being stored in this context: whatever happens on
 #: the events connection must not be stored in turn.
 _storing: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "orca_db_storing_event", default=False
@@ -49,58 +63,168 @@ _storing: contextvars.ContextVar[bool] = contextvars.ContextVar(
 DATA_API_ENGINE = "orca_db.backends.aurora_data_api"
 #: Suffix of the alias of the connection that writes events.
 ALIAS_SUFFIX = "__orca_events"
+#: Deferred events kept at most; older ones are dropped (and logged).
+MAX_DEFERRED = 1000
+#: Seconds of the operation's time a store needs to be attempted at all.
+MIN_STORE_TIME = 1.0
+#: Seconds a statement on the events connection may run.
+EVENTS_STATEMENT_DEADLINE = 5.0
+
+_deferred: collections.deque[tuple[str, SettledEvent]] = collections.deque()
+_deferred_lock = threading.Lock()
 
 
 @receiver(retry_event, dispatch_uid="orca_db_app.receivers.store_retry_event")
-def store_retry_event(sender: Any, event: Event, **kwargs: Any) -> None:
+def store_retry_event(sender: Any, event: SettledEvent, **kwargs: Any) -> None:
     if _storing.get():
         return
-    token = _storing.set(True)
     try:
-        store(event)
+        target = _target(event)
+        if target is None:
+            return
+        reason = _reason_to_defer(event, target)
+        if reason is not None:
+            _defer(target, event, reason)
+            return
+        _store(target, [event])
     except Exception as error:
-        logger.warning(
-            "could not store the retry event of database %r: %s: %s",
-            event.database,
-            type(error).__name__,
-            scrub_message(str(error)),
-            extra={
-                "orca_db": {
-                    "kind": "store_failed",
-                    "database": event.database,
-                    "error_type": type(error).__name__,
-                }
-            },
-        )
-    finally:
-        _storing.reset(token)
+        _log_failure(event.database, error)
 
 
-def store(event: Event) -> bool:
-    """Write ``event`` unless its database does not record events; return
-    whether a row was written. Raises what the write raised."""
+@receiver(request_finished, dispatch_uid="orca_db_app.receivers.flush_after_request")
+def _flush_after_request(**kwargs: Any) -> None:
+    if _deferred:
+        flush_deferred_events()
+
+
+@receiver(invocation_finished, dispatch_uid="orca_db_app.receivers.flush_after_invocation")
+def _flush_after_invocation(**kwargs: Any) -> None:
+    if _deferred:
+        flush_deferred_events()
+
+
+def flush_deferred_events() -> int:
+    """Write the deferred events whose database answers now, within what is
+    left of the operation's time; how many were written. Never raises."""
+    written = 0
+    remaining = remaining_time()
+    if remaining is not None and remaining < MIN_STORE_TIME:
+        return 0
+    for target in sorted({target for target, _ in list(_deferred)}):
+        try:
+            written += _store(target, [])
+        except Exception as error:
+            _log_failure(target, error)
+    return written
+
+
+def deferred_count() -> int:
+    return len(_deferred)
+
+
+def _target(event: SettledEvent) -> str | None:
+    """The alias that stores ``event``, or ``None`` when it is not stored."""
     known = event.database in connections.settings
     if known and not retry_settings(connections[event.database]).record_events:
-        return False
+        return None
     alias = events_database(event.database if known else None)
     if alias is None:
         # A DatabaseWrapper made outside DATABASES: nowhere obvious to store.
         logger.debug("retry event of unconfigured database %r not stored", event.database)
+    return alias
+
+
+def _reason_to_defer(event: SettledEvent, target: str) -> str | None:
+    if event.outcome == "exhausted" and _same_database(target, event.database):
+        return "its database did not come back in time"
+    remaining = remaining_time()
+    if remaining is not None and remaining < MIN_STORE_TIME:
+        return "the operation's time is spent"
+    return None
+
+
+def _same_database(alias: str, other: str) -> bool:
+    if alias == other:
+        return True
+    if other not in connections.settings:
         return False
-    wrapper = events_connection(alias)
+    mine, theirs = connections.settings[alias], connections.settings[other]
+    return all(mine.get(key) == theirs.get(key) for key in ("HOST", "PORT", "NAME"))
+
+
+def _defer(target: str, event: SettledEvent, reason: str) -> None:
+    with _deferred_lock:
+        dropped = _deferred.popleft() if len(_deferred) >= MAX_DEFERRED else None
+        _deferred.append((target, event))
+    logger.info(
+        "retry event of database %r deferred: %s",
+        event.database,
+        reason,
+        extra={"orca_db": {"kind": "event_deferred", "database": event.database}},
+    )
+    if dropped is not None:
+        logger.warning(
+            "deferred retry event of database %r dropped: more than %d waiting",
+            dropped[1].database,
+            MAX_DEFERRED,
+            extra={"orca_db": {"kind": "event_dropped", "database": dropped[1].database}},
+        )
+
+
+def _take_deferred(target: str) -> list[SettledEvent]:
+    with _deferred_lock:
+        taken = [event for alias, event in _deferred if alias == target]
+        kept = [(alias, event) for alias, event in _deferred if alias != target]
+        _deferred.clear()
+        _deferred.extend(kept)
+    return taken
+
+
+def _store(target: str, events: list[SettledEvent]) -> int:
+    """Write the deferred events of ``target`` and ``events`` in one
+    connection; put them back (deferred) if that fails."""
+    batch = _take_deferred(target) + events
+    if not batch:
+        return 0
+    token = _storing.set(True)
+    wrapper = events_connection(target)
     try:
         query = sql.InsertQuery(RetryEvent)
         fields = [f for f in RetryEvent._meta.concrete_fields if not f.primary_key]
-        query.insert_values(fields, [RetryEvent.from_event(event)])
+        query.insert_values(fields, [RetryEvent.from_event(event) for event in batch])
         query.get_compiler(connection=wrapper).execute_sql()
+    except BaseException:
+        with _deferred_lock:
+            _deferred.extendleft((target, event) for event in reversed(batch))
+            while len(_deferred) > MAX_DEFERRED:
+                _deferred.pop()
+        raise
     finally:
         wrapper.close()
-    return True
+        _storing.reset(token)
+    return len(batch)
+
+
+def _log_failure(database: str, error: BaseException) -> None:
+    logger.warning(
+        "could not store the retry event of database %r: %s: %s",
+        database,
+        type(error).__name__,
+        scrub_message(str(error)),
+        extra={
+            "orca_db": {
+                "kind": "store_failed",
+                "database": database,
+                "error_type": type(error).__name__,
+            }
+        },
+    )
 
 
 def events_connection(alias: str):
     """A new, unconnected ``DatabaseWrapper`` on ``alias``'s database for
-    writing events: no retries, short connect timeout, no pool, no reuse."""
+    writing events: one attempt, short connect timeout and statement
+    deadline, no pool, no reuse."""
     source = connections[alias]
     settings_dict = copy.deepcopy(source.settings_dict)
     options = settings_dict.setdefault("OPTIONS", {})
@@ -110,7 +234,12 @@ def events_connection(alias: str):
         isinstance(source, AuroraRetryMixin)
         or source.settings_dict.get("ENGINE") == DATA_API_ENGINE
     ):
-        options[OPTIONS_KEY] = {**(options.get(OPTIONS_KEY) or {}), "enabled": False}
+        options[OPTIONS_KEY] = {
+            **(options.get(OPTIONS_KEY) or {}),
+            "max_attempts": 1,
+            "record_events": False,
+            "statement_deadline": EVENTS_STATEMENT_DEADLINE,
+        }
     if source.vendor == "postgresql":
         options["connect_timeout"] = EVENTS_CONNECT_TIMEOUT
     settings_dict["CONN_MAX_AGE"] = 0

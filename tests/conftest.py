@@ -13,6 +13,16 @@ def _fresh_retry_settings():
     conf.clear_cache()
 
 
+@pytest.fixture(autouse=True)
+def _no_deferred_events():
+    """Retry events deferred by one test are not written by the next."""
+    from orca_db_app import receivers
+
+    yield
+    with receivers._deferred_lock:
+        receivers._deferred.clear()
+
+
 @pytest.fixture
 def events():
     """The retry events (``orca_db.signals.retry_event``) sent during the test."""
@@ -119,3 +129,35 @@ class BackendKiller:
 def backend_killer(django_db_blocker):
     with django_db_blocker.unblock():
         yield BackendKiller()
+
+
+# ----- a local AWS (moto's server) for the orca_db.aws tests ------------------
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto's server, a real HTTP endpoint, for the whole session."""
+    from orca_db.testing.aws import MotoServer
+
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server, monkeypatch):
+    """boto3 pointed at an empty moto server through the standard AWS
+    variables; orca_db.aws's clients, secrets and tokens forgotten."""
+    from orca_db.aws.clients import clear_clients
+    from orca_db.aws.credentials import forget_credentials
+
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in moto_server.environ().items():
+        monkeypatch.setenv(key, value)
+    moto_server.reset()
+    clear_clients()
+    forget_credentials()
+    yield moto_server
+    clear_clients()
+    forget_credentials()

@@ -82,6 +82,10 @@ def sample_events():
     return RetryEvent.objects.bulk_create(rows)
 
 
+def chart_of(html: str) -> str:
+    return html.split('<div id="retry-chart"')[1].rsplit("</figure>", 1)[0]
+
+
 def listed(response) -> list[RetryEvent]:
     return list(response.context["cl"].result_list)
 
@@ -92,10 +96,12 @@ def test_changelist_shows_events_and_the_chart(viewer, sample_events):
     assert len(listed(response)) == 3
     html = response.content.decode()
     assert '<div id="retry-chart"' in html
-    chart_html = html.split('<div id="retry-chart"')[1].split("</div>")[0]
+    chart_html = chart_of(html)
     assert chart_html.count("<svg") == 2
-    # The 20-day-old event is outside the chart's 7 days.
+    # The 20-day-old event is outside the chart's range, the last 7 days
+    # (the shortest holding the events of the last week: 2 and 30 hours old).
     chart = response.context["retry_chart"]
+    assert chart.span.label == "Last 7 days" and chart.buckets == 7 * 24
     assert (chart.total, chart.recovered, chart.failed) == (2, 1, 1)
     assert chart.slowest_ms == 850.0
     assert re.search(r'<rect class="recovered"[^>]*><title>[^<]*1 recovered, 0 failed', html)
@@ -138,10 +144,16 @@ def test_date_hierarchy_and_chart_follow_the_filters(viewer, sample_events):
         f"&occurred_at__day={old.day}"
     )
     assert [event.phase for event in listed(response)] == ["transaction"]
-    assert response.context["retry_chart"].total == 0
-    assert "No events" in response.content.decode()
+    # The chart shows the day the list is filtered to, hour by hour.
+    chart = response.context["retry_chart"]
+    assert (chart.total, chart.failed, chart.buckets) == (1, 1, 24)
+    assert chart.span.label == old.strftime("%b %d, %Y")
+    assert chart.events.title == "Events per hour"
     response = viewer.get(f"{CHANGELIST}?database=reports")
     assert response.context["retry_chart"].total == 1
+    response = viewer.get(f"{CHANGELIST}?q=nothing-matches-this")
+    assert response.context["retry_chart"].total == 0
+    assert "No events" in response.content.decode()
 
 
 def test_detail_page_is_read_only(viewer, sample_events):
@@ -195,3 +207,64 @@ def test_only_the_view_permission_exists():
     )
     assert "view_retryevent" in codenames
     assert not codenames & {"add_retryevent", "change_retryevent", "delete_retryevent"}
+
+
+def make_events(*ages: datetime.timedelta) -> None:
+    now = timezone.now()
+    RetryEvent.objects.bulk_create(
+        RetryEvent(
+            occurred_at=now - age,
+            database="default",
+            phase="execute",
+            error_type="AdminShutdown",
+            attempts=2,
+            outcome="recovered",
+            elapsed_ms=120.0,
+        )
+        for age in ages
+    )
+
+
+def test_a_burst_of_events_fills_the_chart_of_the_last_hour(viewer):
+    """After the demo every event sits in the same few minutes: the chart
+    shows the last hour minute by minute (before: the last 7 days, one thin
+    bar at the right edge)."""
+    make_events(*(datetime.timedelta(seconds=s) for s in range(30, 600, 20)))
+    response = viewer.get(CHANGELIST)
+    chart = response.context["retry_chart"]
+    assert chart.span.label == "Last hour"
+    assert chart.buckets == 60
+    assert chart.events.title == "Events per minute"
+    assert chart.total == 29
+    assert len(chart.events.bars["recovered"]) >= 9  # one bar per minute with events
+    # A label every 10 minutes (the date instead at midnight).
+    assert len(chart.x_ticks) == 6
+    assert all(re.fullmatch(r"\d\d:\d0|\w{3} \d\d", tick.label) for tick in chart.x_ticks)
+
+
+def test_a_day_of_events_is_shown_hour_by_hour(viewer):
+    make_events(datetime.timedelta(hours=5), datetime.timedelta(minutes=3))
+    chart = viewer.get(CHANGELIST).context["retry_chart"]
+    assert (chart.span.label, chart.buckets, chart.total) == ("Last 24 hours", 24, 2)
+
+
+@pytest.mark.parametrize(
+    "age",
+    [datetime.timedelta(minutes=5), datetime.timedelta(hours=20), datetime.timedelta(days=6)],
+)
+def test_axis_labels_stay_inside_the_chart_and_a_legend_says_what_is_what(viewer, age):
+    make_events(age)
+    response = viewer.get(CHANGELIST)
+    chart = response.context["retry_chart"]
+    assert 2 <= len(chart.x_ticks) <= 12
+    for tick in chart.x_ticks:
+        assert 0 <= tick.percent <= 100
+        # A label near an end is anchored on its inner side (before: "Nov 3"
+        # for "Nov 30", cut at the right edge of the drawing).
+        if tick.percent > 92:
+            assert tick.align == "end"
+        if tick.percent < 8:
+            assert tick.align == "start"
+    html = chart_of(response.content.decode())
+    for series in ("recovered", "failed", "slowest"):
+        assert f'<span class="swatch {series}"></span>' in html

@@ -133,6 +133,67 @@ def log_in(page, live_server, username: str) -> None:
     page.click("input[type=submit]")
 
 
+# Where each visible x-axis label is, and the axis it belongs to (CSS px).
+LABEL_BOXES = """() => [...document.querySelectorAll('#retry-chart .x-axis')].map(axis => {
+  const box = axis.getBoundingClientRect();
+  const labels = [...axis.querySelectorAll('span')]
+    .filter(span => getComputedStyle(span).display !== 'none')
+    .map(span => {
+      const r = span.getBoundingClientRect();
+      return {left: r.left, right: r.right, text: span.textContent,
+              size: parseFloat(getComputedStyle(span).fontSize)};
+    });
+  return {left: box.left, right: box.right, labels};
+})"""
+
+
+def assert_labels_fit(page) -> None:
+    """Every visible x-axis label inside its axis, none over another, none
+    shrunk below 11 CSS px (before: the last label cut off at the drawing's
+    edge, and on a phone every label scaled down with the drawing)."""
+    axes = page.evaluate(LABEL_BOXES)
+    assert len(axes) == 2  # one per panel
+    for axis in axes:
+        labels = sorted(axis["labels"], key=lambda label: label["left"])
+        assert len(labels) >= 2, axis
+        for label in labels:
+            assert axis["left"] - 0.5 <= label["left"], label
+            assert label["right"] <= axis["right"] + 0.5, label
+            assert label["size"] >= 11, label
+        for before, after in zip(labels, labels[1:], strict=False):
+            assert before["right"] <= after["left"], (before, after)
+
+
+def assert_legend_visible(page) -> None:
+    legend = page.locator("#retry-chart ul.legend li")
+    assert legend.all_inner_texts() == [
+        "recovered",
+        "failed (retries exhausted, or raised)",
+        "slowest recovery",
+    ]
+    assert all(item.is_visible() for item in legend.all())
+
+
+def fill_last_minutes_of_events() -> None:
+    """What the demo leaves: a few dozen events within a few minutes."""
+    now = timezone.now()
+    rng = random.Random(7)
+    RetryEvent.objects.bulk_create(
+        RetryEvent(
+            occurred_at=now - datetime.timedelta(seconds=rng.uniform(0, 400)),
+            database="orca_demo",
+            phase=rng.choice(["connect", "execute", "transaction"]),
+            outcome=rng.choice(["recovered"] * 5 + ["raised"]),
+            error_type="AdminShutdown",
+            sqlstate="57P01",
+            message="terminating connection due to serverless scale event timeout",
+            attempts=rng.randint(1, 4),
+            elapsed_ms=rng.uniform(20, 1800),
+        )
+        for _ in range(53)
+    )
+
+
 def test_admin_in_a_browser(live_server, django_user_model, kill_backend, images):
     # Everything touching the database happens before Playwright starts:
     # its event loop makes Django refuse synchronous ORM calls.
@@ -158,8 +219,22 @@ def test_admin_in_a_browser(live_server, django_user_model, kill_backend, images
             assert page.locator("#retry-chart rect.slowest").count() > 10
             assert page.locator("#retry-chart rect.failed").count() > 0
             assert "events" in page.inner_text("#retry-chart .summary")
+            assert page.inner_text("#retry-chart .summary").startswith("Last 7 days")
             assert page.locator("#result_list tbody tr").count() == 50  # one page
+            assert_labels_fit(page)
+            assert_legend_visible(page)
             page.screenshot(path=str(images / "retry-events-changelist.png"))
+
+            # On a phone: labels keep their size and fit, every other one shown.
+            phone = browser.new_page(viewport={"width": 390, "height": 844})
+            log_in(phone, live_server, "operator")
+            phone.wait_for_selector("#retry-chart svg")
+            assert_labels_fit(phone)
+            assert_legend_visible(phone)
+            chart_box = phone.locator("#retry-chart").bounding_box()
+            assert chart_box is not None and chart_box["width"] <= 390
+            phone.locator("#retry-chart").screenshot(path=str(images / "retry-events-phone.png"))
+            phone.close()
 
             # Filters: the sidebar links narrow the list and the chart.
             page.click("#changelist-filter a:text-is('Exhausted')")
@@ -195,5 +270,28 @@ def test_admin_in_a_browser(live_server, django_user_model, kill_backend, images
             assert "staff account" in other.inner_text(".errornote")
             other.goto(f"{live_server.url}/admin/orca_db_app/retryevent/")
             assert "/admin/login/" in other.url
+        finally:
+            browser.close()
+
+    # After the demo every event sits in a few minutes: the chart shows the
+    # last hour, minute by minute, instead of one thin bar of a week.
+    RetryEvent.objects.all().delete()
+    fill_last_minutes_of_events()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            log_in(page, live_server, "operator")
+            page.wait_for_selector("#retry-chart svg")
+            assert page.inner_text("#retry-chart .summary").startswith("Last hour")
+            assert page.inner_text("#retry-chart figcaption >> nth=0") == "Events per minute"
+            assert (
+                page.locator("#retry-chart svg.events, #retry-chart figure.events rect").count()
+                >= 5
+            )
+            assert_labels_fit(page)
+            page.locator("#retry-chart").screenshot(
+                path=str(images / "retry-events-after-demo.png")
+            )
         finally:
             browser.close()

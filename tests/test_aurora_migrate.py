@@ -26,10 +26,10 @@ def scratch(django_db_blocker):
 
 
 def test_migrates_with_the_timeouts_set(scratch):
-    out, _ = run("orca_db_app", database=scratch, lock_timeout="3s", statement_timeout="1min")
+    out, _ = run("orca", database=scratch, lock_timeout="3s", statement_timeout="1min")
     assert "is up" in out
     applied = MigrationRecorder(connections[scratch]).applied_migrations()
-    assert ("orca_db_app", "0003_orca_lookup_data") in applied
+    assert ("orca", "0002_lookup_data") in applied
     # The run's connection carried the timeouts.
     with connections[scratch].cursor() as cursor:
         cursor.execute("SHOW lock_timeout")
@@ -37,9 +37,9 @@ def test_migrates_with_the_timeouts_set(scratch):
 
 
 def test_plan_runs_nothing(scratch):
-    out, _ = run("orca_db_app", database=scratch, plan=True)
-    assert "Apply orca_db_app.0002_orca_schema" in out
-    assert "create the ORCA tables" in out
+    out, _ = run("orca", database=scratch, plan=True)
+    assert "Apply orca.0001_initial" in out
+    assert "-> create the tables of schema 'orca'" in out
     assert not MigrationRecorder(connections[scratch]).has_table()
 
 
@@ -82,7 +82,7 @@ def test_a_lock_held_elsewhere_fails_fast_then_the_rerun_succeeds(scratch):
     try:
         call_command(
             "aurora_migrate",
-            "orca_db_app",
+            "orca",
             database=scratch,
             lock_timeout="200ms",
             stdout=io.StringIO(),
@@ -94,7 +94,7 @@ def test_a_lock_held_elsewhere_fails_fast_then_the_rerun_succeeds(scratch):
         holder.close()
     assert "within lock_timeout" in err_stream.getvalue()
     applied = MigrationRecorder(connections[scratch]).applied_migrations()
-    assert ("orca_db_app", "0003_orca_lookup_data") in applied
+    assert ("orca", "0002_lookup_data") in applied
 
 
 def test_a_scale_event_in_the_middle_of_a_migration_is_rerun(scratch):

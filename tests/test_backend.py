@@ -394,11 +394,15 @@ def test_reconnect_restores_role_and_isolation_level(wrapper_factory, kill_backe
 # ----- logging ------------------------------------------------------------------
 
 
-def test_retry_log_records_carry_facts_but_no_parameters(kill_backend, caplog):
+def test_retry_log_records_carry_facts_but_no_parameters(backend_killer, caplog):
     Note.objects.create(text="x")
-    kill_backend()
+    backend_killer.kill_when_running(backend_pid(), "pg_sleep")
     with caplog.at_level(logging.INFO, logger="orca_db.retry"):
-        assert Note.objects.filter(text="s3cr3t-t0ken").count() == 0
+        # Killed mid-query (an idle connection would be replaced before
+        # sending, with no retry to log).
+        notes = Note.objects.filter(text="s3cr3t-t0ken").extra(where=["pg_sleep(0.3) IS NOT NULL"])
+        assert notes.count() == 0
+    backend_killer.join()
     payloads = [r.orca_db for r in caplog.records if hasattr(r, "orca_db")]
     kinds = [p["kind"] for p in payloads]
     assert kinds == ["retry", "settled"]

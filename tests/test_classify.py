@@ -89,7 +89,7 @@ def classify_with_code(error, sqlstate):
 
     WithCode.__name__ = type(error).__name__
     WithCode.__module__ = type(error).__module__
-    return classify(WithCode("x"))
+    return classify(WithCode(*error.args))
 
 
 SERVER_CLOSED = (
@@ -127,12 +127,26 @@ SERVER_CLOSED = (
             False,
         ),
         ("FATAL:  the database system is starting up", True, True),
-        ("FATAL:  sorry, too many clients already", True, False),
+        # refused at connect time: the session never started
+        ("FATAL:  sorry, too many clients already", True, True),
+        ("FATAL:  remaining connection slots are reserved for roles with privileges", True, True),
+        # EAI_AGAIN: the resolver asked us to try again (Lambda's VPC DNS)
+        (
+            'could not translate host name "db.cluster.example" to address: '
+            "Temporary failure in name resolution",
+            True,
+            True,
+        ),
         # never retried
         ('FATAL:  password authentication failed for user "orca"', False, False),
         ('FATAL:  role "nobody" does not exist', False, False),
         ('FATAL:  database "nope" does not exist', False, False),
         ('could not translate host name "no.such.host" to address', False, False),
+        (
+            'could not translate host name "no.such.host" to address: Name or service not known',
+            False,
+            False,
+        ),
         ('FATAL:  no pg_hba.conf entry for host "1.2.3.4"', False, False),
     ],
 )
@@ -165,3 +179,67 @@ def test_django_wrapped_errors_are_unwrapped():
     except DjangoOperationalError as wrapped:
         assert driver_error(wrapped) is inner
         assert classify(wrapped).retryable
+
+
+@pytest.mark.parametrize(
+    "message, storm",
+    [
+        ("FATAL:  sorry, too many clients already", True),
+        ("FATAL:  the database system is starting up", True),
+        ("FATAL:  the database system is not yet accepting connections", True),
+        (
+            "FATAL:  terminating connection because backend initialization completed past "
+            "serverless scale point",
+            False,
+        ),
+        (SERVER_CLOSED, False),
+        ('connection to server at "h", port 5432 failed: Connection refused', False),
+    ],
+)
+def test_a_full_or_starting_server_is_a_storm(message, storm):
+    """Storms back off with full jitter up to a larger cap (orca_db.backoff)."""
+    assert classify(Database.OperationalError(message)).storm is storm
+
+
+def test_storm_sqlstates():
+    for name, code in (("TooManyConnections", "53300"), ("CannotConnectNow", "57P03")):
+        error = getattr(errors, name)("x")
+        failure = classify(error) if DRIVER == "psycopg" else classify_with_code(error, code)
+        assert failure.storm
+    error = errors.AdminShutdown("x")
+    failure = classify(error) if DRIVER == "psycopg" else classify_with_code(error, "57P01")
+    assert not failure.storm
+
+
+@pytest.mark.parametrize(
+    "message, retryable, not_applied",
+    [
+        # waited in PgBouncer's queue, never sent to a server
+        ("query_wait_timeout", True, True),
+        ("no more connections allowed (max_client_conn)", True, True),
+        ("server login has been failing, try again later (server_login_retry)", True, True),
+        ("pgbouncer cannot connect to server", True, True),
+        ("client_login_timeout (server down)", True, True),
+        # the server connection died under the client: what was in flight
+        # may have run
+        ("server conn crashed?", True, False),
+        ("idle transaction timeout", True, False),
+        # PgBouncer ended a query that ran too long: it may have run, and
+        # would run as long again
+        ("query timeout", False, False),
+        # a real protocol violation
+        ("invalid message format", False, False),
+    ],
+)
+def test_pgbouncer_errors(message, retryable, not_applied):
+    """PgBouncer sends its own errors as 08P01 (protocol_violation)."""
+    error = errors.ProtocolViolation(message)
+    failure = classify(error) if DRIVER == "psycopg" else classify_with_code(error, "08P01")
+    assert (failure.retryable, failure.not_applied) == (retryable, not_applied)
+
+
+def test_conflicts_are_not_retried_alone_but_marked():
+    for name, code in (("SerializationFailure", "40001"), ("DeadlockDetected", "40P01")):
+        error = getattr(errors, name)("x")
+        failure = classify(error) if DRIVER == "psycopg" else classify_with_code(error, code)
+        assert failure.conflict and not failure.retryable

@@ -2,53 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import json
+import logging
+import re
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import connections
 
 from orca_db import conf
 from orca_db.testing.postgres import connect_driver, free_port
-
-
-def run_command(*args: str) -> tuple[str, str, int]:
-    """Run a management command in-process: (stdout, stderr, exit code)."""
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command(*args, stdout=out, stderr=err)
-        code = 0
-    except CommandError as error:
-        # What BaseCommand.run_from_argv does on the command line.
-        err.write(f"CommandError: {error}\n")
-        code = error.returncode
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    return out.getvalue(), err.getvalue(), code
-
-
-@contextlib.contextmanager
-def database_alias(alias: str, **overrides: Any) -> Iterator[str]:
-    """A temporary DATABASES alias: ``default``'s settings with ``overrides``."""
-    settings = copy.deepcopy(connections["default"].settings_dict)
-    settings.update(overrides)
-    connections.settings[alias] = settings
-    try:
-        yield alias
-    finally:
-        with contextlib.suppress(Exception):
-            connections[alias].close()
-        with contextlib.suppress(AttributeError):
-            del connections[alias]
-        del connections.settings[alias]
+from tests.commands import database_alias, run_command
 
 
 def session(alias: str = "default", **kwargs: Any):
@@ -192,7 +161,7 @@ def test_wake_unknown_database_exits_2_in_json():
 def test_wake_rejects_a_bad_timeout():
     out, err, code = run_command("aurora_wake", "--timeout", "0")
     assert code == 2
-    assert "--timeout must be a positive number" in err
+    assert "argument --timeout: must be a positive number of seconds, got '0'" in err
 
 
 # ----- aurora_verify ----------------------------------------------------------
@@ -235,6 +204,42 @@ def test_verify_fails_when_the_retry_layer_is_off():
     assert "PASS  syntax error surfaced at once" in out
     assert "3 of 4 checks failed: read replayed" in err
     assert leftover_tables() == []
+
+
+class Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_verify_reports_its_faults_itself_not_as_error_log_lines():
+    """The faults it injects on purpose are in its own output; orca_db's log
+    lines about them are held back (before: ``ERROR orca_db.retry: execute on
+    database 'default' raised after 1 attempt(s)`` next to "4/4 passed")."""
+    handler = Records()
+    logger = logging.getLogger("orca_db")
+    logger.addHandler(handler)
+    saved = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        out, err, code = run_command("aurora_verify", "-v", "2")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
+    assert code == 0, out + err
+    about_default = [
+        r for r in handler.records if getattr(r, "orca_db", {}).get("database") == "default"
+    ]
+    assert about_default == [], [r.getMessage() for r in about_default]
+    assert re.search(r"Injected on purpose: 3 fault\(s\), which provoked [1-9]\d* retry", out)
+    assert re.search(r"injected: pg_terminate_backend\(\d+\) while its SELECT ran", out)
+    assert re.search(r"retry event: execute recovered after \d+ attempt\(s\)", out)
+    # The log works again afterwards.
+    assert logging.getLogger("orca_db.retry").filters == []
 
 
 # ----- aurora_blockers --------------------------------------------------------
@@ -305,18 +310,40 @@ def test_blockers_lists_long_queries_listen_and_temporary_tables(sessions):
     assert found["orca-sleeper"]["reasons"][0]["kind"] == "long_query"
     assert found["orca-sleeper"]["query"] == "SELECT pg_sleep(3)"
     assert [r["kind"] for r in found["orca-listen"]["reasons"]] == ["listen"]
-    temp_details = [
-        r["detail"]
-        for s in json.loads(run_command("aurora_blockers", "--json")[0])["sessions"]
-        for r in s["reasons"]
-        if r["kind"] == "temporary_tables"
-    ]
-    assert any("orca_scratch" in detail for detail in temp_details)
+    data = json.loads(run_command("aurora_blockers", "--json")[0])
     if connections["default"].pg_version >= 160000:
         # From PostgreSQL 16 the table is traced to the session that made it.
-        assert found["orca-temp"]["reasons"] == [
+        mine = {s["application_name"]: s for s in data["sessions"]}
+        assert mine["orca-temp"]["reasons"] == [
             {"kind": "temporary_tables", "detail": "temporary tables: orca_scratch"}
         ]
+    else:
+        # Before, it is listed apart, with its schema.
+        tables = [t for temp in data["unattributed_temporary_tables"] for t in temp["tables"]]
+        assert "orca_scratch" in tables
+
+
+@pytest.mark.django_db(transaction=True)
+def test_blockers_counts_each_session_once(sessions):
+    """Five sessions, one with a temporary table: five sessions, whether or
+    not PostgreSQL can tie the table to its session (fails before the fix:
+    the untied table was counted as a sixth)."""
+    names = [f"orca-count-{i}" for i in range(5)]
+    for name in names:
+        conn = sessions(name)
+    conn.cursor().execute("CREATE TEMPORARY TABLE orca_counted (id integer)")
+    out, err, code = run_command("aurora_blockers", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    mine = [s for s in data["sessions"] if s["application_name"] in names]
+    assert len(mine) == 5
+    # Every entry is a session (the suite's own connections may be listed too).
+    assert all(s["pid"] is not None for s in data["sessions"])
+    text, _, _ = run_command("aurora_blockers")
+    summary = text.splitlines()[-1]
+    assert summary.startswith(f"{len(data['sessions'])} session(s) on 'default'"), summary
+    if connections["default"].pg_version < 160000:
+        assert "temporary tables in pg_temp_" in text and "orca_counted" in text
 
 
 @pytest.mark.django_db(transaction=True)

@@ -57,9 +57,9 @@ def test_good_settings_are_quiet():
 )
 def test_e040_bad_options_name_the_key(options, fragment):
     messages = check(OPTIONS=options)
-    assert ids(messages) == ["orca_db.E040"]
+    assert ids(messages) == ["orca_db.E050"]
     assert fragment in messages[0].msg
-    assert "docs/checks.md#orca_dbe040" in messages[0].hint
+    assert "docs/checks.md#orca_dbe050" in messages[0].hint
 
 
 def test_e041_boto3_missing(monkeypatch):
@@ -69,12 +69,12 @@ def test_e041_boto3_missing(monkeypatch):
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name: None if name == "boto3" else real(name)
     )
-    assert ids(check()) == ["orca_db.E041"]
+    assert ids(check()) == ["orca_db.E051"]
 
 
 def test_w040_connection_settings_are_ignored():
     messages = check(HOST="cluster.example.com", PASSWORD="x")
-    assert ids(messages) == ["orca_db.W040"]
+    assert ids(messages) == ["orca_db.W050"]
     assert "HOST, PASSWORD" in messages[0].msg
 
 
@@ -88,13 +88,13 @@ def test_w040_connection_settings_are_ignored():
 )
 def test_w041_a_time_zone_the_data_api_cannot_set(settings, warned):
     with override_settings(**settings):
-        assert ids(check()) == (["orca_db.W041"] if warned else [])
-    assert ids(check(TIME_ZONE="Europe/Paris")) == ["orca_db.W041"]
+        assert ids(check()) == (["orca_db.W051"] if warned else [])
+    assert ids(check(TIME_ZONE="Europe/Paris")) == ["orca_db.W051"]
 
 
 def test_w042_deadline_past_the_lambda_timeout(monkeypatch):
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_TIMEOUT", "30")
-    assert ids(check()) == ["orca_db.W042"]  # the default deadline is 60 s
+    assert ids(check()) == ["orca_db.W052"]  # the default deadline is 60 s
     options = {"aurora": {**DATA_API["OPTIONS"]["aurora"], "deadline": 20}}
     assert check(OPTIONS=options) == []
 
@@ -103,7 +103,7 @@ def test_the_checks_run_with_djangos():
     from django.core import checks
 
     with override_settings(DATABASES={"default": DATA_API | {"OPTIONS": {}}}):
-        assert "orca_db.E040" in ids(checks.run_checks())
+        assert "orca_db.E050" in ids(checks.run_checks())
 
 
 # ----- aurora_wake ------------------------------------------------------------------

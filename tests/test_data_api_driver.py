@@ -303,3 +303,26 @@ def test_limits_default_to_the_data_apis():
         45.0,
         180.0,
     )
+
+
+def test_the_transaction_status_reads_as_libpqs(conn, table, data_api_endpoint):
+    # What orca_db.drivers (and through it retry_atomic) asks a connection.
+    from orca_db import drivers
+
+    assert drivers.transaction_status(conn) == drivers.IDLE
+    conn.autocommit = False
+    assert drivers.transaction_status(conn) == drivers.IDLE  # begins with a statement
+    one(conn, "SELECT 1")
+    assert drivers.transaction_status(conn) == drivers.INTRANS
+    with pytest.raises(errors.DataError):
+        one(conn, "SELECT 'x'::int")
+    assert drivers.transaction_status(conn) == drivers.INERROR
+    conn.rollback()
+    one(conn, "SELECT 1")
+    data_api_endpoint.scale_event()
+    with pytest.raises(errors.TransactionNotFoundException):
+        one(conn, "SELECT 1")
+    assert drivers.transaction_status(conn) == drivers.UNKNOWN
+    assert drivers.is_closed(conn)  # for retry_atomic: the transaction's session is gone
+    conn.rollback()
+    assert not drivers.Link(conn).server_closed()  # nothing to close while idle

@@ -20,6 +20,7 @@ from orca_db.events import lambda_request_id
 from orca_db.exceptions import RetriesExhausted, TransactionRolledBack
 from orca_db.logging import JsonFormatter
 from orca_db.testing.postgres import free_port
+from orca_db_app import receivers
 from orca_db_app.models import RetryEvent
 from tests.conftest import admin_connection
 from tests.driver import DRIVER
@@ -143,7 +144,9 @@ def test_events_connection_is_separate_without_retries_and_closed(kill_backend, 
     [events_db] = events_connections
     assert events_db.alias == "default__orca_events"
     assert events_db.connection is None  # closed right after the write
-    assert events_db.retry_settings.enabled is False
+    settings = events_db.retry_settings
+    assert settings.max_attempts == 1 and settings.record_events is False
+    assert settings.statement_deadline == 5
     assert events_db.get_connection_params()["connect_timeout"] == 2
     assert connection.connection.info.backend_pid != app_pid
     assert RetryEvent.objects.count() == 1
@@ -189,22 +192,51 @@ def test_events_database_setting_picks_where_events_go(kill_backend, events_conn
     assert RetryEvent.objects.using("other").get().database == "default"
 
 
-def test_store_failure_is_logged_never_raised(extra_alias, json_lines, events_connections):
-    # The event is about a database that is down, and goes to that database.
+def test_event_of_a_database_that_is_down_is_deferred_not_stored_into_it(
+    extra_alias, json_lines, events_connections
+):
+    # The event is about a database that is down, and goes to that database:
+    # no connection is tried into it; the event waits, and is in the logs.
     down = extra_alias("down", PORT=str(free_port()), OPTIONS={"aurora": {"max_attempts": 2}})
     with pytest.raises(RetriesExhausted):
         down.connect()  # (ensure_connection is fenced off by Django's tests)
 
     lines = json_lines()
     assert [line["outcome"] for line in settled(lines)] == ["exhausted"]
-    [failure] = [line for line in lines if line.get("kind") == "store_failed"]
+    [deferred] = [line for line in lines if line.get("kind") == "event_deferred"]
+    assert deferred["database"] == "down" and "did not come back" in deferred["message"]
+    assert len(events_connections) == 0
+    assert receivers.deferred_count() == 1
+    # Still down: a flush fails once, is logged, never raised; nothing lost.
+    assert receivers.flush_deferred_events() == 0
+    [failure] = [line for line in json_lines() if line.get("kind") == "store_failed"]
     assert failure["logger"] == "orca_db.events" and failure["level"] == "WARNING"
     assert failure["database"] == "down"
-    assert "could not store" in failure["message"]
-    # One attempt, no retries of its own, and nothing left open.
-    assert len(events_connections) == 0
-    assert not [line for line in lines if line.get("database") == "down__orca_events"]
+    assert receivers.deferred_count() == 1
     assert not RetryEvent.objects.exists()
+
+
+def test_deferred_events_are_written_by_the_next_store_that_works(extra_alias, kill_backend):
+    down = extra_alias("down", PORT=str(free_port()), OPTIONS={"aurora": {"max_attempts": 2}})
+    with pytest.raises(RetriesExhausted):
+        down.connect()
+    assert receivers.deferred_count() == 1
+    # "down" comes back (here: pointed at the live server).
+    down.settings_dict.update(PORT=connection.settings_dict["PORT"])
+    connections.settings["down"]["PORT"] = connection.settings_dict["PORT"]
+    Note.objects.count()
+    kill_backend()
+    Note.objects.count()  # a recovered read on "default", stored at once...
+    assert list(RetryEvent.objects.values_list("database", "outcome")) == [("default", "recovered")]
+    # ... into "default"; "down"'s event waits for a store into "down" (here
+    # the same server, so both rows end in one table).
+    assert receivers.deferred_count() == 1
+    assert receivers.flush_deferred_events() == 1
+    assert receivers.deferred_count() == 0
+    assert sorted(RetryEvent.objects.values_list("database", "outcome")) == [
+        ("default", "recovered"),
+        ("down", "exhausted"),
+    ]
 
 
 def test_bad_events_database_setting_is_logged(kill_backend, json_lines):
@@ -343,16 +375,18 @@ def test_prune_other_database():
         ((), {}, "Give --days or set ORCA_DB_EVENT_RETENTION_DAYS."),
         (("--days", "-1"), {}, "--days must be 0 or more, got -1."),
         (("--days", "1", "--batch-size", "0"), {}, "--batch-size must be 1 or more, got 0."),
-        (("--days", "1", "--database", "nope"), {}, "Database 'nope' does not exist."),
+        (("--days", "1", "--database", "nope"), {}, "Database alias 'nope' does not exist"),
         ((), {"ORCA_DB_EVENT_RETENTION_DAYS": "7"}, "must be a non-negative integer"),
         (("--days", "1"), {"ORCA_DB_EVENTS_DATABASE": "nope"}, "must name an alias"),
     ],
 )
-def test_prune_usage_errors_exit_1(args, settings, message):
+def test_prune_usage_errors_exit_2(args, settings, message):
+    # The commands' convention (docs/commands.md#exit-codes): usage and
+    # configuration errors exit 2.
     with override_settings(**settings), pytest.raises(CommandError) as excinfo:
         run(*args)
     assert message in str(excinfo.value)
-    assert excinfo.value.returncode == 1
+    assert excinfo.value.returncode == 2
 
 
 def test_prune_database_error_exits_2():
@@ -365,8 +399,9 @@ def test_prune_database_error_exits_2():
     finally:
         admin.cursor().execute("ALTER TABLE hidden_events RENAME TO orca_db_app_retryevent")
         admin.close()
+    # A missing table: no wait helps, migrate first.
     assert excinfo.value.returncode == 2
-    assert "after deleting 0 event(s) from 'default': ProgrammingError" in str(excinfo.value)
+    assert "after deleting 0 event(s) from 'default': UndefinedTable" in str(excinfo.value)
     assert "Running the command again is safe." in str(excinfo.value)
 
 

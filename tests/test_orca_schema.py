@@ -11,9 +11,9 @@ from django.core.management import call_command
 from django.db import connections
 from django.db.migrations.recorder import MigrationRecorder
 
-from orca_db_app.adoption import SchemaMismatch, compare, describe_tables
-from orca_db_app.migrations._orca_v5_shape import ORCA_V5
-from orca_db_app.models.orca import ORCA_MODELS
+from orca_db_app.orca.adoption import SchemaMismatch, compare, describe_tables
+from orca_db_app.orca.migrations._orca_v5_shape import ORCA_V5
+from orca_db_app.orca.models import ORCA_MODELS
 from tests.orca_helpers import scratch_database
 
 ORCA_SQL = (Path(__file__).parent / "fixtures" / "orca_v5_schema.sql").read_text()
@@ -27,7 +27,7 @@ def scratch(django_db_blocker):
 
 
 def migrate(alias: str, *args: str) -> None:
-    call_command("migrate", "orca_db_app", *args, database=alias, verbosity=0)
+    call_command("migrate", "orca", *args, database=alias, verbosity=0)
 
 
 def execute(alias: str, sql: str) -> None:
@@ -89,8 +89,8 @@ def test_an_orca_database_is_adopted_unchanged(scratch):
     before = describe_tables(connections[scratch], "orca", TABLES)
     migrate(scratch)
     applied = MigrationRecorder(connections[scratch]).applied_migrations()
-    assert ("orca_db_app", "0002_orca_schema") in applied
-    assert ("orca_db_app", "0003_orca_lookup_data") in applied
+    assert ("orca", "0001_initial") in applied
+    assert ("orca", "0002_lookup_data") in applied
     after = describe_tables(connections[scratch], "orca", TABLES)
     assert after == before
     assert compare(ORCA_V5, after, names=True) == []
@@ -98,7 +98,7 @@ def test_an_orca_database_is_adopted_unchanged(scratch):
     assert rows(scratch, "SELECT version_id FROM orca.schema_versions") == [(5,)]
     assert rows(scratch, "SELECT count(*) FROM orca.recovery_status") == [(4,)]
     assert rows(scratch, "SELECT to_regclass('orca.reconcile_s3_object_orca_archive_bucket')")[0][0]
-    from orca_db_app.models import ReconcileJob, ReconcileStatus
+    from orca_db_app.orca.models import ReconcileJob, ReconcileStatus
 
     job = ReconcileJob.objects.using(scratch).create(
         orca_archive_location="orca-archive-bucket",
@@ -137,26 +137,24 @@ def test_a_different_database_is_refused_with_the_differences(scratch, change, e
         migrate(scratch)
     assert expected in str(raised.value)
     applied = MigrationRecorder(connections[scratch]).applied_migrations()
-    assert ("orca_db_app", "0002_orca_schema") not in applied
+    assert ("orca", "0001_initial") not in applied
 
 
 def test_constraint_names_do_not_block_adoption(scratch):
     execute(scratch, ORCA_SQL)
     execute(scratch, "ALTER TABLE orca.files RENAME CONSTRAINT pk_files TO files_pkey")
     migrate(scratch)
-    assert ("orca_db_app", "0002_orca_schema") in MigrationRecorder(
-        connections[scratch]
-    ).applied_migrations()
+    assert ("orca", "0001_initial") in MigrationRecorder(connections[scratch]).applied_migrations()
 
 
 def test_plan_says_adopt_or_refuse(scratch):
     execute(scratch, ORCA_SQL)
     out = io.StringIO()
-    call_command("aurora_migrate", "orca_db_app", database=scratch, plan=True, stdout=out)
-    assert "adopt the existing ORCA tables (they match)" in out.getvalue()
+    call_command("aurora_migrate", "orca", database=scratch, plan=True, stdout=out)
+    assert "-> adopt the existing tables of schema 'orca' (they match)" in out.getvalue()
     execute(scratch, "ALTER TABLE orca.files DROP COLUMN hash_type")
     out = io.StringIO()
-    call_command("aurora_migrate", "orca_db_app", database=scratch, plan=True, stdout=out)
+    call_command("aurora_migrate", "orca", database=scratch, plan=True, stdout=out)
     assert "REFUSE" in out.getvalue()
     assert "files.hash_type: missing" in out.getvalue()
 
@@ -170,5 +168,13 @@ def test_a_lookup_row_that_differs_stops_the_data_migration(scratch):
 
 def test_unapplying_drops_the_schema(scratch):
     migrate(scratch)
-    migrate(scratch, "0001")
+    migrate(scratch, "zero")
     assert rows(scratch, "SELECT count(*) FROM pg_namespace WHERE nspname = 'orca'") == [(0,)]
+
+
+def test_orca_db_app_alone_makes_no_orca_schema(scratch):
+    """``INSTALLED_APPS = ["orca_db_app"]`` gives the retry events, not ORCA's
+    tables (before, its migrations created the 15-table ``orca`` schema)."""
+    call_command("migrate", "orca_db_app", database=scratch, verbosity=0)
+    assert rows(scratch, "SELECT count(*) FROM pg_namespace WHERE nspname = 'orca'") == [(0,)]
+    assert rows(scratch, "SELECT to_regclass('orca_db_app_retryevent') IS NOT NULL") == [(True,)]

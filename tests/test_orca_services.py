@@ -5,8 +5,8 @@ import datetime
 import pytest
 from django.db import IntegrityError, connection
 
-from orca_db_app import services
-from orca_db_app.models import (
+from orca_db_app.orca import services
+from orca_db_app.orca.models import (
     File,
     Granule,
     ReconcileJob,

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from orca_db.testing import pgwire
+from orca_db.testing.simulator.watch import QueryWatcher, ReplyWatcher
 
 
 def message(kind: bytes, body: bytes) -> bytes:
@@ -77,3 +78,74 @@ def test_error_response_fields():
     [(kind, body)] = pgwire.MessageReader().feed(raw)
     assert kind == ord("E")
     assert body == b"SFATAL\0VFATAL\0C57P01\0Mbye\0\0"
+
+
+def client_stream() -> tuple[bytes, list[tuple[int, list[str]]]]:
+    """A client's stream (simple and extended queries, a prepared statement
+    reused, a Sync with no Execute) and where each query ends, with its SQL."""
+    data, ends = message(b"p", b"password\0"), []
+
+    def add(raw: bytes, sql: list[str] | None = None) -> None:
+        nonlocal data
+        data += raw
+        if sql is not None:
+            ends.append((len(data), sql))
+
+    add(message(b"Q", b"SELECT 1\0"), ["SELECT 1"])
+    add(message(b"P", b"\0INSERT INTO t VALUES ($1)\0\0\0"))
+    add(message(b"B", b"\0\0" + bytes(6)) + message(b"D", b"P\0") + message(b"E", bytes(5)))
+    add(message(b"S", b""), ["INSERT INTO t VALUES ($1)"])
+    add(message(b"P", b"s1\0SELECT 2\0\0\0") + message(b"S", b""))  # prepared, not run
+    add(message(b"B", b"\0s1\0" + bytes(6)) + message(b"E", bytes(5)))
+    add(message(b"S", b""), ["SELECT 2"])
+    add(message(b"X", b""))
+    return data, ends
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_query_watcher_finds_queries_across_any_split(seed):
+    data, ends = client_stream()
+    rng = random.Random(seed)
+    watcher = QueryWatcher(pgwire.Boundaries())
+    forwarded, found = b"", []
+    position = 0
+    while position < len(data):
+        size = rng.choice([1, 2, 3, 5, 7, 40, 1000])
+        for piece, sql in watcher.feed(data[position : position + size]):
+            forwarded += piece
+            if sql is not None:
+                found.append((len(forwarded), sql))
+        position += size
+    # Every byte forwarded, in order; each query found where it ends.
+    assert forwarded == data
+    assert found == ends
+
+
+def test_query_watcher_starts_inside_a_message():
+    data, ends = client_stream()
+    boundaries = pgwire.Boundaries()
+    boundaries.advance(data[:3])  # three bytes into the password message
+    watcher = QueryWatcher(boundaries)
+    pieces = watcher.feed(data[3:])
+    assert b"".join(piece for piece, _ in pieces) == data[3:]
+    assert [sql for _, sql in pieces if sql] == [sql for _, sql in ends]
+    assert watcher.stop()[0] == b""
+
+
+def test_query_watcher_hands_back_an_incomplete_message():
+    watcher = QueryWatcher(pgwire.Boundaries())
+    query = message(b"Q", b"SELECT 1\0")
+    assert watcher.feed(query[:4]) == []
+    leftover, boundaries = watcher.stop()
+    assert leftover == query[:4]
+    assert boundaries.end_of_current(query[4:]) == len(query) - 4
+
+
+def test_reply_watcher_ends_at_ready_for_query():
+    reply = message(b"C", b"INSERT 0 1\0") + message(b"Z", b"I")
+    boundaries = pgwire.Boundaries()
+    boundaries.advance(message(b"N", b"notice")[:6])  # a message in progress
+    watcher = ReplyWatcher(boundaries)
+    rest = message(b"N", b"notice")[6:] + reply
+    assert not watcher.feed(rest[:-1])
+    assert watcher.feed(rest[-1:])

@@ -19,74 +19,18 @@ from orca_db.testing.simulator import (
     AuroraSimulator,
 )
 from tests.driver import DRIVER
-
-if DRIVER == "psycopg":
-    import psycopg as driver
-else:
-    import psycopg2 as driver
-
-DISCONNECTED = "server closed the connection unexpectedly"
-
-
-def connect(host: str, port: int, **kwargs):
-    """An autocommit connection of this run's driver to the default
-    database's server (its ``postgres`` database), as its superuser."""
-    settings = connections["default"].settings_dict
-    params = {
-        "host": host,
-        "port": port,
-        "user": settings["USER"],
-        "password": settings["PASSWORD"],
-        "dbname": "postgres",
-        "connect_timeout": 10,
-        **kwargs,
-    }
-    if DRIVER == "psycopg":
-        return driver.connect(autocommit=True, **params)
-    conn = driver.connect(**params)
-    conn.autocommit = True
-    return conn
-
-
-def through(sim: AuroraSimulator, **kwargs):
-    return connect(sim.host, sim.port, **kwargs)
-
-
-def server(**kwargs):
-    """A connection straight to the server, around the simulator."""
-    settings = connections["default"].settings_dict
-    return connect(settings["HOST"], settings["PORT"], **kwargs)
-
-
-def query(conn, sql: str, params=None) -> list[tuple]:
-    cur = conn.cursor()
-    cur.execute(sql, params)
-    return cur.fetchall() if cur.description else []
-
-
-def on_server(sql: str, params=None) -> list[tuple]:
-    conn = server()
-    try:
-        return query(conn, sql, params)
-    finally:
-        conn.close()
-
-
-def wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.01)
-
-
-def backend_alive(pid: int) -> bool:
-    return bool(on_server("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]))
-
-
-def sqlstate(error: BaseException) -> str | None:
-    return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
-
+from tests.sim_clients import (
+    DISCONNECTED,
+    backend_alive,
+    connect,
+    driver,
+    on_server,
+    query,
+    server,
+    sqlstate,
+    through,
+    wait_until,
+)
 
 # ----- plain forwarding -------------------------------------------------------
 
@@ -293,6 +237,7 @@ def test_pause_leaves_open_sessions_alone_and_can_resume_by_itself(aurora_simula
         ("eof", DISCONNECTED),
         ("too_many_connections", "FATAL:  sorry, too many clients already"),
         ("pg_hba", 'FATAL:  no pg_hba.conf entry for host "127.0.0.1"'),
+        ("starting_up", "FATAL:  the database system is starting up"),
     ],
 )
 def test_resume_storm_fails_some_connects_fast(aurora_simulator, failure, text):
@@ -430,9 +375,19 @@ def test_command_line(tmp_path):
         with pytest.raises(driver.OperationalError, match=SCALE_POINT_MESSAGE):
             connect("127.0.0.1", port)
         connect("127.0.0.1", port).close()
+        process.stdin.write("limit 0\n")
+        process.stdin.flush()
+        process.stdout.readline()
+        with pytest.raises(driver.OperationalError, match="too many clients already"):
+            connect("127.0.0.1", port)
+        process.stdin.write("limit off\nsilence\n")
+        process.stdin.flush()
+        process.stdout.readline()
+        assert process.stdout.readline().startswith("silenced 0 sessions")
+        process.stdout.readline()
         process.stdin.write("stats\nquit\n")
         process.stdin.flush()
-        assert "rejected=1" in process.stdout.readline()
+        assert "rejected=1 " in (last := process.stdout.readline()) and "limited=1 " in last
         assert process.wait(timeout=10) == 0
     finally:
         if process.poll() is None:

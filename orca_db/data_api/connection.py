@@ -226,6 +226,9 @@ class Connection(PsycopgShims):
                 self.broken = True  # for retry_atomic: run the block again
             raise
         self.transaction_id = response["transactionId"]
+        # A new transaction on a transport that works: what was lost before
+        # is behind us.
+        self.broken = False
         if self._isolation_sql:
             # Must be the first statement of the transaction, as psycopg's
             # BEGIN ISOLATION LEVEL is.

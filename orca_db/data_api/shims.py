@@ -1,7 +1,9 @@
 """What other code asks of a psycopg connection, answered for a Data API
-one: ``orca_db.backends.liveness`` (through ``retry_atomic``) asks for a
-socket to poll, ``django.contrib.postgres`` registers types on each new
-connection. Shims until orca-db's retry core asks a driver seam instead."""
+one, psycopg2's way (``orca_db.drivers`` tells the drivers apart by
+``pgconn``, which this connection has not): ``retry_atomic`` asks for the
+transaction status and a socket to poll, ``django.contrib.postgres``
+registers types on each new connection. Shims until ``orca_db.drivers``
+knows this driver."""
 
 from __future__ import annotations
 
@@ -10,21 +12,36 @@ from typing import Any
 
 from . import errors
 
+#: libpq's PGTransactionStatusType, as psycopg2's get_transaction_status().
+IDLE, ACTIVE, INTRANS, INERROR, UNKNOWN = range(5)
+
 
 class PsycopgShims:
     closed: bool
     broken: bool
+    aborted: bool
+    transaction_id: str | None
+    lost: Any
     _adapters: Any = None
 
     def fileno(self) -> int:
-        """A descriptor that never becomes readable while the connection is
-        usable: ``orca_db.backends.liveness.server_closed`` (which
-        ``retry_atomic`` asks before each run) then sees an open
-        connection, and a broken one raises, reading as closed. A server
-        cannot close a Data API connection while it is idle: there is none."""
-        if self.closed or self.broken:
-            raise errors.InterfaceError("connection closed")
+        """A descriptor that never becomes readable: a server cannot close
+        a Data API connection while it is idle, there is none
+        (``orca_db.drivers.Link.server_closed`` polls it before each run of
+        ``retry_atomic``)."""
+        if self.closed:
+            raise errors.InterfaceError("connection already closed")
         return _never_readable()
+
+    def get_transaction_status(self) -> int:
+        """The transaction's state, as libpq reports a session's: IDLE
+        before the first statement (a transaction begins with it), INTRANS,
+        INERROR after a failed statement, UNKNOWN once it is lost."""
+        if self.closed or self.lost is not None:
+            return UNKNOWN
+        if self.transaction_id is None:
+            return IDLE
+        return INERROR if self.aborted else INTRANS
 
     @property
     def adapters(self) -> Any:

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .postgres import PostgresServer, _unprivileged_user, free_port
+from .postgres import PostgresServer, free_port, unprivileged_user
 
 
 class PgBouncerNotFound(RuntimeError):
@@ -85,7 +85,7 @@ class PgBouncer:
             **(settings or {}),
         }
         self._process: subprocess.Popen | None = None
-        self._os_user = _unprivileged_user()
+        self._os_user = unprivileged_user()
 
     def _write_config(self) -> Path:
         server = self.server

@@ -22,6 +22,15 @@ BACKEND_KEY_DATA = ord("K")
 READY_FOR_QUERY = ord("Z")
 ERROR_RESPONSE = ord("E")
 
+# Client messages of a query: simple (Query), or extended (Parse, Bind,
+# Execute... up to Sync); Close forgets a prepared statement.
+QUERY = ord("Q")
+PARSE = ord("P")
+BIND = ord("B")
+EXECUTE = ord("E")
+SYNC = ord("S")
+CLOSE = ord("C")
+
 
 class ProtocolViolation(Exception):
     pass

@@ -56,7 +56,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _unprivileged_user() -> pwd.struct_passwd | None:
+def unprivileged_user() -> pwd.struct_passwd | None:
+    """The user to run PostgreSQL (and PgBouncer) as when we are root, since
+    both refuse to run as root (``ORCA_DB_PG_OS_USER``, else ``postgres``,
+    else ``nobody``); None when we are not root."""
     if os.geteuid() != 0:
         return None
     for name in (os.environ.get("ORCA_DB_PG_OS_USER"), "postgres", "nobody"):
@@ -96,7 +99,7 @@ class PostgresServer:
             "full_page_writes": "off",
             **(settings or {}),
         }
-        self._os_user = _unprivileged_user()
+        self._os_user = unprivileged_user()
         self.datadir = self.base / "data"
         self.logfile = self.base / "postgres.log"
         self._initialised = (self.datadir / "PG_VERSION").exists()

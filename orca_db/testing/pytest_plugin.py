@@ -10,6 +10,11 @@ Fixtures:
   server of Django's ``default`` database; point a connection at it with
   ``aurora_simulator.django_settings(settings_dict)``. Override
   ``aurora_simulator_upstream`` to put it in front of another server.
+  Its methods inject the faults: ``pause``/``resume`` (with ``storm``),
+  ``scale_event``, ``reject_startups``, ``limit_connections``,
+  ``starting_up``, ``silence``/``unsilence``, ``lose_replies``,
+  ``drop_connections``; wait on them with ``wait_for(lambda stats: ...)``
+  (docs/simulator.md). Every fault ends with the test.
 """
 
 from __future__ import annotations

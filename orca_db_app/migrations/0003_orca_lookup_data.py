@@ -1,36 +1,8 @@
-"""The rows of ORCA's lookup tables. Idempotent, since an adopted database
-has them already: a missing row is added, a row that says something else
-stops the migration (it would change the meaning of stored statuses)."""
+"""Once the rows of ORCA's lookup tables; now ``orca`` migration
+``0002_lookup_data`` adds them. Kept (empty) so that databases migrated
+before keep a consistent history."""
 
 from django.db import migrations
-
-LOOKUPS = {
-    "RecoveryStatus": {1: "pending", 2: "staged", 3: "error", 4: "success"},
-    "StorageClass": {1: "GLACIER", 2: "DEEP_ARCHIVE"},
-    "ReconcileStatus": {
-        1: "getting S3 list",
-        2: "staged",
-        3: "generating reports",
-        4: "error",
-        5: "success",
-    },
-}
-
-
-def add_lookup_rows(apps, schema_editor):
-    alias = schema_editor.connection.alias
-    for model_name, rows in LOOKUPS.items():
-        model = apps.get_model("orca_db_app", model_name)
-        existing = dict(model.objects.using(alias).values_list("id", "value"))
-        wrong = {i: v for i, v in existing.items() if i in rows and rows[i] != v}
-        if wrong:
-            raise RuntimeError(
-                f"{model._meta.db_table} has rows that differ from ORCA's: "
-                + ", ".join(f"{i}={v!r} (ORCA: {rows[i]!r})" for i, v in sorted(wrong.items()))
-            )
-        model.objects.using(alias).bulk_create(
-            [model(id=i, value=v) for i, v in rows.items() if i not in existing]
-        )
 
 
 class Migration(migrations.Migration):
@@ -38,7 +10,4 @@ class Migration(migrations.Migration):
         ("orca_db_app", "0002_orca_schema"),
     ]
 
-    operations = [
-        # Reversing keeps the rows: stored jobs and files refer to them.
-        migrations.RunPython(add_lookup_rows, migrations.RunPython.noop),
-    ]
+    operations = []

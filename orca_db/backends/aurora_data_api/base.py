@@ -71,7 +71,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     def _configure_connection(self, connection: Any) -> bool:
         # No session to configure: each call may run on another one. The
         # Data API's sessions are in UTC, Django's time zone with USE_TZ
-        # (orca_db.W041 warns otherwise).
+        # (orca_db.W051 warns otherwise).
         return False
 
     def ensure_timezone(self) -> bool:

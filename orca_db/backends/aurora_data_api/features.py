@@ -45,7 +45,7 @@ EXPECTED_FAILURES: dict[str, set[str]] = {
     },
     "The Data API session's time zone is the cluster's (UTC) and cannot be set "
     "per call: with USE_TZ = False, naive datetimes are not read in TIME_ZONE "
-    "(orca_db.W041).": {
+    "(orca_db.W051).": {
         "postgres_tests.test_ranges.TestRangeContainsLookup.test_datetime_range_contains",
     },
     "A Data API string parameter is a varchar (JDBC underneath), and "

@@ -2,7 +2,7 @@
 ``OPTIONS["aurora"]`` the cluster's ARN (``cluster_arn``) and the secret's
 (``secret``), beside the retry keys every engine reads
 (docs/data-api.md#settings). Checked at the first connect and by system
-check ``orca_db.E040``; each error names the key."""
+check ``orca_db.E050``; each error names the key."""
 
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ except ImportError as error:  # pragma: no cover - depends on the install
         "pip install 'orca-db[pool]'."
     ) from error
 
+from ...aws.credentials import apply_credentials
 from ..aurora.features import DatabaseFeatures
 from ..mixins import AuroraRetryMixin
 
@@ -52,6 +53,11 @@ class DatabaseWrapper(AuroraRetryMixin, PGDatabaseWrapperMixin, postgresql.Datab
     def get_new_connection(self, conn_params: dict[str, Any]):
         conn_params = {"connect_timeout": CONNECT_TIMEOUT, **conn_params}
         return super().get_new_connection(conn_params)
+
+    def _get_new_connection(self, conn_params: dict[str, Any]):
+        # The pool's creator: it was handed the parameters of the moment the
+        # pool was made; logins from AWS (secret, IAM token) are read now.
+        return super()._get_new_connection(apply_credentials(self, conn_params))
 
     def _close_broken_connection(self, connection) -> None:
         # A pooled connection's close() only checks it back in; invalidate()

@@ -4,7 +4,8 @@ cluster from reaching a scaling point or from pausing.
 What blocks what (docs/commands.md#aurora_blockers): a scaling point (v1)
 needs a moment with no running query, no open transaction, no temporary
 table, no table or advisory lock and no LISTEN; an auto-pause (v2) needs no
-connection at all. Exit codes: 0 listed (blockers or not), 2 could not run.
+connection at all. Exit codes: 0 listed (blockers or not), 1 the database
+did not answer within --timeout, 2 could not run (docs/commands.md).
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ from typing import Any
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connections
 
-from orca_db.statements import scrub_message
-from orca_db_app.management.base import EXIT_ERROR, DatabaseCommand
+from orca_db.retry import deadline_cap
+from orca_db_app.management.base import (
+    DatabaseCommand,
+    describe_error,
+    exit_code_of,
+    usage_error,
+)
 
 # One row per client session other than ours, with the locks it holds and
 # (PostgreSQL 16+) its temporary tables. pg_locks' relation names resolve
@@ -112,12 +118,83 @@ def _age(now: datetime.datetime, then: datetime.datetime | None) -> float | None
     return None if then is None else max(0.0, (now - then).total_seconds())
 
 
+def describe_session(row: tuple, long_query: float, query_length: int) -> dict[str, Any]:
+    (
+        pid, user, application, client_addr, datname, state, backend_start,
+        xact_start, query_start, now, query, table_locks, advisory_locks,
+        temp_schema, temp_tables,
+    ) = row  # fmt: skip
+    state = state or ""
+    xact_age = _age(now, xact_start)
+    query_age = _age(now, query_start)
+    reasons = []
+    if state == "active" and query_age is not None and query_age >= long_query:
+        reasons.append(("long_query", f"query running for {format_age(query_age)}"))
+    if state.startswith("idle in transaction"):
+        reasons.append(("idle_in_transaction", f"{state} for {format_age(xact_age)}"))
+    elif xact_age is not None and xact_age >= long_query:
+        reasons.append(("open_transaction", f"transaction open {format_age(xact_age)}"))
+    if table_locks:
+        reasons.append(("table_locks", "table locks: " + ", ".join(sorted(table_locks))))
+    if advisory_locks:
+        reasons.append(("advisory_locks", "advisory locks: " + ", ".join(sorted(advisory_locks))))
+    if temp_tables:
+        reasons.append(("temporary_tables", "temporary tables: " + ", ".join(temp_tables)))
+    if (query or "").lstrip().upper().startswith("LISTEN"):
+        reasons.append(("listen", "last statement was LISTEN"))
+    if not reasons:
+        reasons.append(("connected", "connected (blocks auto-pause)"))
+    # The age of what blocks: the transaction, else the running query,
+    # else the session itself.
+    if xact_start is not None:
+        age = xact_age
+    elif state == "active":
+        age = query_age
+    else:
+        age = _age(now, backend_start)
+    query = " ".join((query or "").split())
+    if query_length and len(query) > query_length:
+        query = query[: max(1, query_length - 3)] + "..."
+    return {
+        "pid": pid,
+        "age_seconds": round(age, 1) if age is not None else None,
+        "user": user,
+        "application_name": application,
+        "client_addr": client_addr,
+        "database": datname,
+        "state": state,
+        "backend_start": backend_start,
+        "xact_start": xact_start,
+        "query_start": query_start,
+        "reasons": [{"kind": kind, "detail": detail} for kind, detail in reasons],
+        "query": query,
+    }
+
+
+def list_sessions(
+    cursor, server_version: int, *, long_query: float = 10.0, query_length: int = 60,
+    all_databases: bool = False,
+) -> tuple[list[dict[str, Any]], list[tuple]]:  # fmt: skip
+    """The other sessions on the cursor's database (or cluster), each with
+    why it blocks, and the temporary schemas PostgreSQL < 16 cannot trace to
+    a session. Works on any driver cursor (aurora_status uses a plain one)."""
+    map_temp = server_version >= 160000
+    cursor.execute(SESSIONS_SQL, {"map_temp": map_temp, "all_databases": all_databases})
+    sessions = [describe_session(row, long_query, query_length) for row in cursor.fetchall()]
+    unmapped: list[tuple] = []
+    if not map_temp:
+        cursor.execute(ORPHAN_TEMP_SQL)
+        unmapped = cursor.fetchall()
+    return sessions, unmapped
+
+
 class Command(DatabaseCommand):
     help = (
         "List the sessions that can block an Aurora Serverless scaling point or "
         "auto-pause: long queries, open and idle-in-transaction sessions, table and "
         "advisory locks, temporary tables, LISTEN, idle connections."
     )
+    default_timeout = 60.0
 
     def add_arguments(self, parser) -> None:
         super().add_arguments(parser)
@@ -153,6 +230,7 @@ class Command(DatabaseCommand):
         *,
         database: str,
         as_json: bool,
+        timeout: float,
         verbosity: int,
         long_query: float,
         no_idle: bool,
@@ -160,123 +238,57 @@ class Command(DatabaseCommand):
         query_length: int,
         **options: Any,
     ) -> None:
-        self.check_alias(database)
+        self.database_alias(database)
         if long_query < 0:
-            raise CommandError("--long-query must not be negative.", returncode=EXIT_ERROR)
+            raise usage_error("--long-query must not be negative.")
         connection = connections[database]
+        self.connect(database, timeout)
         try:
-            connection.ensure_connection()
-            map_temp = connection.pg_version >= 160000  # type: ignore[attr-defined]
-            with connection.cursor() as cursor:
-                cursor.execute(SESSIONS_SQL, {"map_temp": map_temp, "all_databases": all_databases})
-                rows = cursor.fetchall()
-                unmapped = []
-                if not map_temp:
-                    cursor.execute(ORPHAN_TEMP_SQL)
-                    unmapped = cursor.fetchall()
+            with deadline_cap(timeout), connection.cursor() as cursor:
+                sessions, unmapped = list_sessions(
+                    cursor,
+                    connection.pg_version,  # type: ignore[attr-defined]
+                    long_query=long_query,
+                    query_length=query_length,
+                    all_databases=all_databases,
+                )
         except DatabaseError as error:
-            message = " ".join(scrub_message(str(error)).split())
             raise CommandError(
-                f"Cannot list sessions on database {database!r}: {message}",
-                returncode=EXIT_ERROR,
+                f"Cannot list sessions on database {database!r}: {describe_error(error)}",
+                returncode=exit_code_of(error),
             ) from error
 
-        sessions = [self._session(row, long_query, query_length) for row in rows]
         if no_idle:
             sessions = [s for s in sessions if s["reasons"][0]["kind"] != "connected"]
-        sessions += [
-            {
-                "pid": None,
-                "age_seconds": None,
-                "user": None,
-                "application_name": None,
-                "client_addr": None,
-                "database": connection.settings_dict["NAME"],
-                "state": None,
-                "reasons": [
-                    {
-                        "kind": "temporary_tables",
-                        "detail": f"temporary tables in {schema}: {', '.join(tables)} "
-                        "(PostgreSQL < 16 cannot name the session)",
-                    }
-                ],
-                "query": "",
-            }
-            for schema, tables in unmapped
-        ]
+        # Before PostgreSQL 16 a temporary table cannot be tied to the
+        # session that made it: listed apart, not counted as a session.
+        unattributed = [{"schema": schema, "tables": list(tables)} for schema, tables in unmapped]
         if as_json:
             self.write_json(
                 {
                     "database": database,
                     "long_query_seconds": long_query,
                     "sessions": sessions,
+                    "unattributed_temporary_tables": unattributed,
                 }
             )
         else:
-            self._write_table(database, sessions, verbosity)
+            self._write_table(database, sessions, unattributed, verbosity)
 
-    def _session(self, row: tuple, long_query: float, query_length: int) -> dict[str, Any]:
-        (
-            pid, user, application, client_addr, datname, state, backend_start,
-            xact_start, query_start, now, query, table_locks, advisory_locks,
-            temp_schema, temp_tables,
-        ) = row  # fmt: skip
-        state = state or ""
-        xact_age = _age(now, xact_start)
-        query_age = _age(now, query_start)
-        reasons = []
-        if state == "active" and query_age is not None and query_age >= long_query:
-            reasons.append(("long_query", f"query running for {format_age(query_age)}"))
-        if state.startswith("idle in transaction"):
-            reasons.append(("idle_in_transaction", f"{state} for {format_age(xact_age)}"))
-        elif xact_age is not None and xact_age >= long_query:
-            reasons.append(("open_transaction", f"transaction open {format_age(xact_age)}"))
-        if table_locks:
-            reasons.append(("table_locks", "table locks: " + ", ".join(sorted(table_locks))))
-        if advisory_locks:
-            reasons.append(
-                ("advisory_locks", "advisory locks: " + ", ".join(sorted(advisory_locks)))
-            )
-        if temp_tables:
-            reasons.append(("temporary_tables", "temporary tables: " + ", ".join(temp_tables)))
-        if (query or "").lstrip().upper().startswith("LISTEN"):
-            reasons.append(("listen", "last statement was LISTEN"))
-        if not reasons:
-            reasons.append(("connected", "connected (blocks auto-pause)"))
-        # The age of what blocks: the transaction, else the running query,
-        # else the session itself.
-        if xact_start is not None:
-            age = xact_age
-        elif state == "active":
-            age = query_age
-        else:
-            age = _age(now, backend_start)
-        query = " ".join((query or "").split())
-        if query_length and len(query) > query_length:
-            query = query[: max(1, query_length - 3)] + "..."
-        return {
-            "pid": pid,
-            "age_seconds": round(age, 1) if age is not None else None,
-            "user": user,
-            "application_name": application,
-            "client_addr": client_addr,
-            "database": datname,
-            "state": state,
-            "backend_start": backend_start,
-            "xact_start": xact_start,
-            "query_start": query_start,
-            "reasons": [{"kind": kind, "detail": detail} for kind, detail in reasons],
-            "query": query,
-        }
-
-    def _write_table(self, alias: str, sessions: list[dict[str, Any]], verbosity: int) -> None:
-        if not sessions:
+    def _write_table(
+        self,
+        alias: str,
+        sessions: list[dict[str, Any]],
+        unattributed: list[dict[str, Any]],
+        verbosity: int,
+    ) -> None:
+        if not sessions and not unattributed:
             if verbosity >= 1:
                 self.stdout.write(f"No other session on database {alias!r}: nothing blocks.")
             return
         rows = [
             (
-                "-" if s["pid"] is None else str(s["pid"]),
+                str(s["pid"]),
                 format_age(s["age_seconds"]),
                 s["user"] or "-",
                 s["application_name"] or "-",
@@ -287,10 +299,15 @@ class Command(DatabaseCommand):
             for s in sessions
         ]
         widths = [max(len(row[i]) for row in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
-        if verbosity >= 1:
+        if verbosity >= 1 and rows:
             self.stdout.write(self._line(COLUMNS, widths), self.style.MIGRATE_HEADING)
         for row in rows:
             self.stdout.write(self._line(row, widths))
+        for temp in unattributed:
+            self.stdout.write(
+                f"temporary tables in {temp['schema']}: {', '.join(temp['tables'])} "
+                "(they block a scaling point; PostgreSQL < 16 cannot name their session)"
+            )
         if verbosity >= 1:
             blocking = sum(1 for s in sessions if s["reasons"][0]["kind"] != "connected")
             self.stdout.write(

@@ -20,14 +20,15 @@ import time
 from typing import Any
 
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
+from django.core.management.base import CommandError, CommandParser
+from django.db import OperationalError, connections
 from django.db.backends.signals import connection_created
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.recorder import MigrationRecorder
 
 from orca_db.classify import classify, driver_error
 from orca_db.exceptions import OutcomeUnknown, RetriesExhausted, TransactionRolledBack
+from orca_db_app.management.base import EXIT_FAILED, DatabaseCommand, seconds, usage_error
 
 # Errors of a migration that a scale event explains: it was rolled back (or,
 # for a lost COMMIT, django_migrations tells whether it committed).
@@ -41,23 +42,28 @@ def _sqlstate(error: BaseException) -> str | None:
     return getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
 
 
-class Command(BaseCommand):
+def rerun_pause(reruns: int) -> float:
+    """Seconds to let the holder of a lock finish before re-running the
+    migration that timed out waiting for it: 1, 2, 4, ... up to 30."""
+    return min(2.0 ** (reruns - 1), 30.0)
+
+
+class Command(DatabaseCommand):
     help = (
         "Wake the database, then apply migrations with a lock timeout and a "
         "statement timeout, re-running a migration a scale event interrupted."
     )
-    requires_system_checks: list[str] = []
+    database_help = 'The database to migrate (default: "default").'
+    # --wake-timeout, below, bounds the wait; the output is migrate's.
+    default_timeout = None
+    offers_json = False
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("app_label", nargs="?", help="Migrate this app only.")
         parser.add_argument(
             "migration_name", nargs="?", help="Migrate to this migration of the app."
         )
-        parser.add_argument(
-            "--database",
-            default=DEFAULT_DB_ALIAS,
-            help='The database to migrate (default: "default").',
-        )
+        super().add_arguments(parser)
         parser.add_argument(
             "--plan", action="store_true", help="Show what would run, and run nothing."
         )
@@ -73,7 +79,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--wake-timeout",
-            type=float,
+            type=seconds,
             default=120.0,
             help="Seconds to keep trying to reach a paused or resuming cluster (default 120).",
         )
@@ -98,10 +104,11 @@ class Command(BaseCommand):
         verbosity: int,
         **options: Any,
     ) -> None:
-        if database not in connections:
-            raise CommandError(f"Connection {database!r} does not exist.")
+        self.database_alias(database)
         if migration_name and not app_label:
-            raise CommandError("A migration name needs an app label.")
+            raise usage_error("A migration name needs an app label.")
+        if max_reruns < 0:
+            raise usage_error(f"--max-reruns must be 0 or more, got {max_reruns}.")
         self.verbosity = verbosity
         self.wake_timeout = wake_timeout
         connection = connections[database]
@@ -133,44 +140,17 @@ class Command(BaseCommand):
     def _timeout_sql(self, lock_timeout: str, statement_timeout: str) -> str:
         for name, value in (("lock", lock_timeout), ("statement", statement_timeout)):
             if not _DURATION.fullmatch(value):
-                raise CommandError(
+                raise usage_error(
                     f"--{name}-timeout must be a PostgreSQL duration such as 5s, "
                     f"500ms or 15min (0 disables it), got {value!r}."
                 )
         return f"SET lock_timeout = '{lock_timeout}'; SET statement_timeout = '{statement_timeout}'"
 
     def _wake(self, connection, wake_timeout: float) -> None:
-        started = time.monotonic()
-        deadline = started + wake_timeout
-        delay = 0.5
-        while True:
-            try:
-                connection.ensure_connection()
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT 1")
-                break
-            except OperationalError as error:
-                connection.close()
-                failure = classify(error)
-                if not (failure.retryable or isinstance(error, _INTERRUPTED)):
-                    raise CommandError(
-                        f"Cannot connect to database {connection.alias!r}: {error}"
-                    ) from error
-                if time.monotonic() + delay > deadline:
-                    raise CommandError(
-                        f"Database {connection.alias!r} did not wake within "
-                        f"{wake_timeout:g} s: {error}"
-                    ) from error
-                self._say(2, f"Waiting for database {connection.alias!r}: {error}")
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        elapsed = time.monotonic() - started
-        self._say(1, f"Database {connection.alias!r} is up ({elapsed:.1f} s).")
+        waited = self.connect(connection.alias, wake_timeout)
+        self._say(1, f"Database {connection.alias!r} is up ({waited:.1f} s).")
 
     def _show_plan(self, connection, app_label, migration_name) -> None:
-        from orca_db_app import adoption
-        from orca_db_app.migrations._orca_v5_shape import ORCA_V5
-
         executor = MigrationExecutor(connection)
         targets = self._targets(executor, app_label, migration_name)
         steps = executor.migration_plan(targets)
@@ -180,27 +160,23 @@ class Command(BaseCommand):
         self.stdout.write(f"Planned operations on {connection.alias!r}:")
         for migration, backwards in steps:
             self.stdout.write(f"  {'Unapply' if backwards else 'Apply'} {migration}")
-            if (migration.app_label, migration.name) == ("orca_db_app", "0002_orca_schema"):
-                if not backwards:
-                    action, differences = adoption.plan(connection, "orca", ORCA_V5)
-                    note = {
-                        "create": "create the ORCA tables",
-                        "adopt": "adopt the existing ORCA tables (they match)",
-                        "refuse": "REFUSE: the existing ORCA tables differ",
-                    }[action]
-                    self.stdout.write(f"    -> {note}")
-                    for line in differences:
+            for operation in migration.operations:
+                # An operation that decides on the database what it will do
+                # (orca_db_app.orca's AdoptOrCreate: create or adopt) says so.
+                explain = getattr(operation, "explain_plan", None)
+                if explain is not None and not backwards:
+                    verdict, *details = explain(connection)
+                    self.stdout.write(f"    -> {verdict}")
+                    for line in details:
                         self.stdout.write(f"       {line}")
-                continue
-            if self.verbosity >= 2:
-                for operation in migration.operations:
+                elif self.verbosity >= 2:
                     self.stdout.write(f"    {operation.describe()}")
 
     def _targets(self, executor, app_label, migration_name):
         if not app_label:
             return executor.loader.graph.leaf_nodes()
         if app_label not in executor.loader.migrated_apps:
-            raise CommandError(f"App {app_label!r} does not have migrations.")
+            raise usage_error(f"App {app_label!r} does not have migrations.")
         if not migration_name:
             return [key for key in executor.loader.graph.leaf_nodes() if key[0] == app_label]
         if migration_name == "zero":
@@ -208,7 +184,7 @@ class Command(BaseCommand):
         try:
             migration = executor.loader.get_migration_by_prefix(app_label, migration_name)
         except Exception as error:
-            raise CommandError(str(error)) from error
+            raise usage_error(str(error)) from error
         return [(app_label, migration.name)]
 
     def _migrate(self, connection, app_label, migration_name, max_reruns, options) -> None:
@@ -235,7 +211,8 @@ class Command(BaseCommand):
                     raise
                 if reruns >= max_reruns:
                     raise CommandError(
-                        f"Migrating gave up after {reruns} re-runs; last: {reason}: {error}"
+                        f"Migrating gave up after {reruns} re-runs; last: {reason}: {error}",
+                        returncode=EXIT_FAILED,
                     ) from error
                 reruns += 1
                 self._say(1, "")  # end migrate's unfinished "Applying ..." line
@@ -243,7 +220,7 @@ class Command(BaseCommand):
                 connection.close()
                 if _sqlstate(error) == _LOCK_NOT_AVAILABLE:
                     # Let the holder of the lock finish before asking again.
-                    time.sleep(min(2.0 ** (reruns - 1), 30.0))
+                    time.sleep(rerun_pause(reruns))
                 self._wake(connection, self.wake_timeout)
 
     def _rerun_reason(self, error: BaseException) -> str | None:
@@ -271,7 +248,8 @@ class Command(BaseCommand):
         if not migration.atomic:
             raise CommandError(
                 f"{migration} is not atomic: a scale event may have left part of it "
-                f"applied. Check the database by hand, then run aurora_migrate again."
+                f"applied. Check the database by hand, then run aurora_migrate again.",
+                returncode=EXIT_FAILED,
             )
         self._say(1, f"Next: {'unapply' if backwards else 'apply'} {migration}.")
 

@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from django.core.management.base import CommandError
-from django.db import DatabaseError, ProgrammingError, connections, router, transaction
+from django.db import ProgrammingError, connections, router, transaction
 
 from orca_db.backends.mixins import AuroraRetryMixin
 from orca_db.conf import retry_settings
 from orca_db.events import RetryEvent
 from orca_db.exceptions import TransactionRolledBack
+from orca_db.retry import deadline_cap
 from orca_db.signals import retry_event
 from orca_db.statements import scrub_message
 from orca_db_app.management.base import (
-    EXIT_ERROR,
     EXIT_FAILED,
     EXIT_OK,
     DatabaseCommand,
@@ -34,6 +35,7 @@ from orca_db_app.management.base import (
     driver_connect,
     driver_name,
     driver_params,
+    usage_error,
 )
 
 #: In every statement the command sends: finds them in pg_stat_activity and
@@ -63,6 +65,49 @@ class Result:
     name: str
     passed: bool
     detail: str
+    #: The fault the check made on purpose ("" when it made none).
+    injected: str = ""
+    #: The retry events that fault provoked, one line each.
+    retry_events: list[str] = dataclasses.field(default_factory=list)
+
+
+class HeldBack(logging.Filter):
+    """Keeps the log records orca_db writes about this command's own faults
+    (``retrying ...``, ``... raised after 1 attempt(s)``) off the log: they
+    are expected, and the command reports them in its table instead. Only
+    records of ``alias`` logged by the command's thread are held back."""
+
+    def __init__(self, alias: str):
+        super().__init__()
+        self.alias = alias
+        self.thread = threading.get_ident()
+        self.held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        data = getattr(record, "orca_db", None)
+        if (
+            isinstance(data, dict)
+            and data.get("database") == self.alias
+            and threading.get_ident() == self.thread
+        ):
+            self.held += 1
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def holding_back(held: HeldBack) -> Iterator[HeldBack]:
+    """``held`` on every ``orca_db`` logger for the duration (a logger's
+    filters see only the records logged on it, not its children's)."""
+    names = [name for name in logging.root.manager.loggerDict if name.startswith("orca_db.")]
+    loggers = [logging.getLogger(name) for name in ("orca_db", *names)]
+    for logger in loggers:
+        logger.addFilter(held)
+    try:
+        yield held
+    finally:
+        for logger in loggers:
+            logger.removeFilter(held)
 
 
 class Killer:
@@ -114,6 +159,13 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(scrub_message(str(error)).split())}"[:300]
 
 
+def _summary(event: RetryEvent) -> str:
+    return (
+        f"{event.phase} {event.outcome} after {event.attempts} attempt(s) "
+        f"in {event.elapsed_ms / 1000:.2f} s ({event.error_type})"
+    )
+
+
 class Command(DatabaseCommand):
     help = (
         "Self-test of the retry layer against the database: terminate a backend "
@@ -121,26 +173,21 @@ class Command(DatabaseCommand):
         "non-retryable errors surface at once and the event is recorded. "
         "Exit 0 when every check passes, 1 when one fails, 2 when it cannot run."
     )
+    default_timeout = 60.0
 
-    def handle(self, *, database: str, as_json: bool, verbosity: int, **options: Any) -> None:
-        self.check_alias(database)
-        self.alias = database
+    def handle(
+        self, *, database: str, as_json: bool, timeout: float, verbosity: int, **options: Any
+    ) -> None:
+        self.alias = self.database_alias(database)
         self.connection = connections[database]
         if self.connection.in_atomic_block:
-            raise CommandError(
-                "aurora_verify cannot run inside a transaction.", returncode=EXIT_ERROR
-            )
-        try:
-            self.connection.ensure_connection()
-            with self.connection.cursor() as cursor:
-                cursor.execute("SHOW server_version")
-                server_version = cursor.fetchone()[0]
-        except DatabaseError as error:
-            raise CommandError(
-                f"Cannot connect to database {database!r}: {_describe(error)}",
-                returncode=EXIT_ERROR,
-            ) from error
+            raise usage_error("aurora_verify cannot run inside a transaction.")
+        waited = self.connect(database, timeout)
+        with deadline_cap(timeout), self.connection.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            server_version = cursor.fetchone()[0]
 
+        self.timeout = timeout
         self.events: list[RetryEvent] = []
         self.started_at = time.time()
         storage_expected = _storage_receiver_connected()
@@ -148,9 +195,10 @@ class Command(DatabaseCommand):
         table = f"{MARKER}_{secrets.token_hex(4)}"
         results: list[Result] = []
         try:
-            read_event = self._run_check(results, CHECK_READ, self._check_read)
-            self._run_check(results, CHECK_TRANSACTION, lambda: self._check_transaction(table))
-            self._run_check(results, CHECK_NOT_RETRYABLE, self._check_not_retryable)
+            with holding_back(HeldBack(database)):
+                read_event = self._run_check(results, CHECK_READ, self._check_read)
+                self._run_check(results, CHECK_TRANSACTION, lambda: self._check_transaction(table))
+                self._run_check(results, CHECK_NOT_RETRYABLE, self._check_not_retryable)
             self._run_check(
                 results, CHECK_EVENT, lambda: self._check_event(read_event, storage_expected)
             )
@@ -166,6 +214,7 @@ class Command(DatabaseCommand):
                     "engine": self.connection.settings_dict["ENGINE"],
                     "driver": driver_name(),
                     "server_version": server_version,
+                    "connected_after_seconds": round(waited, 3),
                     "passed": passed,
                     "checks": [dataclasses.asdict(result) for result in results],
                 }
@@ -177,11 +226,17 @@ class Command(DatabaseCommand):
     # ----- the checks -------------------------------------------------------
 
     def _run_check(self, results: list[Result], name: str, check) -> Any:
+        self.injected = ""
+        before = len(self.events)
         try:
-            passed, detail, value = check()
+            # A database that goes away mid-check is waited for as long as
+            # the command waits for it at the start, not the backend's deadline.
+            with deadline_cap(self.timeout):
+                passed, detail, value = check()
         except Exception as error:  # a check that broke is a failed check
             passed, detail, value = False, f"unexpected {_describe(error)}", None
-        results.append(Result(name, passed, detail))
+        provoked = [_summary(event) for event in self.events[before:]]
+        results.append(Result(name, passed, detail, self.injected, provoked))
         return value
 
     def _backend_pid(self) -> int:
@@ -192,6 +247,7 @@ class Command(DatabaseCommand):
     def _check_read(self):
         pid = self._backend_pid()
         before = len(self.events)
+        self.injected = f"pg_terminate_backend({pid}) while its SELECT ran"
         killer = Killer(self.alias, pid)
         try:
             with self.connection.cursor() as cursor:
@@ -226,6 +282,7 @@ class Command(DatabaseCommand):
             admin.close()
         pid = self._backend_pid()
         raised: BaseException | None = None
+        self.injected = f"pg_terminate_backend({pid}) inside a transaction, after an INSERT"
         killer = Killer(self.alias, pid)
         try:
             with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
@@ -255,6 +312,7 @@ class Command(DatabaseCommand):
     def _check_not_retryable(self):
         before = len(self.events)
         started = time.monotonic()
+        self.injected = "a statement with a syntax error (SELEC 1)"
         try:
             with self.connection.cursor() as cursor:
                 cursor.execute(f"SELEC 1 AS {MARKER}")
@@ -349,6 +407,19 @@ class Command(DatabaseCommand):
             if verbosity >= 1 or not result.passed:
                 line += f"  {result.detail}"
             self.stdout.write(line)
+            if verbosity >= 2 or (verbosity >= 1 and not result.passed):
+                if result.injected:
+                    self.stdout.write(f"      injected: {result.injected}")
+                for event in result.retry_events:
+                    self.stdout.write(f"      retry event: {event}")
+        if verbosity >= 1:
+            injected = [result for result in results if result.injected]
+            provoked = [event for result in results for event in result.retry_events]
+            self.stdout.write(
+                f"Injected on purpose: {len(injected)} fault(s), which provoked "
+                f"{len(provoked)} retry event(s); orca_db's log lines about them were "
+                f"held back (-v 2 lists them here)."
+            )
         failed = [result.name for result in results if not result.passed]
         if failed:
             self.stderr.write(

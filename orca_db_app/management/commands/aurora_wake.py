@@ -13,17 +13,12 @@ import threading
 import time
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import CommandError
-from django.db import connections
-
 from orca_db.classify import Failure, classify
-from orca_db.conf import OPTIONS_KEY, parse_retry_settings
 from orca_db.statements import scrub_message
 from orca_db_app.management.base import (
-    EXIT_ERROR,
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     DatabaseCommand,
     connect_with,
     driver_params,
@@ -37,6 +32,8 @@ ATTEMPT_TIMEOUT = 10
 TICK = 0.1
 #: Without a terminal, a "still waiting" line at most this often (seconds).
 PLAIN_PROGRESS_EVERY = 5.0
+#: How often to ask AWS for the cluster's state (OPTIONS["aurora"]["cluster"]).
+CLUSTER_EVERY = 5.0
 
 
 class Attempt:
@@ -76,28 +73,16 @@ class Command(DatabaseCommand):
         "2 on an error waiting cannot fix (bad password, unknown database or host)."
     )
 
-    def add_arguments(self, parser) -> None:
-        super().add_arguments(parser)
-        parser.add_argument(
-            "--timeout",
-            type=float,
-            default=120.0,
-            help="Seconds to wait for the database (default: 120).",
-        )
+    default_timeout = 120.0
 
     def handle(
         self, *, database: str, as_json: bool, timeout: float, verbosity: int, **options: Any
     ) -> None:
-        self.check_alias(database)
-        if not timeout > 0 or not math.isfinite(timeout):
-            raise CommandError(
-                "--timeout must be a positive number of seconds.", returncode=EXIT_ERROR
-            )
-        self.alias = database
+        self.alias = self.database_alias(database)
         self.as_json = as_json
         self.verbosity = verbosity
         self.tty = self.stdout.isatty() and not as_json and verbosity >= 1
-        backoff_initial, backoff_max = self._backoff()
+        self.pause(database, 1)  # settings the backend refuses end it here
 
         started = time.monotonic()
         deadline = started + timeout
@@ -105,21 +90,26 @@ class Command(DatabaseCommand):
         self.last_error: str | None = None
         self.started = started
         self._last_plain = started
+        self.cluster_states: list[str] = []
+        self.cluster: dict[str, Any] | None = None
+        self._cluster_asked = -math.inf
+        self._watch_cluster(connecting=False)
         if verbosity >= 2:
             self._plain(f"waking (timeout {timeout:g} s)")
         try:
-            self._wait(deadline, timeout, backoff_initial, backoff_max)
+            self._wait(deadline, timeout)
         except KeyboardInterrupt:
             if self.tty:
                 self.stdout.write("")  # keep the progress line, end it
             raise
 
-    def _wait(
-        self, deadline: float, timeout: float, backoff_initial: float, backoff_max: float
-    ) -> None:
+    def _wait(self, deadline: float, timeout: float) -> None:
         database = self.alias
         while True:
             self.attempts += 1
+            # Asked at once on the first attempt: the state it found (paused)
+            # becomes "resuming" as soon as a connect is under way.
+            self._watch_cluster(connecting=True, force=self.attempts == 1)
             remaining = deadline - time.monotonic()
             attempt = Attempt(driver_params(database, min(ATTEMPT_TIMEOUT, math.ceil(remaining))))
             while not attempt.done.wait(min(TICK, max(0.0, deadline - time.monotonic()))):
@@ -140,22 +130,29 @@ class Command(DatabaseCommand):
             elif error != self.last_error:
                 self._plain(f"not yet: {error}")
             self.last_error = error
-            sleep = min(backoff_max, backoff_initial * 2 ** (self.attempts - 1))
-            pause_until = min(deadline, time.monotonic() + sleep)
+            pause_until = min(deadline, time.monotonic() + self.pause(database, self.attempts))
             while time.monotonic() < pause_until:
                 time.sleep(min(TICK, max(0.0, pause_until - time.monotonic())))
                 self._progress()
             if time.monotonic() >= deadline:
                 return self._finish("timeout", timeout)
 
-    def _backoff(self) -> tuple[float, float]:
-        # The same pace as the backend's own retries of this alias.
-        options = connections[self.alias].settings_dict.get("OPTIONS") or {}
-        try:
-            settings = parse_retry_settings(options.get(OPTIONS_KEY))
-        except ImproperlyConfigured as error:
-            raise CommandError(str(error), returncode=EXIT_ERROR) from error
-        return settings.backoff_initial, settings.backoff_max
+    def _watch_cluster(self, *, connecting: bool, force: bool = False) -> None:
+        """Note the cluster's state from AWS (paused, resuming, available),
+        at most every CLUSTER_EVERY seconds; nothing without a cluster key."""
+        if not force and time.monotonic() - self._cluster_asked < CLUSTER_EVERY:
+            return
+        self._cluster_asked = time.monotonic()
+        from orca_db.aws.rds import cluster_state, waking_state
+
+        status = cluster_state(self.alias)
+        state = waking_state(status, connecting=connecting)
+        if status is None or state is None:
+            return
+        self.cluster = {**status.as_dict(), "state": state}
+        if not self.cluster_states or self.cluster_states[-1] != state:
+            self.cluster_states.append(state)
+            self._plain(f"cluster {status.identifier}: {state}")
 
     # ----- output -----------------------------------------------------------
 
@@ -163,8 +160,11 @@ class Command(DatabaseCommand):
         return time.monotonic() - self.started
 
     def _progress(self) -> None:
+        self._watch_cluster(connecting=True)
         if self.tty:
             line = f"Waking {self.alias!r}: {self._elapsed():5.1f} s, attempt {self.attempts}"
+            if self.cluster_states:
+                line += f", cluster {self.cluster_states[-1]}"
             if self.last_error:
                 line += f", last error: {self.last_error}"
             # \r and "erase to end of line": the same line, redrawn in place.
@@ -183,9 +183,10 @@ class Command(DatabaseCommand):
 
     def _finish(self, status: str, timeout: float) -> None:
         elapsed = self._elapsed()
+        self._watch_cluster(connecting=status != "awake", force=True)
         if self.tty:
             self.stdout.write("\r\x1b[K", ending="")
-        code = {"awake": EXIT_OK, "timeout": EXIT_FAILED, "error": EXIT_ERROR}[status]
+        code = {"awake": EXIT_OK, "timeout": EXIT_FAILED, "error": EXIT_USAGE}[status]
         if self.as_json:
             self.write_json(
                 {
@@ -194,6 +195,8 @@ class Command(DatabaseCommand):
                     "elapsed_seconds": round(elapsed, 3),
                     "attempts": self.attempts,
                     "last_error": self.last_error,
+                    "cluster_states": self.cluster_states,
+                    "cluster": self.cluster,
                     "exit_code": code,
                 }
             )
@@ -209,7 +212,8 @@ class Command(DatabaseCommand):
             last = f" Last error: {self.last_error}" if self.last_error else ""
             self.stderr.write(
                 f"Database {self.alias!r} did not answer within {timeout:g} s "
-                f"({self.attempts} attempt{'s' if self.attempts != 1 else ''}).{last}"
+                f"(waited {elapsed:.1f} s, {self.attempts} "
+                f"attempt{'s' if self.attempts != 1 else ''}).{last}"
             )
         else:
             self.stderr.write(

@@ -26,7 +26,7 @@ from django.db import connections
 from orca_db.exceptions import OutcomeUnknown
 
 from . import services
-from .models.orca import RecoveryStatus
+from .models import RecoveryStatus
 
 BUCKET = "orca-demo-archive"
 INVENTORY_OBJECTS = 3

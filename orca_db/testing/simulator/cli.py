@@ -11,16 +11,22 @@ import logging
 import signal
 import sys
 
-from .simulator import AuroraSimulator
+from .proxy import AuroraSimulator
 
 _COMMANDS = """\
 commands (one per line on stdin):
   pause [SECONDS]          hold new connections (until resume, or for SECONDS)
   storm FRACTION [HOW]     pause, failing FRACTION of new connections fast
-                           (HOW: eof, too_many_connections, pg_hba)
+                           (HOW: eof, too_many_connections, pg_hba, starting_up)
   resume                   release held connections
   scale                    scale event: terminate every session (FATAL 57P01)
   reject [N]               the next N startups fail past the scale point
+  limit N|off              refuse connections beyond N server sessions (53300)
+  starting on|off          refuse new connections as starting up (57P03)
+  silence                  carry nothing either way, close nothing
+  unsilence                deliver what was held and carry on
+  lose [N [TEXT]]          the next N queries (containing TEXT) run, their
+                           reply never comes: the connection is cut
   drop                     cut every connection with no message
   stats                    print the counters
   quit                     stop
@@ -32,6 +38,14 @@ def _address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
     if not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host or default_host, int(port)
+
+
+def _switch(word: str) -> bool:
+    if word.lower() in ("on", "true", "1", "yes"):
+        return True
+    if word.lower() in ("off", "false", "0", "no"):
+        return False
+    raise ValueError(f"expected on or off, got {word!r}")
 
 
 def _run_command(sim: AuroraSimulator, line: str) -> bool:
@@ -53,6 +67,16 @@ def _run_command(sim: AuroraSimulator, line: str) -> bool:
         print(f"terminated {sim.scale_event()} sessions", flush=True)
     elif command == "reject":
         sim.reject_startups(int(args[0]) if args else 1)
+    elif command == "limit":
+        sim.limit_connections(None if args[0].lower() in ("off", "none") else int(args[0]))
+    elif command == "starting":
+        sim.starting_up(_switch(args[0] if args else "on"))
+    elif command == "silence":
+        print(f"silenced {sim.silence()} sessions", flush=True)
+    elif command == "unsilence":
+        print(f"unsilenced {sim.unsilence()} sessions", flush=True)
+    elif command == "lose":
+        sim.lose_replies(int(args[0]) if args else 1, contains=" ".join(args[1:]) or None)
     elif command == "drop":
         print(f"dropped {sim.drop_connections()} connections", flush=True)
     elif command != "stats":
@@ -114,7 +138,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sim.stop()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,12 +8,12 @@ ORCA's own SQL (so either can be adopted, see docs/orca-schema.md):
 - Tables are named ``"orca"."<table>"``: Django quotes names that are not
   quoted already, so the name reaches SQL schema-qualified.
 - Every foreign key is ``db_constraint=False`` and ``db_index=False`` here;
-  migration 0002 adds the constraints itself, under ORCA's names and with
+  migration 0001 adds the constraints itself, under ORCA's names and with
   ORCA's semantics (not deferrable), and ORCA indexes none of them.
 - Unique constraints carry ORCA's names (PostgreSQL folds them to lower case).
 - ``reconcile_s3_object`` is LIST-partitioned by archive location, which
-  Django cannot create: the model is unmanaged and migration 0002 creates the
-  table; :func:`orca_db_app.services.add_reconcile_partition` adds a
+  Django cannot create: the model is unmanaged and migration 0001 creates the
+  table; :func:`orca_db_app.orca.services.add_reconcile_partition` adds a
   partition per bucket.
 """
 
@@ -30,7 +30,7 @@ def orca_table(name: str) -> str:
 
 
 def _fk(to, column: str, **kwargs):
-    """A foreign key whose constraint migration 0002 creates (see above)."""
+    """A foreign key whose constraint migration 0001 creates (see above)."""
     return models.ForeignKey(
         to,
         on_delete=models.PROTECT,
@@ -54,7 +54,7 @@ class SchemaVersion(models.Model):
     class Meta:
         db_table = orca_table("schema_versions")
         # At most one row is the latest: a partial unique index, made by
-        # migration 0002 in ORCA's own words (Django's would differ in the
+        # migration 0001 in ORCA's own words (Django's would differ in the
         # catalogs), so not declared here.
 
     def __str__(self) -> str:
@@ -153,7 +153,7 @@ class RecoveryFile(models.Model):
     last_update = models.DateTimeField()
     completion_time = models.DateTimeField(null=True)
     # The composite foreign key to the job, for the ORM; its constraint is
-    # created by migration 0002 (a ForeignObject has no column of its own).
+    # created by migration 0001 (a ForeignObject has no column of its own).
     job = models.ForeignObject(
         RecoveryJob,
         on_delete=models.DO_NOTHING,

@@ -13,25 +13,34 @@ import uuid
 from typing import Any
 
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import override_settings
 
+from orca_db.logging import emf_events_to
 from orca_db.signals import retry_event
-from orca_db_app import demo, services
+from orca_db_app.management.base import EXIT_FAILED, DatabaseCommand, usage_error
+from orca_db_app.orca import demo, services
 
 WORKLOAD_ALIAS = "orca_demo"
 APPLICATION_NAME = "orca_db_demo"
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Run an ORCA-like workload through injected Aurora faults (pauses, scale "
         "events, startup rejections) and audit the database for lost, duplicated "
         "and partial writes."
     )
+    database_help = 'The database to run on (default: "default").'
+    default_timeout = 120.0
+    timeout_help = (
+        "Seconds to wait for the database to answer before migrating it (default: %(default)g)."
+    )
+    offers_json = False
 
     def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
         parser.add_argument(
             "--duration", type=float, default=30.0, help="Seconds of workload (default 30)."
         )
@@ -42,16 +51,17 @@ class Command(BaseCommand):
             default=1.0,
             help="Seconds between injected faults (default 1).",
         )
-        parser.add_argument(
-            "--database",
-            default=DEFAULT_DB_ALIAS,
-            help='The database to run on (default: "default").',
-        )
         parser.add_argument("--seed", type=int, default=None, help="Seed the workload's choices.")
         parser.add_argument(
             "--no-simulator",
             action="store_true",
             help="Inject faults with pg_terminate_backend only (the default with DATABASE_URL).",
+        )
+        parser.add_argument(
+            "--emf",
+            metavar="PATH",
+            help="Append each retry event to PATH as a CloudWatch Embedded Metric Format "
+            "line (docs/observability.md).",
         )
         parser.add_argument(
             "--data-api",
@@ -67,26 +77,21 @@ class Command(BaseCommand):
         workers: int,
         fault_interval: float,
         database: str,
+        timeout: float,
         seed: int | None,
         no_simulator: bool,
         data_api: bool,
         verbosity: int,
         **options: Any,
     ) -> None:
-        if database not in connections:
-            raise CommandError(f"Connection {database!r} does not exist.")
+        self.database_alias(database)
         if duration <= 0 or workers < 1 or fault_interval <= 0:
-            raise CommandError("--duration, --workers and --fault-interval must be positive.")
+            raise usage_error("--duration, --workers and --fault-interval must be positive.")
         self.verbosity = verbosity
         base = connections[database].settings_dict
         external = bool(os.environ.get("DATABASE_URL")) and database == DEFAULT_DB_ALIAS
-        simulator = None
-        endpoint = None
-        if data_api:
-            from orca_db.testing.data_api import DataApiEndpoint
-
-            endpoint = DataApiEndpoint.for_database(base)
-        elif not (external or no_simulator):
+        simulator_class: Any = None
+        if not (external or no_simulator or data_api):
             try:
                 from orca_db.testing.simulator import AuroraSimulator
             except ImportError as error:
@@ -96,12 +101,22 @@ class Command(BaseCommand):
                     "The Aurora simulator is not installed; using pg_terminate_backend."
                 )
             else:
-                simulator = AuroraSimulator(base["HOST"] or "127.0.0.1", base["PORT"] or 5432)
+                simulator_class = AuroraSimulator
 
         where = "DATABASE_URL" if external else f"database {database!r}"
         self._say(1, f"Migrating {where} (aurora_migrate)...")
-        call_command("aurora_migrate", database=database, verbosity=0)
+        call_command("aurora_migrate", database=database, wake_timeout=timeout, verbosity=0)
         services.add_reconcile_partition(demo.BUCKET, using=database)
+        simulator = None
+        if simulator_class is not None:
+            # Where the server listens is known once connected (the project's
+            # embedded server starts at the first connection).
+            simulator = simulator_class(base["HOST"] or "127.0.0.1", base["PORT"] or 5432)
+        endpoint = None
+        if data_api:
+            from orca_db.testing.data_api import DataApiEndpoint
+
+            endpoint = DataApiEndpoint.for_database(base)
 
         saved_environ = dict(os.environ)
         if endpoint is not None:
@@ -150,13 +165,15 @@ class Command(BaseCommand):
         )
         retry_event.connect(count, weak=False)
         quiet = _quiet_retry_logs(verbosity)
+        # From the signal, not the loggers: quiet mode raises their levels.
+        emf = emf_events_to(options["emf"]) if options.get("emf") else contextlib.nullcontext()
         # The receiver stores each event on the database the demo reports
         # into (the one runserver shows), not through the injected faults.
         events_to = override_settings(ORCA_DB_EVENTS_DATABASE=database)
         events_to.enable()
         started = time.monotonic()
         try:
-            with quiet:
+            with quiet, emf:
                 workload.start()
                 faults.start()
                 workload.stop.wait(duration)
@@ -186,7 +203,9 @@ class Command(BaseCommand):
             with contextlib.suppress(Exception):
                 connections[WORKLOAD_ALIAS].close()
         if not finished:
-            raise CommandError("Some workers did not finish within 120 s of the end.")
+            raise CommandError(
+                "Some workers did not finish within 120 s of the end.", returncode=EXIT_FAILED
+            )
 
         result = demo.audit(database, workload)
         by_receiver, by_demo = self._store_events(database, captured, workload.started_at)
@@ -194,7 +213,9 @@ class Command(BaseCommand):
             workload, faults, result, events, stats, elapsed, (by_receiver, by_demo), how
         )
         if failures:
-            raise CommandError("The demo found problems: " + ", ".join(failures) + ".")
+            raise CommandError(
+                "The demo found problems: " + ", ".join(failures) + ".", returncode=EXIT_FAILED
+            )
 
     # ----- helpers ----------------------------------------------------------
 
@@ -345,7 +366,10 @@ class Command(BaseCommand):
                     f"RESULT: PASS: {fired} faults, 0 errors, 0 duplicates, 0 partial transactions"
                 )
             )
-        w("See the retry events: python manage.py runserver, then /admin/ (createsuperuser first).")
+        w(
+            "See the retry events: python manage.py createsuperuser, then "
+            "ORCA_DB_DEBUG=1 python manage.py runserver and /admin/."
+        )
         return failures
 
     def _say(self, level: int, message: str) -> None:

@@ -1,0 +1,286 @@
+"""The statement path: what the retrying cursor does before, around and
+after each ``execute``/``executemany``.
+
+The success path is kept to a few attribute reads and one call into the
+driver per statement; everything else happens only after a failure, or for
+the rare statement that changes session state."""
+
+from __future__ import annotations
+
+import contextlib
+from time import monotonic
+from typing import Any
+
+from django.db.utils import Error as DjangoError
+
+from .. import deadlines, decisions, drivers
+from ..classify import Failure, classify, driver_error
+from ..deadlines import cap, watchdog
+from ..exceptions import (
+    DeadlineExceeded,
+    OutcomeUnknown,
+    ScaleEventError,
+    WriteDeadlineExceeded,
+)
+from ..retry import Operation, active_operation, recover, report
+from ..sql import profile
+from ..sql.lexical import PROFILES
+
+#: SQLSTATE read_only_sql_transaction: a replayed "read" tried to write.
+_READ_ONLY_VIOLATION = "25006"
+
+_OPEN = frozenset({drivers.ACTIVE, drivers.INTRANS, drivers.INERROR})
+
+SERVER_CLOSED = Failure(
+    retryable=True,
+    not_applied=True,
+    error_type="ServerClosedConnection",
+    sqlstate=None,
+    message="the server had closed the idle connection before the statement was sent",
+    closed_before_send=True,
+)
+
+
+def _statement_runner(many: bool):
+    """``_execute`` (or ``_executemany``) of the retrying cursor: one body
+    for both, made twice so that each is a method of its own and the hot
+    path pays no extra call."""
+
+    def run(wrapper, sql, params, *ignored_wrapper_args):
+        db = wrapper.db
+        execute = wrapper._orca_executemany if many else wrapper._orca_execute
+        link = db._orca_link  # None while the connection refuses work
+        if link is None or link.connection is not db.connection:
+            if db._orca_refusal is not None:
+                return db._orca_refused(sql)
+            # Retries off, or the cursor's connection was lost or replaced.
+            link = relink(db, wrapper)
+            if link is None:
+                return execute(sql, params)  # retries off: Django's own behaviour
+        try:
+            statement = PROFILES[sql]
+        except (KeyError, TypeError):  # a new text, or not a text
+            statement = profile(sql)
+        if db.in_atomic_block or link.transaction_status() in _OPEN:
+            # Nothing is retried inside a transaction: no clock needed.
+            in_transaction, started = True, None
+        else:
+            started = monotonic()
+            in_transaction = not db.autocommit
+            session = db._orca_session
+            if session.pending:
+                # The transaction ended through the driver itself: whether
+                # its session changes committed is unknown.
+                session.transaction_ended(None)
+            # Reads are not probed: one lost on the way is replayed anyway.
+            probe = in_transaction or not statement.maybe_read
+            if probe and link.poll(0) and link.server_closed():
+                reconnect_before_send(db, wrapper, sql)
+        watch = None
+        if deadlines.open_caps or db._orca_statement_deadline:
+            watch = _watch(db)
+        try:
+            result = execute(sql, params)
+        except DjangoError as error:
+            if watch is not None:
+                watchdog.release(watch)
+                if watch.cut:
+                    raise _cut_off(db, sql, in_transaction) from driver_error(error)
+            return _recover(wrapper, error, sql, params, many, execute, in_transaction, started)
+        if watch is not None:
+            watchdog.release(watch)
+            if watch.cut:
+                db._orca_lose_connection()  # the answer came, the socket is shut
+        if statement.observed and (statement.session or db._orca_session.pending):
+            db._orca_observe(wrapper, statement, sql, params, in_transaction)
+        return result
+
+    run.__name__ = run.__qualname__ = "_executemany" if many else "_execute"
+    return run
+
+
+class RetryingCursorMixin:
+    """Retries ``execute``/``executemany`` after their first failure.
+
+    Sits below Django's execute wrappers, so each retried call is one call
+    for them, and above the driver cursor, which it replaces after a
+    reconnect: no dead cursor is carried across. ``_orca_execute`` and
+    ``_orca_executemany`` are the parent wrapper's own methods, bound when
+    the retrying class is made (``retrying_class``): cheaper than
+    ``super()`` on every statement."""
+
+    _execute = _statement_runner(many=False)
+    _executemany = _statement_runner(many=True)
+
+    def callproc(self, procname, params=None, kparams=None):
+        refusal = self.db._orca_refusal
+        if refusal is not None:
+            raise refusal.error()
+        return super().callproc(procname, params, kparams)
+
+
+def retrying_class(cursor_class: type) -> type:
+    """The retrying subclass of a backend's cursor wrapper class (any
+    parent's own wrapper is kept: PostgreSQL's debug wrapper adds copy
+    methods)."""
+    return type(
+        f"Retrying{cursor_class.__name__}",
+        (RetryingCursorMixin, cursor_class),
+        {
+            "__module__": __name__,
+            "_orca_execute": getattr(cursor_class, "_execute"),  # noqa: B009
+            "_orca_executemany": getattr(cursor_class, "_executemany"),  # noqa: B009
+        },
+    )
+
+
+def relink(db, wrapper):
+    """The cursor's connection was lost (and not replaced yet), or replaced
+    behind the backend's back: the cursor goes on on the connection that is
+    current now, as a new one would."""
+    if not db._orca_enabled:
+        return None
+    if db.connection is None:
+        db.ensure_connection()
+    link = db._orca_relink()
+    if link is not None and getattr(wrapper.cursor, "connection", None) is not db.connection:
+        with contextlib.suppress(Exception):
+            wrapper.cursor.close()
+        wrapper.cursor = db.create_cursor(getattr(wrapper.cursor, "name", None))
+    return link
+
+
+def _watch(db):
+    limits = [at for at in (cap(),) if at is not None]
+    if db._orca_statement_deadline:
+        limits.append(monotonic() + db._orca_statement_deadline)
+    if not limits:
+        return None
+    return watchdog.watch(db._orca_link.fd, min(limits))
+
+
+def _cut_off(db, sql, in_transaction: bool) -> DeadlineExceeded:
+    """The statement was still running at its deadline and its socket was
+    shut: the connection is gone, and with it any transaction."""
+    if in_transaction:
+        db._orca_lose_transaction()
+        return DeadlineExceeded(
+            f"A statement on database {db.alias!r} was still running at its deadline; it "
+            f"was cut off, and the server rolls its transaction back."
+        )
+    db._orca_lose_connection()
+    from ..sql import is_replayable_read
+
+    if is_replayable_read(sql):
+        return DeadlineExceeded(
+            f"A read on database {db.alias!r} was still running at its deadline and was cut off."
+        )
+    return WriteDeadlineExceeded(
+        f"A write on database {db.alias!r} was still running at its deadline and was cut "
+        f"off; it may or may not have been applied."
+    )
+
+
+def _recover(wrapper, error, sql, params, many, execute, in_transaction, started):
+    db = wrapper.db
+    if (
+        isinstance(error, ScaleEventError)
+        or active_operation() is not None
+        or _closed_by_caller(wrapper.cursor)
+    ):
+        raise error
+    failure = classify(error)
+    if not failure.retryable:
+        raise error
+    settings = db.retry_settings
+    if started is None:  # inside a transaction, where nothing is retried
+        started = monotonic()
+    operation = Operation(db.alias, "execute", settings, statement=sql, started=started)
+    name = getattr(wrapper.cursor, "name", None)
+    stage = "execute"
+    guarded = False  # the replay runs in a READ ONLY transaction
+
+    def judge(error: BaseException, failure: Failure) -> BaseException | None:
+        if stage == "connect":
+            return None  # nothing was sent on this attempt
+        verdict = decisions.after_statement_failure(
+            failure,
+            sql,
+            many=many,
+            in_transaction=in_transaction,
+            named_cursor=name is not None,
+            settings=settings,
+        )
+        if verdict is decisions.Verdict.ROLLED_BACK:
+            return db._orca_lose_transaction()
+        if verdict is decisions.Verdict.UNKNOWN:
+            db._orca_lose_connection()
+            return OutcomeUnknown(
+                f"The connection to database {db.alias!r} was lost while a write was in "
+                f"flight ({failure.error_type}); it may or may not have been applied, and "
+                f"was not retried."
+            )
+        nonlocal guarded
+        guarded = verdict is decisions.Verdict.REPLAY_READ_ONLY
+        return None
+
+    def replay():
+        nonlocal stage
+        stage = "connect"
+        db._orca_lose_connection()
+        db.ensure_connection()
+        with contextlib.suppress(Exception):
+            wrapper.cursor.close()
+        wrapper.cursor = db.create_cursor(name)
+        stage = "execute"
+        if guarded:
+            return _read_only(db, execute, sql, params)
+        return execute(sql, params)
+
+    return recover(operation, error, replay, judge)
+
+
+def _read_only(db, execute, sql, params) -> Any:
+    """Run a replayed read in a READ ONLY transaction: should it write after
+    all, the server refuses instead of applying it a second time."""
+    raw = db.connection
+    with raw.cursor() as cursor:
+        cursor.execute("BEGIN READ ONLY")
+    try:
+        result = execute(sql, params)
+    except DjangoError as error:
+        with contextlib.suppress(Exception), raw.cursor() as cursor:
+            cursor.execute("ROLLBACK")
+        if drivers.sqlstate(driver_error(error)) == _READ_ONLY_VIOLATION:
+            raise OutcomeUnknown(
+                f"A statement on database {db.alias!r} judged a read was replayed after its "
+                f"reply was lost, and tried to write: its first run may have been applied."
+            ) from driver_error(error)
+        raise
+    with raw.cursor() as cursor:
+        cursor.execute("COMMIT")
+    return result
+
+
+def _closed_by_caller(cursor) -> bool:
+    """The code closed this cursor itself while its connection is open:
+    using it is the caller's error (Django expects InterfaceError), not a
+    lost connection, though psycopg2 words both "cursor already closed"."""
+    connection = getattr(cursor, "connection", None)
+    return bool(getattr(cursor, "closed", False)) and not getattr(connection, "closed", True)
+
+
+def reconnect_before_send(db, wrapper, sql) -> None:
+    """Before a statement with no transaction open: replace a connection
+    the server has already closed, so the statement is sent once, on a live
+    one, instead of failing with an outcome nobody can know."""
+    operation = Operation(db.alias, "execute", db.retry_settings, statement=sql)
+    operation.last_failure = SERVER_CLOSED
+    db._orca_lose_connection()
+    try:
+        db.ensure_connection()
+    except BaseException:
+        report(operation, "raised")
+        raise
+    wrapper.cursor = db.create_cursor(getattr(wrapper.cursor, "name", None))
+    report(operation, "recovered")

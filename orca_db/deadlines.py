@@ -1,0 +1,227 @@
+"""Time bounds that hold even when the network goes silent.
+
+A statement blocked on a connection whose server or network stopped
+answering (nothing closed, nothing sent) waits for the kernel's TCP timeout,
+15 minutes or more; in AWS Lambda the function is killed first, mid-flight.
+Two bounds end such waits on time:
+
+- :func:`deadline_cap` (used by ``orca_db.aws_lambda`` with the function's
+  remaining time, and by the management commands with their own timeout):
+  within the block no retry is attempted past the cap, no connect attempt
+  is started that could end after it, and a statement still running at the
+  cap is cut off;
+- ``OPTIONS["aurora"]["statement_deadline"]``: the same cut for every
+  statement of a database, outside Lambda.
+
+A statement is cut off by shutting its socket down from a watchdog thread:
+the driver, blocked in ``recv``, sees the stream end at once and raises a
+lost-connection error, which the backend turns into ``DeadlineExceeded``.
+(A cancel request would travel over the same silent network.) The watchdog
+is one daemon thread, started on first use, that sleeps until the earliest
+registered deadline; nothing runs when no deadline applies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from django.db import OperationalError
+
+#: Absolute ``time.monotonic()`` instant past which nothing may run in this
+#: context, or ``None``.
+_cap: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "orca_db_deadline_cap", default=None
+)
+#: How many deadline_cap blocks are open in the process: while none is and
+#: a database has no statement_deadline, statements skip the watchdog.
+open_caps = 0
+_open_caps_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def deadline_cap(seconds: float) -> Iterator[None]:
+    """Within this block nothing (retries, connect attempts, statements)
+    runs more than ``seconds`` from now."""
+    global open_caps
+    at = time.monotonic() + seconds
+    outer = _cap.get()
+    token = _cap.set(at if outer is None else min(at, outer))
+    with _open_caps_lock:
+        open_caps += 1
+    try:
+        yield
+    finally:
+        with _open_caps_lock:
+            open_caps -= 1
+        _cap.reset(token)
+
+
+def cap() -> float | None:
+    """The instant set by the innermost :func:`deadline_cap`, or ``None``."""
+    return _cap.get()
+
+
+class Watch:
+    """One statement under watch; ``cut`` tells whether it was cut off."""
+
+    __slots__ = ("at", "cut", "fd", "key")
+
+    def __init__(self, at: float, fd: int, key: int):
+        self.at = at
+        self.fd = fd
+        self.key = key
+        self.cut = False
+
+    def __lt__(self, other: Watch) -> bool:
+        return self.at < other.at
+
+
+class _Watchdog:
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._heap: list[Watch] = []
+        self._live: dict[int, Watch] = {}
+        self._keys = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, fd: int, at: float) -> Watch:
+        entry = Watch(at, fd, next(self._keys))
+        with self._lock:
+            self._live[entry.key] = entry
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="orca-db-watchdog", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0] is entry:
+                self._lock.notify()
+        return entry
+
+    def release(self, entry: Watch) -> None:
+        """The statement returned: its socket must not be touched any more
+        (the descriptor may be closed and its number reused)."""
+        with self._lock:
+            self._live.pop(entry.key, None)
+
+    def _run(self) -> None:
+        from .drivers import cut_socket
+
+        with self._lock:
+            while True:
+                while self._heap and self._heap[0].key not in self._live:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._lock.wait()
+                    continue
+                wait = self._heap[0].at - time.monotonic()
+                if wait > 0:
+                    self._lock.wait(wait)
+                    continue
+                entry = heapq.heappop(self._heap)
+                del self._live[entry.key]
+                entry.cut = True
+                # Under the lock: release() cannot return (and the caller
+                # close the descriptor) while the socket is being shut down.
+                cut_socket(entry.fd)
+
+
+watchdog = _Watchdog()
+
+
+class ConnectTimeout(OperationalError):
+    """A connect attempt bounded by the caller ran out of time. Classified
+    like libpq's own "timeout expired": retryable, nothing was applied."""
+
+    def __init__(self) -> None:
+        super().__init__("timeout expired (the attempt was bounded by the operation's deadline)")
+
+
+# libpq (and psycopg 3, which mimics it) round a connect_timeout below 2 s
+# up to 2 s.
+LIBPQ_MIN_CONNECT_TIMEOUT = 2
+
+
+def bounded_connect(
+    connect: Callable[[dict[str, Any]], Any],
+    params: dict[str, Any],
+    remaining: float | None,
+    close: Callable[[Any], None],
+) -> Any:
+    """``connect(params)`` finished within ``remaining`` seconds.
+
+    The application's own ``connect_timeout`` is capped by what is left.
+    Below libpq's 2 s minimum libpq cannot keep the bound, so the attempt
+    runs in a worker thread that the caller stops waiting for at the bound;
+    the worker closes whatever connection it gets too late. An attempt with
+    no time left is not started."""
+    if remaining is None:
+        return connect(params)
+    if remaining <= 0:
+        raise ConnectTimeout()
+    own = _seconds(params.get("connect_timeout"))
+    budget = remaining if own is None else min(own, remaining)
+    if budget >= LIBPQ_MIN_CONNECT_TIMEOUT:
+        # Whole seconds, rounded down: libpq's bound then ends within ours.
+        return connect({**params, "connect_timeout": int(budget)})
+    worker = _Worker(connect, {**params, "connect_timeout": LIBPQ_MIN_CONNECT_TIMEOUT}, close)
+    return worker.result(budget)
+
+
+class _Worker:
+    """A connect attempt in a thread of its own, abandoned past a bound."""
+
+    def __init__(self, connect: Callable[[dict[str, Any]], Any], params: dict[str, Any], close):
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._outcome: tuple[bool, Any] | None = None
+        self._abandoned = False
+        self._close = close
+        context = contextvars.copy_context()
+        thread = threading.Thread(
+            target=context.run, args=(self._attempt, connect, params), daemon=True
+        )
+        thread.name = "orca-db-connect"
+        thread.start()
+
+    def _attempt(self, connect: Callable[[dict[str, Any]], Any], params: dict[str, Any]) -> None:
+        try:
+            outcome = (True, connect(params))
+        except BaseException as error:
+            outcome = (False, error)
+        with self._lock:
+            if self._abandoned:
+                if outcome[0]:
+                    with contextlib.suppress(Exception):
+                        self._close(outcome[1])
+                return
+            self._outcome = outcome
+        self._done.set()
+
+    def result(self, timeout: float) -> Any:
+        self._done.wait(timeout)
+        with self._lock:
+            if self._outcome is None:
+                self._abandoned = True
+                raise ConnectTimeout()
+            succeeded, value = self._outcome
+        if succeeded:
+            return value
+        raise value
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None  # libpq will say what is wrong with it
+    return seconds if seconds > 0 else None

@@ -1,0 +1,207 @@
+"""What the application changed in its database session, so that a new
+connection after a scale event either gets the same session back or is
+refused.
+
+A scale event ends the server session with everything it held. Django
+restores what it sets up itself (time zone, role, isolation level) on every
+connect; what the application set at runtime it does not. Running the next
+statement on a new session without it would run it in another context
+silently: ``SET search_path TO tenant42`` lost means a write into
+``public``; ``SET ROLE`` lost changes what row-level security lets through;
+a session advisory lock lost means a write without the lock it relied on.
+
+So the backend shows this tracker every statement whose text may change
+session state (``orca_db.statements.profile(sql).session``, a dict lookup)
+and every transaction boundary while changes wait on one. On a new
+connection that replaces a lost one:
+
+- restorable changes (``SET``/``RESET`` of any parameter, ``SET ROLE``,
+  ``SET SESSION AUTHORIZATION``, a bare ``SELECT set_config(..., false)``)
+  are applied again, in order, with their original parameters;
+- anything else held (session advisory locks, temporary tables, prepared
+  statements, ``LISTEN``, cursors ``WITH HOLD``, ``LOAD``, or a change that
+  could not be followed) makes the backend refuse with ``SessionStateLost``.
+
+Changes made inside a transaction count only once it commits: a ``SET`` in
+a transaction that rolls back (or in a savepoint rolled back to) is undone by
+the server, so it is not restored either. What cannot be restored is
+counted at once, even in a transaction that may roll back (advisory locks
+are not transactional anyway): a refusal too many, never one too few.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .sql.effects import SessionEffect
+
+#: Kinds of change that PostgreSQL undoes with a rolled-back transaction,
+#: and that re-running the statement re-creates.
+_SETTINGS = frozenset({"set", "reset", "reset_all"})
+
+#: What each kind of held state is called in ``SessionStateLost``.
+_HELD_NAMES = {
+    "advisory_lock": "a session advisory lock",
+    "temp_table": "a temporary table",
+    "prepare": "a prepared statement",
+    "listen": "LISTEN",
+    "held_cursor": "a cursor WITH HOLD",
+    "load": "a loaded library (LOAD)",
+    "unknown": "a session change orca-db could not follow",
+}
+
+
+@dataclasses.dataclass
+class _Change:
+    key: str | None  # the parameter a restorable change sets, when known
+    sql: object
+    params: Any
+
+
+class SessionState:
+    """The session changes of one Django connection (``DatabaseWrapper``),
+    carried across the connections that replace a lost one."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """A new session the application asked for (it closed the old one)."""
+        self._restorable: list[_Change] = []
+        #: Restorable changes waiting for their transaction's end (a plain
+        #: list: the backend tests it on every statement).
+        self.pending: list[_Change] = []
+        self._savepoints: list[tuple[str | None, int]] = []
+        self._held: dict[str, int] = {}
+        self._names: dict[str, set[str]] = {"prepare": set(), "listen": set()}
+        #: The session was lost (the connection replaced after a fault)
+        #: since the application last had it.
+        self.lost = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self._restorable or self.pending or self._held)
+
+    # ----- what the application did -----------------------------------------
+
+    def observe(self, sql: object, params: Any, in_transaction: bool) -> None:
+        """A statement that may change session state succeeded."""
+        from .sql import session_effects
+
+        for effect in session_effects(sql):
+            if effect.transaction_scoped:
+                continue
+            if effect.kind in _SETTINGS:
+                if not effect.restorable:
+                    self._count("unknown")  # e.g. set_config(..., %s): local or not?
+                    continue
+                change = _Change(_key(effect), sql, params)
+                if in_transaction:
+                    self.pending.append(change)
+                else:
+                    self._apply(effect, change)
+            else:
+                self._hold(effect)
+
+    def transaction_ended(self, committed: bool | None) -> None:
+        """The open transaction committed (True), rolled back (False), or
+        ended in a way nobody saw (None: e.g. through the driver itself)."""
+        pending, self.pending, self._savepoints = self.pending, [], []
+        if committed:
+            for change in pending:
+                self._apply(_effect_of(change), change)
+        elif committed is None and pending:
+            self._count("unknown")
+
+    def savepoint(self, name: str | None) -> None:
+        if self.pending:
+            self._savepoints.append((name, len(self.pending)))
+
+    def savepoint_released(self, name: str | None) -> None:
+        for i in range(len(self._savepoints) - 1, -1, -1):
+            if self._savepoints[i][0] == name:
+                del self._savepoints[i:]
+                return
+
+    def rolled_back_to(self, name: str | None) -> None:
+        """``ROLLBACK TO SAVEPOINT name``: the changes after it are undone.
+        A savepoint made while nothing was pending is not recorded: rolling
+        back to it undoes everything pending."""
+        for i in range(len(self._savepoints) - 1, -1, -1):
+            if self._savepoints[i][0] == name:
+                del self.pending[self._savepoints[i][1] :]
+                del self._savepoints[i + 1 :]
+                return
+        self.pending.clear()
+        self._savepoints.clear()
+
+    # ----- a new connection -------------------------------------------------
+
+    def lost_items(self) -> tuple[str, ...]:
+        """What a new session could not get back, in words."""
+        return tuple(_HELD_NAMES[kind] for kind in sorted(self._held))
+
+    def restore(self, execute: Callable[[object, Any], None]) -> int:
+        """Apply the restorable changes again through ``execute(sql,
+        params)``; how many statements that took."""
+        for change in self._restorable:
+            execute(change.sql, change.params)
+        return len(self._restorable)
+
+    # ----- bookkeeping --------------------------------------------------------
+
+    def _apply(self, effect: SessionEffect, change: _Change) -> None:
+        if effect.kind == "reset_all":
+            self._restorable.clear()
+            return
+        if change.key is not None:
+            self._restorable = [c for c in self._restorable if c.key != change.key]
+        self._restorable.append(change)
+
+    def _hold(self, effect: SessionEffect) -> None:
+        kind = effect.kind
+        if kind == "discard_all":
+            self.reset()
+            return
+        if kind == "discard_temp":
+            self._held.pop("temp_table", None)
+        elif kind == "advisory_unlock":
+            self._count("advisory_lock", -1)
+        elif kind == "advisory_unlock_all":
+            self._held.pop("advisory_lock", None)
+        elif kind in ("prepare", "listen"):
+            self._names[kind].add(effect.name or "")
+            self._held[kind] = len(self._names[kind])
+        elif kind in ("deallocate", "unlisten", "deallocate_all", "unlisten_all"):
+            held = "prepare" if kind.startswith("deallocate") else "listen"
+            names = self._names[held]
+            if kind.endswith("_all"):
+                names.clear()
+            else:
+                names.discard(effect.name or "")
+            self._count(held, len(names) - self._held.get(held, 0))
+        elif kind in _HELD_NAMES:
+            self._count(kind)
+        # discard_plans, discard_sequences: nothing a new session lacks
+
+    def _count(self, kind: str, delta: int = 1) -> None:
+        count = self._held.get(kind, 0) + delta
+        if count > 0:
+            self._held[kind] = count
+        else:
+            self._held.pop(kind, None)
+
+
+def _key(effect: SessionEffect) -> str | None:
+    if effect.kind in ("set", "reset") and effect.name:
+        return effect.name
+    return None
+
+
+def _effect_of(change: _Change) -> SessionEffect:
+    from .sql import session_effects
+
+    return next(e for e in session_effects(change.sql) if e.kind in _SETTINGS)

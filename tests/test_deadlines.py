@@ -1,0 +1,269 @@
+"""Every wait ends on time: Lambda deadlines, a server that stops answering,
+connects that libpq cannot bound, and event storage that never extends an
+operation. Real server, the simulator, a silent host."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from django.db import connection, connections
+from django.test import override_settings
+
+from orca_db.aws_lambda import database_handler
+from orca_db.backends.aurora.base import DatabaseWrapper
+from orca_db.exceptions import (
+    DeadlineExceeded,
+    OutcomeUnknown,
+    RetriesExhausted,
+    WriteDeadlineExceeded,
+)
+from orca_db_app import receivers
+from orca_db_app.models import RetryEvent
+from tests.driver import DRIVER
+from tests.test_aws_lambda import FakeContext, wait_until_gone
+from tests.testapp.models import Note
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wrapper_on(alias: str, settings_dict: dict) -> DatabaseWrapper:
+    connections[alias] = DatabaseWrapper(settings_dict, alias)
+    return connections[alias]
+
+
+@pytest.fixture
+def simulated(aurora_simulator):
+    """An alias through the simulator, whose application sets a long
+    connect_timeout (as check W003 asks)."""
+    alias = "simulated"
+    settings_dict = aurora_simulator.django_settings(connection.settings_dict)
+    settings_dict = {**settings_dict, "OPTIONS": {"connect_timeout": 10}}
+    wrapper_on(alias, settings_dict)
+    yield alias
+    connections[alias].close()
+    del connections[alias]
+
+
+# ----- connects ---------------------------------------------------------------------
+
+
+def test_paused_cluster_with_a_long_connect_timeout_ends_within_the_remaining_time(
+    aurora_simulator, simulated, events
+):
+    """On main: RetriesExhausted after 12 s with 3 s left, then storing the
+    event opened another connection into the paused cluster."""
+    aurora_simulator.pause()
+
+    @database_handler
+    def handler(event, context):
+        with connections[simulated].cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+    context = FakeContext(3_000)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RetriesExhausted):
+            handler({}, context)
+        elapsed = time.monotonic() - started
+        held = aurora_simulator.stats["held"]
+    finally:
+        aurora_simulator.resume()
+    print(f"paused, connect_timeout 10, 3 s left: RetriesExhausted after {elapsed:.2f} s")
+    assert elapsed < 3.0
+    assert [(e.phase, e.outcome) for e in events] == [("connect", "exhausted")]
+    # Each held connection is an attempt of the operation itself: at most
+    # one per second of the budget, none made to store the event.
+    assert held == events[0].attempts
+
+
+def test_paused_cluster_event_is_stored_once_the_cluster_is_back(
+    aurora_simulator, simulated, events
+):
+    """Its event goes to the paused database itself: deferred (no connection
+    into the paused cluster), then written after the outage, not lost."""
+    db = connections[simulated]
+    aurora_simulator.pause()
+
+    @database_handler
+    def handler(event, context):
+        db.connect()  # (ensure_connection is fenced off by Django's tests)
+
+    try:
+        with override_settings(ORCA_DB_EVENTS_DATABASE=None), _events_into(simulated):
+            with pytest.raises(RetriesExhausted):
+                handler({}, FakeContext(3_000))
+            assert aurora_simulator.stats["held"] == events[0].attempts
+            assert receivers.deferred_count() == 1
+            assert not RetryEvent.objects.exists()
+            aurora_simulator.resume()
+
+            @database_handler
+            def healthy(event, context):
+                db.connect()
+                with db.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+
+            healthy({}, FakeContext(10_000))  # the end of the invocation writes it
+    finally:
+        aurora_simulator.resume()
+    assert receivers.deferred_count() == 0
+    stored = RetryEvent.objects.get()
+    assert (stored.database, stored.outcome) == (simulated, "exhausted")
+
+
+def _events_into(alias: str):
+    """Route the events of the dynamic alias ``alias`` to itself, as they
+    would be routed for an alias of DATABASES."""
+    from unittest import mock
+
+    return mock.patch.object(receivers, "_target", lambda event: alias)
+
+
+def test_event_of_a_paused_database_goes_to_a_second_database_at_once(
+    aurora_simulator, simulated, events
+):
+    db = connections[simulated]
+    db.settings_dict["OPTIONS"]["aurora"] = {"deadline": 1.0}
+    aurora_simulator.pause()
+    seen = []
+
+    @database_handler
+    def handler(event, context):
+        with pytest.raises(RetriesExhausted):
+            db.connect()
+        seen.append((receivers.deferred_count(), RetryEvent.objects.count()))
+
+    try:
+        with override_settings(ORCA_DB_EVENTS_DATABASE="default"):
+            handler({}, FakeContext(10_000))
+    finally:
+        aurora_simulator.resume()
+    assert seen == [(0, 1)]  # written before the operation returned
+    stored = RetryEvent.objects.get()
+    assert (stored.database, stored.phase, stored.outcome) == (simulated, "connect", "exhausted")
+
+
+def test_connect_with_less_than_libpq_minimum_left_is_bounded(events):
+    """libpq rounds a connect_timeout below 2 s up to 2 s; with 1.3 s left
+    the attempt is abandoned at the bound instead."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    alias = "silent"
+    port = listener.getsockname()[1]
+    wrapper_on(alias, {**connection.settings_dict, "HOST": "127.0.0.1", "PORT": str(port)})
+
+    @database_handler(margin_ms=500)
+    def handler(event, context):
+        connections[alias].ensure_connection()
+
+    started = time.monotonic()
+    try:
+        with pytest.raises(RetriesExhausted):
+            handler({}, FakeContext(1_800))
+    finally:
+        listener.close()
+        del connections[alias]
+    elapsed = time.monotonic() - started
+    print(f"silent host, 1.3 s left: RetriesExhausted after {elapsed:.2f} s")
+    assert elapsed < 1.8
+
+
+# ----- statements -------------------------------------------------------------------
+
+
+def test_a_read_the_server_never_answers_is_cut_at_the_lambda_deadline(events):
+    """The server stops answering mid-query (here: it is busy for 30 s).
+    On main the invocation waited the 30 s."""
+    pids = []
+
+    @database_handler
+    def handler(event, context):
+        connection.ensure_connection()
+        pids.append(connection.connection.info.backend_pid)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(30)")
+
+    context = FakeContext(3_000)
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded) as raised:
+        handler({}, context)
+    elapsed = time.monotonic() - started
+    print(f"silent server mid-query, 3 s left: DeadlineExceeded after {elapsed:.2f} s")
+    assert elapsed < 3.0
+    assert not isinstance(raised.value, OutcomeUnknown)
+    assert connection.connection is None
+
+
+def test_a_write_cut_at_the_deadline_says_its_outcome_is_unknown():
+    @database_handler
+    def handler(event, context):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO testapp_note (text, created) SELECT 'slow', now() FROM pg_sleep(30)"
+            )
+
+    with pytest.raises(WriteDeadlineExceeded) as raised:
+        handler({}, FakeContext(2_500))
+    assert isinstance(raised.value, OutcomeUnknown)
+
+
+def test_statement_deadline_outside_lambda(extra_options):
+    db = extra_options(statement_deadline=0.5)
+    db.ensure_connection()
+    pid = db.connection.info.backend_pid
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded), db.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(30)")
+    assert time.monotonic() - started < 5
+    # The connection was closed; the next statement gets a new one.
+    with db.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+    assert db.connection.info.backend_pid != pid
+    assert wait_until_gone(pid, timeout=40)
+
+
+def test_statement_deadline_leaves_quick_statements_alone(extra_options):
+    db = extra_options(statement_deadline=5)
+    for _ in range(50):
+        with db.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    assert Note.objects.using(db.alias).count() == 0
+
+
+@pytest.fixture
+def extra_options():
+    made = []
+
+    def make(**aurora):
+        alias = f"opts{len(made)}"
+        settings_dict = {**connection.settings_dict, "OPTIONS": {"aurora": aurora}}
+        made.append(wrapper_on(alias, settings_dict))
+        return made[-1]
+
+    yield make
+    for db in made:
+        db.close()
+        del connections[db.alias]
+
+
+# ----- the deadline counts from the first attempt --------------------------------------
+
+
+@pytest.mark.skipif(
+    DRIVER == "psycopg2",
+    reason="psycopg2 loses the server's 57P01 here, so the statement (which calls a "
+    "function with side effects) is not replayed at all",
+)
+def test_the_deadline_counts_from_the_start_of_the_first_attempt(extra_options, events):
+    """Each attempt ends its own session after 0.6 s (a 57P01: safe to run
+    again). With a 1 s deadline from the first attempt's start there is room
+    for two attempts at most; counted from the first failure (main) there
+    was room for three."""
+    db = extra_options(deadline=1.0)
+    with pytest.raises(RetriesExhausted), db.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(0.6), pg_terminate_backend(pg_backend_pid())")
+    assert events[-1].attempts <= 2

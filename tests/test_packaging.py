@@ -1,0 +1,205 @@
+"""The package as users install it: the sdist and the wheel built from it
+(``python -m build``), the wheel installed with its dependencies from PyPI
+into a fresh virtualenv, and a new project made there following README's
+Installation section, whose retry-events page must render with its chart.
+
+Before, the wheel shipped no template (no package-data rule): the page
+rendered without the chart. Every file of the packages must be in the wheel
+(templates, migrations, static files, ``py.typed``), and so must the pytest
+plugin's entry point.
+
+Slow (about a minute; pip's cache keeps repeated runs short), marked
+``packaging``: CI runs it once as a step of its own (.ci/run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from tests.orca_helpers import scratch_database
+
+pytestmark = [pytest.mark.slow, pytest.mark.packaging]
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("orca_db", "orca_db_app")
+# Not sources: what a checkout gathers as it is used.
+IGNORED = shutil.ignore_patterns(
+    ".git", ".orca-db", "__pycache__", "*.pyc", "build", "dist", "*.egg-info", ".nox",
+    ".mypy_cache", ".ruff_cache", ".pytest_cache", "results", "site", "staticfiles",
+)  # fmt: skip
+
+
+def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        [str(arg) for arg in args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def clean_environment() -> dict[str, str]:
+    """The environment of a user's shell: nothing of this checkout or of the
+    test run (no PYTHONPATH, no Django settings, no database URL)."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("ORCA_DB_", "DJANGO_", "PYTHON", "PYTEST", "VIRTUAL_ENV"))
+        and key != "DATABASE_URL"
+    }
+
+
+def package_files(root: Path) -> set[str]:
+    found = set()
+    for package in PACKAGES:
+        for path in (root / package).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                found.add(path.relative_to(root).as_posix())
+    return found
+
+
+# The settings README's Installation section asks for, added to the settings
+# `django-admin startproject` writes: steps 2 and 3.
+SETTINGS = """
+INSTALLED_APPS += ["orca_db_app"]
+DATABASES = {{
+    "default": {{
+        "ENGINE": "orca_db.backends.aurora",
+        "NAME": {name!r}, "USER": {user!r}, "PASSWORD": {password!r}, "HOST": {host!r},
+        "PORT": {port!r},
+        "OPTIONS": {{"aurora": {{"deadline": 60}}}},
+    }}
+}}
+"""
+
+# Run in the new project: render the retry events' changelist as a staff
+# user would see it, and say where everything came from.
+RENDER = """
+import json, sys
+from importlib.metadata import entry_points
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+from django.test.utils import setup_test_environment
+from django.utils import timezone
+import orca_db, orca_db_app
+from orca_db_app.models import RetryEvent
+
+setup_test_environment()
+RetryEvent.objects.create(
+    occurred_at=timezone.now(), database="default", phase="execute", error_type="AdminShutdown",
+    sqlstate="57P01", attempts=2, outcome="recovered", elapsed_ms=40.0,
+)
+user = User.objects.create_superuser("operator", "op@example.com", "pw")
+client = Client()
+client.force_login(user)
+response = client.get("/admin/orca_db_app/retryevent/")
+with connection.cursor() as cursor:
+    cursor.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'orca'")
+    orca_schema = cursor.fetchone()[0]
+print(json.dumps({
+    "status": response.status_code,
+    "html": response.content.decode(),
+    "orca_db": orca_db.__file__,
+    "orca_db_app": orca_db_app.__file__,
+    "pytest11": sorted(e.value for e in entry_points(group="pytest11")),
+    "orca_schema": orca_schema,
+}))
+"""
+
+
+def test_the_wheel_installs_and_renders_the_chart(tmp_path, django_db_blocker):
+    readme = (ROOT / "README.md").read_text()
+    installation = readme.split("## Installation", 1)[1].split("\n## ", 1)[0]
+    # What this test follows must still be what README says.
+    assert 'python -m pip install "orca-db[psycopg]"' in installation
+    assert '"ENGINE": "orca_db.backends.aurora"' in installation
+    assert 'Add `"orca_db_app"` to `INSTALLED_APPS`' in installation
+    assert "python manage.py migrate" in installation
+
+    # 1. Build from a copy of the sources (the checkout stays untouched):
+    # the sdist, then the wheel from the sdist, as `python -m build` does.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=IGNORED)
+    dist = tmp_path / "dist"
+    run(sys.executable, "-m", "build", "--outdir", dist, source, cwd=tmp_path)
+    (wheel,) = dist.glob("*.whl")
+    (sdist,) = dist.glob("*.tar.gz")
+    assert sdist.name.startswith("orca_db-")
+
+    # 2. Every file of the packages is in the wheel.
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points_txt = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        assert "orca_db.testing.pytest_plugin" in archive.read(entry_points_txt).decode()
+    expected = package_files(source)
+    assert {
+        "orca_db/py.typed",
+        "orca_db_app/py.typed",
+        "orca_db_app/templates/admin/orca_db_app/retryevent/change_list.html",
+        "orca_db_app/migrations/0001_initial.py",
+    } <= expected
+    assert expected - names == set()
+
+    # 3. A fresh virtualenv (no system site-packages), the wheel and its
+    # dependencies from PyPI (README step 1; pip's cache is reused).
+    venv = tmp_path / "venv"
+    env = clean_environment()
+    run(sys.executable, "-m", "venv", venv, cwd=tmp_path, env=env)
+    python = venv / "bin" / "python"
+    extra = "psycopg2" if os.environ.get("ORCA_DB_DRIVER") == "psycopg2" else "psycopg"
+    run(
+        python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+        f"{wheel}[{extra}]", cwd=tmp_path, env=env,
+    )  # fmt: skip
+
+    # 4. A new project on a new database (README steps 2 and 3).
+    project = tmp_path / "project"
+    project.mkdir()
+    run(venv / "bin" / "django-admin", "startproject", "mysite", project, cwd=tmp_path, env=env)
+    with scratch_database(django_db_blocker, prefix="orca_wheel") as alias:
+        database = connections[alias].settings_dict
+        settings_py = project / "mysite" / "settings.py"
+        settings_py.write_text(
+            settings_py.read_text()
+            + SETTINGS.format(
+                name=database["NAME"],
+                user=database["USER"],
+                password=database["PASSWORD"],
+                host=database["HOST"] or "localhost",
+                port=str(database["PORT"]),
+            )
+        )
+        manage = [python, "manage.py"]
+        run(*manage, "migrate", "-v", "0", cwd=project, env=env)
+        run(*manage, "check", "--fail-level", "WARNING", cwd=project, env=env)
+        awake = run(*manage, "aurora_wake", "--timeout", "10", cwd=project, env=env)
+        assert "Database 'default' is awake" in awake
+        result = json.loads(run(*manage, "shell", "-v", "0", "-c", RENDER, cwd=project, env=env))
+
+    # Everything came from the installed copy, not from this checkout.
+    site_packages = str(venv / "lib")
+    assert result["orca_db"].startswith(site_packages)
+    assert result["orca_db_app"].startswith(site_packages)
+    assert "orca_db.testing.pytest_plugin" in result["pytest11"]
+    # The retry events page, with its chart (the template from the wheel).
+    assert result["status"] == 200
+    chart = result["html"].split('<div id="retry-chart"', 1)
+    assert len(chart) == 2, "the chart is missing"
+    assert re.search(r"<svg[^>]*>.*<rect class=\"recovered\"", chart[1], re.S)
+    # orca_db_app alone: no ORCA schema in the user's database.
+    assert result["orca_schema"] == 0
