@@ -473,3 +473,24 @@ def test_a_rollback_of_a_transaction_already_gone_settles_quietly(
     )
     raw.close()
     assert [(e.phase, e.outcome, e.attempts) for e in events] == [("transaction", "recovered", 3)]
+
+
+def test_retry_atomic_runs_a_transaction_again_after_a_serialization_failure(
+    data_api_connection, data_api_endpoint
+):
+    from orca_db import retry_atomic
+
+    runs = []
+
+    def write():
+        runs.append(1)
+        create("conflict")
+        if len(runs) == 1:
+            with connections[ALIAS].cursor() as cursor:
+                cursor.execute(
+                    "DO $$ BEGIN RAISE EXCEPTION 'lost a race' "
+                    "USING ERRCODE = 'serialization_failure'; END $$"
+                )
+
+    retry_atomic(write, using=ALIAS)()
+    assert (len(runs), notes("conflict")) == (2, 1)

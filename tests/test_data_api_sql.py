@@ -457,3 +457,14 @@ def test_description_names_the_type_for_django_61():
     (column,) = decode.description([{"name": "tags", "typeName": "hstore"}])
     assert column.type_display == "hstore"
     assert len(column) == 7
+
+
+def test_resuming_and_throttling_back_off_as_a_storm_conflicts_go_to_retry_atomic():
+    from orca_db.backends.aurora_data_api.classify import classify
+
+    assert classify(_aws("DatabaseResumingException")).storm
+    assert classify(_aws("ThrottlingException")).storm
+    conflict = classify(
+        _aws("DatabaseErrorException", "ERROR: could not serialize; SQLState: 40001")
+    )
+    assert (conflict.retryable, conflict.conflict) == (False, True)

@@ -39,10 +39,11 @@ def classify(error: BaseException) -> Failure:
     if isinstance(inner, errors.DatabaseError) and inner.aws_code == "DatabaseErrorException":
         error_type = type(inner).__name__  # the SQL error's class, as psycopg names it
     sqlstate = inner.sqlstate
-    if isinstance(
-        inner,
-        (errors.DatabaseResumingException, errors.ThrottlingException, errors.EndpointUnreachable),
-    ):
+    if isinstance(inner, (errors.DatabaseResumingException, errors.ThrottlingException)):
+        # A cluster waking, a service shedding load: every client of it meets
+        # the same, so back off as in a resume storm (spread out, longer).
+        return Failure(True, True, error_type, sqlstate, message, storm=True)
+    if isinstance(inner, errors.EndpointUnreachable):
         return Failure(True, True, error_type, sqlstate, message)
     if isinstance(inner, errors.TransactionNotFoundException):
         return Failure(True, True, error_type, sqlstate, message)
@@ -50,4 +51,7 @@ def classify(error: BaseException) -> Failure:
         return Failure(True, False, error_type, sqlstate, message)
     if sqlstate in _RETRYABLE_SQLSTATES or (sqlstate or "").startswith("08"):
         return Failure(True, sqlstate in _PROOF_SQLSTATES, error_type, sqlstate, message)
-    return Failure(False, False, error_type, sqlstate, message)
+    # Serialization failure, deadlock: the server rolled the transaction
+    # back; retry_atomic runs it again (the core's rule), nothing else does.
+    conflict = sqlstate in ("40001", "40P01")
+    return Failure(False, False, error_type, sqlstate, message, conflict=conflict)

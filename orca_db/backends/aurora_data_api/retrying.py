@@ -109,6 +109,8 @@ class _Judge:
 
     def __call__(self, error: BaseException, core_failure: Failure) -> BaseException | None:
         failure = classify(error)
+        if not failure.retryable:
+            return error  # a conflict reaching a single call: surfaced as it is
         operation = self.call.operation
         gone = isinstance(error, errors.TransactionNotFoundException)
         if operation in ("BeginTransaction", "RollbackTransaction"):
