@@ -112,7 +112,7 @@ class Connection(PsycopgShims):
         try:
             response = self.caller(call)
         except Exception as exc:
-            if not _nothing_ran(_driver_error(exc)):
+            if not errors.nothing_ran(errors.cause_of(exc)):
                 # Committed or not, this transaction is finished for us: a
                 # rollback now could only race the COMMIT it follows.
                 self.transaction_id = None
@@ -192,7 +192,7 @@ class Connection(PsycopgShims):
         try:
             response = self.caller(call)
         except Exception as exc:
-            error = _driver_error(exc)
+            error = errors.cause_of(exc)
             if call.in_transaction and errors.aborts_transaction(error):
                 # PostgreSQL ignores everything but a rollback from now on.
                 self.aborted = True
@@ -221,7 +221,7 @@ class Connection(PsycopgShims):
         try:
             response = self.caller(self._call("BeginTransaction", {}))
         except Exception as exc:
-            error = _driver_error(exc)
+            error = errors.cause_of(exc)
             if error is not None and errors.ends_transaction(error):
                 self.broken = True  # for retry_atomic: run the block again
             raise
@@ -275,22 +275,6 @@ class Connection(PsycopgShims):
     def _check_open(self) -> None:
         if self.closed:
             raise errors.InterfaceError("connection already closed")
-
-
-def _driver_error(exc: BaseException) -> errors.Error | None:
-    """The Data API error behind ``exc``: itself, or what a retry layer
-    raised in its place (``TransactionRolledBack`` from it)."""
-    if isinstance(exc, errors.Error):
-        return exc
-    cause = exc.__cause__
-    return cause if isinstance(cause, errors.Error) else None
-
-
-def _nothing_ran(error: errors.Error | None) -> bool:
-    return isinstance(
-        error,
-        (errors.DatabaseResumingException, errors.ThrottlingException, errors.EndpointUnreachable),
-    )
 
 
 def _isolation_sql(level: Any) -> str | None:

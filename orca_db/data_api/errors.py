@@ -269,3 +269,19 @@ def aborts_transaction(error: Error | None) -> bool:
     return isinstance(error, StatementTimeoutException) or (
         error is not None and error.aws_code == "DatabaseErrorException"
     )
+
+
+def cause_of(exc: BaseException) -> Error | None:
+    """The Data API error behind ``exc``: itself, or what a retry layer
+    raised in its place (``TransactionRolledBack`` from it)."""
+    if isinstance(exc, Error):
+        return exc
+    cause = exc.__cause__
+    return cause if isinstance(cause, Error) else None
+
+
+def nothing_ran(error: Error | None) -> bool:
+    return isinstance(
+        error,
+        (DatabaseResumingException, ThrottlingException, EndpointUnreachable),
+    )
