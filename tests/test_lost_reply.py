@@ -109,13 +109,16 @@ def test_a_read_is_run_again_and_answers(lossy, events, sql, expected):
     "what, sql",
     [
         ("insert", "INSERT INTO lost_effects (what) VALUES ('insert')"),
-        ("cte", "WITH i AS (INSERT INTO lost_effects (what) VALUES ('cte') RETURNING 1) "
-                "SELECT * FROM i"),  # fmt: skip
+        (
+            "cte",
+            "WITH i AS (INSERT INTO lost_effects (what) VALUES ('cte') RETURNING 1) "
+            "SELECT * FROM i",
+        ),  # fmt: skip
         ("function", "SELECT lost_f('function')"),
         ("comment-literal", "SELECT 'a--b', lost_f('comment-literal')"),
         ("open-comment-literal", "SELECT '/*', lost_f('open-comment-literal'), '*/'"),
         ("dollar-literal", "SELECT $q$--$q$, lost_f('dollar-literal')"),
-        ("quoted-name", 'SELECT "lost_f"(\'quoted-name\')'),
+        ("quoted-name", "SELECT \"lost_f\"('quoted-name')"),
         ("from-function", "SELECT * FROM lost_rows('from-function')"),
         ("procedure", "CALL lost_p('procedure')"),
         ("do-block", "DO $$ BEGIN INSERT INTO lost_effects (what) VALUES ('do-block'); END $$"),
