@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import os
 import re
 import shutil
@@ -55,6 +56,10 @@ def segments_worker(driver: str, iterations: int, reps: int) -> dict:
     order listed in the result; ``os.ctermid()`` closes each segment."""
     workloads = _setup(driver)
     order = []
+    # No garbage collection inside a segment: a collection that happens to
+    # fall in one segment and not another was most of the run-to-run noise.
+    gc.collect()
+    gc.disable()
     os.ctermid()  # ends the set-up segment
     for rep in range(reps):
         for name, function in workloads.WORKLOADS.items():
@@ -153,7 +158,7 @@ def _pieces():
     from django.db import connections, transaction
 
     from orca_db.drivers import Link
-    from orca_db.statements import is_read_only, profile
+    from orca_db.sql import profile
 
     stock, aurora = connections["stock"], connections["aurora"]
     for connection in (stock, aurora):
@@ -174,8 +179,6 @@ def _pieces():
 
     return {
         "empty loop": lambda: None,
-        "is_read_only(INSERT ...), cached": lambda: is_read_only(insert),
-        "is_read_only('SELECT 1'), cached": lambda: is_read_only("SELECT 1"),
         "profile(INSERT ...), cached": lambda: profile(insert),
         "Link.server_closed() (live connection)": link.server_closed,
         "Link.transaction_status()": link.transaction_status,

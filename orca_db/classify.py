@@ -191,6 +191,19 @@ class Failure:
     conflict: bool = False
 
 
+#: The backend found the idle connection closed by the server before it
+#: sent anything on it (a scale event between two statements): nothing of
+#: what comes next was sent.
+SERVER_CLOSED: Final = Failure(
+    retryable=True,
+    not_applied=True,
+    error_type="ServerClosedConnection",
+    sqlstate=None,
+    message="the server had closed the idle connection before anything was sent on it",
+    closed_before_send=True,
+)
+
+
 def driver_error(exc: BaseException) -> BaseException:
     """The driver exception behind Django's wrapper of it (or ours).
 

@@ -9,11 +9,12 @@ import functools
 import logging
 import os
 import socket
+import warnings
 from typing import Any
 
 from .signals import retry_event
 
-logger = logging.getLogger("orca_db.retry")
+logger = logging.getLogger("orca_db.events")
 
 #: The AWS Lambda request id of the invocation running now, if any; set by
 #: ``orca_db.aws_lambda.database_handler`` and stored with each event.
@@ -31,7 +32,7 @@ def _hostname() -> str:
 
 
 @dataclasses.dataclass
-class RetryEvent:
+class SettledEvent:
     """One operation that met at least one retryable failure."""
 
     database: str
@@ -60,7 +61,7 @@ class RetryEvent:
 _LEVELS = {"recovered": logging.WARNING, "exhausted": logging.ERROR, "raised": logging.ERROR}
 
 
-def deliver(event: RetryEvent) -> None:
+def deliver(event: SettledEvent) -> None:
     """Log the settled event and send ``retry_event``; never raise."""
     logger.log(
         _LEVELS.get(event.outcome, logging.WARNING),
@@ -73,7 +74,7 @@ def deliver(event: RetryEvent) -> None:
         event.error_type,
         extra={"orca_db": {"kind": "settled", **event.as_dict()}},
     )
-    for receiver, response in retry_event.send_robust(sender=RetryEvent, event=event):
+    for receiver, response in retry_event.send_robust(sender=SettledEvent, event=event):
         if isinstance(response, Exception):
             logger.error(
                 "retry_event receiver %r failed: %s",
@@ -81,3 +82,15 @@ def deliver(event: RetryEvent) -> None:
                 type(response).__name__,
                 exc_info=response,
             )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RetryEvent":
+        # The former name; the model orca_db_app.models.RetryEvent keeps it.
+        warnings.warn(
+            "orca_db.events.RetryEvent is now orca_db.events.SettledEvent",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return SettledEvent
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
-from .events import RetryEvent, lambda_request_id
+from .events import SettledEvent, lambda_request_id
 from .metrics_emf import DEFAULT_DIMENSIONS, DEFAULT_NAMESPACE, Directive
 
 #: The attribute orca-db's records carry their facts in.
@@ -122,7 +122,7 @@ class EmfFormatter(JsonFormatter):
         if payload is not None:
             log_data.update(self.directive.members(payload))
 
-    def format_event(self, event: RetryEvent) -> str:
+    def format_event(self, event: SettledEvent) -> str:
         """``event`` as one EMF document (its fields, the metrics and
         ``_aws``), for writing events without going through logging."""
         data = {"kind": "settled"}
@@ -156,7 +156,7 @@ def emf_events_to(target: str | Path | IO[str], **options: Any) -> Iterator[EmfF
             else target
         )
 
-        def write(sender: Any, event: RetryEvent, **kwargs: Any) -> None:
+        def write(sender: Any, event: SettledEvent, **kwargs: Any) -> None:
             line = formatter.format_event(event)
             with lock:
                 stream.write(line + "\n")

@@ -116,7 +116,7 @@ class Directive:
 
     def members(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """The members to add to ``event`` (a settled event's fields, as
-        :meth:`orca_db.events.RetryEvent.as_dict` gives them) to make it an EMF
+        :meth:`orca_db.events.SettledEvent.as_dict` gives them) to make it an EMF
         document: ``_aws``, the metric values and any dimension value the
         event lacks."""
         values: dict[str, str] = {}

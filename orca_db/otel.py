@@ -25,7 +25,7 @@ import functools
 import logging
 from typing import Any
 
-from .events import RetryEvent
+from .events import SettledEvent
 
 logger = logging.getLogger("orca_db.events")
 
@@ -46,14 +46,14 @@ def enabled() -> bool:
     return getattr(settings, SETTING, False) is True
 
 
-def on_retry_event(sender: Any, event: RetryEvent, **kwargs: Any) -> None:
+def on_retry_event(sender: Any, event: SettledEvent, **kwargs: Any) -> None:
     """The ``retry_event`` receiver ``orca_db_app`` connects: records the
     event when the setting is on."""
     if enabled():
         record(event)
 
 
-def metric_attributes(event: RetryEvent) -> dict[str, str]:
+def metric_attributes(event: SettledEvent) -> dict[str, str]:
     return {
         "orca_db.database": event.database,
         "orca_db.phase": event.phase,
@@ -61,7 +61,7 @@ def metric_attributes(event: RetryEvent) -> dict[str, str]:
     }
 
 
-def span_event_attributes(event: RetryEvent) -> dict[str, str | int | float]:
+def span_event_attributes(event: SettledEvent) -> dict[str, str | int | float]:
     attributes: dict[str, str | int | float] = {
         **metric_attributes(event),
         "orca_db.attempts": event.attempts,
@@ -75,7 +75,7 @@ def span_event_attributes(event: RetryEvent) -> dict[str, str | int | float]:
     return attributes
 
 
-def record(event: RetryEvent) -> None:
+def record(event: SettledEvent) -> None:
     """Add ``event`` to the current span and to the metrics, whatever the
     setting says (for applications that connect it themselves)."""
     instruments = _instruments()

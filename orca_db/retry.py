@@ -3,7 +3,7 @@
 Callers try their operation once on their own (the hot path costs a
 ``try``), and hand the first failure to :func:`recover`, which runs the
 remaining attempts with tenacity under one wall-clock deadline and delivers
-one :class:`~orca_db.events.RetryEvent` when the operation settles.
+one :class:`~orca_db.events.SettledEvent` when the operation settles.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 from .classify import Failure, classify, driver_error
 from .conf import RetrySettings
 from .deadlines import cap, deadline_cap
-from .events import RetryEvent, deliver
+from .events import SettledEvent, deliver
 from .exceptions import RetriesExhausted, ScaleEventError
 
 if TYPE_CHECKING:
@@ -238,7 +238,7 @@ def report(operation: Operation, outcome: str) -> None:
     from .sql import scrub_message, scrub_sql  # loaded with the first event
 
     deliver(
-        RetryEvent(
+        SettledEvent(
             database=operation.alias,
             phase=operation.phase,
             occurred_at=operation.started_at,

@@ -2,7 +2,7 @@
 
 ``retry_event`` is sent once per operation that met at least one retryable
 failure, after the operation settled (recovered, exhausted or raised), with
-``event``: an :class:`orca_db.events.RetryEvent`. Receivers must not raise;
+``event``: an :class:`orca_db.events.SettledEvent`. Receivers must not raise;
 an exception from one is logged and swallowed so that it never reaches the
 application's database call.
 

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from . import drivers
-from .commit_resolution import Options, TransactionRuns
 from .conf import retry_settings
 from .exceptions import OutcomeUnknown, RetriesExhausted
 from .retry import Operation, report, run
+from .transaction_runs import Options, TransactionRuns
 
 T = TypeVar("T")
 

@@ -7,13 +7,20 @@ class OrcaDbAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Registration happens on import: system checks (checks.py,
-        # checks_observability.py) and the receiver that stores retry events
+        # Registration happens on import: system checks (checks*.py, one
+        # module per feature) and the receiver that stores retry events
         # (receivers.py).
         from orca_db import otel
         from orca_db.signals import retry_event
 
-        from . import checks, checks_observability, receivers  # noqa: F401
+        from . import (  # noqa: F401
+            checks,
+            checks_aws,
+            checks_data_api,
+            checks_observability,
+            checks_pool,
+            receivers,
+        )
 
         # OpenTelemetry: the receiver reads ORCA_DB_OPENTELEMETRY at each
         # event and imports nothing before it is on (docs/observability.md).

@@ -240,13 +240,3 @@ def check_event_settings(app_configs=None, **kwargs: Any) -> list[CheckMessage]:
         except ImproperlyConfigured as error:
             messages.append(Warning(str(error), hint=_hint(check_id, text), id=check_id))
     return messages
-
-
-# Checks of other features live beside this module; importing registers them.
-from . import checks_pool  # noqa: E402, F401
-
-# isort: split
-from . import checks_aws  # noqa: E402, F401
-
-# isort: split
-from . import checks_data_api  # noqa: E402, F401

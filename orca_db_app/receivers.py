@@ -43,7 +43,7 @@ from django.dispatch import receiver
 
 from orca_db.backends.mixins import AuroraRetryMixin
 from orca_db.conf import OPTIONS_KEY, retry_settings
-from orca_db.events import RetryEvent as SettledEvent
+from orca_db.events import SettledEvent
 from orca_db.retry import remaining_time
 from orca_db.signals import invocation_finished, retry_event
 from orca_db.statements import scrub_message

@@ -267,3 +267,53 @@ def test_the_deadline_counts_from_the_start_of_the_first_attempt(extra_options, 
     with pytest.raises(RetriesExhausted), db.cursor() as cursor:
         cursor.execute("SELECT pg_sleep(0.6), pg_terminate_backend(pg_backend_pid())")
     assert events[-1].attempts <= 2
+
+
+# ----- a network that goes silent ---------------------------------------------------
+
+
+def test_a_silent_network_mid_query_ends_within_the_remaining_time(
+    aurora_simulator, simulated, events
+):
+    """The simulator stops carrying bytes both ways, closing nothing, while
+    the query runs: on main the invocation never returned."""
+    db = connections[simulated]
+
+    @database_handler
+    def handler(event, context):
+        db.connect()
+        with db.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            aurora_simulator.silence()
+            cursor.execute("SELECT count(*) FROM pg_class")
+
+    context = FakeContext(3_000)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DeadlineExceeded) as raised:
+            handler({}, context)
+        elapsed = time.monotonic() - started
+    finally:
+        aurora_simulator.unsilence()
+    print(f"silent network mid-query, 3 s left: DeadlineExceeded after {elapsed:.2f} s")
+    assert elapsed < 3.0
+    assert not isinstance(raised.value, OutcomeUnknown)  # a read
+    assert db.connection is None
+    # The cut client is noticed by the simulator: its server session closes.
+    aurora_simulator.wait_for(lambda stats: stats["active"] == 0, timeout=10)
+
+
+def test_a_silent_network_bounds_a_write_with_statement_deadline(aurora_simulator, simulated):
+    db = connections[simulated]
+    db.settings_dict["OPTIONS"]["aurora"] = {"statement_deadline": 1.0}
+    db.connect()
+    with db.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        aurora_simulator.silence()
+        started = time.monotonic()
+        try:
+            with pytest.raises(WriteDeadlineExceeded):
+                cursor.execute("CREATE TEMPORARY TABLE silenced (x int)")
+        finally:
+            aurora_simulator.unsilence()
+    assert time.monotonic() - started < 5.0

@@ -109,7 +109,7 @@ def test_recovered_read_stores_one_event_and_the_json_line_says_the_same(kill_ba
     [retry] = [line for line in json_lines() if line.get("kind") == "retry"]
     assert retry["database"] == "default" and retry["attempt"] == 1
     [line] = settled(json_lines())
-    assert line["level"] == "WARNING" and line["logger"] == "orca_db.retry"
+    assert line["level"] == "WARNING" and line["logger"] == "orca_db.events"
     assert line["outcome"] == event.outcome
     assert line["database"] == event.database
     assert line["phase"] == event.phase

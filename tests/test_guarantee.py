@@ -259,6 +259,31 @@ def test_set_in_a_committed_transaction_is_restored(tenant_schema, kill_backend)
     assert tenant_texts() == ["tenant-committed"]
 
 
+def test_retry_atomic_runs_again_in_the_tenant_it_started_in(tenant_schema, backend_killer):
+    """A SET made before the transaction comes back on the new connection;
+    one made inside the transaction that was lost is not a problem: it was
+    rolled back with it, and the re-run makes it again."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET search_path TO tenant42")
+    runs = []
+
+    @retry_atomic
+    def work():
+        runs.append(1)
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = '5s'")
+            if len(runs) == 1:
+                backend_killer.kill_when_running(backend_pid(), "pg_sleep")
+                cursor.execute("SELECT pg_sleep(0.5)")
+        Note.objects.create(text="tenant-rerun")
+
+    work()
+    backend_killer.join()
+    assert len(runs) == 2
+    assert tenant_texts() == ["tenant-rerun"]
+    assert server_texts("tenant-") == []
+
+
 @pytest.mark.parametrize(
     ("statement", "lost"),
     [

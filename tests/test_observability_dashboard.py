@@ -197,11 +197,12 @@ def test_widgets_do_not_overlap():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--database", "nope"], "Connection 'nope' does not exist."),
+        (["--database", "nope"], "Database alias 'nope' does not exist"),
         (["--namespace", "AWS/RDS"], "--namespace: EMF namespace"),
         (["--p99-ms", "0"], "--p99-ms must be positive"),
     ],
 )
 def test_bad_arguments(args, message):
-    with pytest.raises(CommandError, match=message):
+    with pytest.raises(CommandError, match=message) as raised:
         dashboard_command(*args)
+    assert raised.value.returncode == 2  # docs/commands.md#exit-codes

@@ -18,7 +18,7 @@ import pytest
 from django.db import connections, transaction
 
 from orca_db.backends.aurora.base import DatabaseWrapper
-from orca_db.events import OUTCOMES, PHASES, RetryEvent, deliver
+from orca_db.events import OUTCOMES, PHASES, SettledEvent, deliver
 from orca_db.exceptions import RetriesExhausted, TransactionRolledBack
 from orca_db.logging import EmfFormatter, JsonFormatter, SettledEvents, emf_events_to
 from orca_db.metrics_emf import Directive
@@ -31,7 +31,7 @@ NAMESPACE = "ORCA/Aurora"
 METRICS = {"RetryEvents", "RetryElapsed", "RetryAttempts"}
 
 
-def an_event(**fields) -> RetryEvent:
+def an_event(**fields) -> SettledEvent:
     defaults = dict(
         # Not an alias of DATABASES: orca_db_app's receiver stores nothing.
         database="reports",
@@ -45,7 +45,7 @@ def an_event(**fields) -> RetryEvent:
         elapsed_ms=64.31,
         statement='SELECT "testapp_note"."text" FROM "testapp_note" WHERE "id" = ?',
     )
-    return RetryEvent(**{**defaults, **fields})
+    return SettledEvent(**{**defaults, **fields})
 
 
 def settled(stream) -> list[dict]:
@@ -189,7 +189,7 @@ settings.configure(LOGGING={
 })
 django.setup()
 from orca_db.events import RetryEvent, deliver
-deliver(RetryEvent(database="default", phase="connect", outcome="exhausted", attempts=7,
+deliver(SettledEvent(database="default", phase="connect", outcome="exhausted", attempts=7,
                    elapsed_ms=60000.0, occurred_at=datetime.datetime.now(datetime.UTC)))
 """
 
@@ -222,7 +222,7 @@ def test_logging_setting_writes_emf_lines_to_stdout():
         "exhausted",
         7,
     )
-    assert document["level"] == "ERROR" and document["logger"] == "orca_db.retry"
+    assert document["level"] == "ERROR" and document["logger"] == "orca_db.events"
 
 
 def test_bad_logging_setting_fails_at_start_up_naming_the_problem():

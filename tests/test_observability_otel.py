@@ -299,9 +299,9 @@ settings.configure(INSTALLED_APPS=["orca_db_app"], ORCA_DB_OPENTELEMETRY=SETTING
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
 django.setup()
 after_setup = "opentelemetry" in sys.modules
-from orca_db.events import RetryEvent, deliver
+from orca_db.events import SettledEvent, deliver
 for _ in range(2):
-    deliver(RetryEvent(database="elsewhere", phase="execute", outcome="recovered", attempts=2,
+    deliver(SettledEvent(database="elsewhere", phase="execute", outcome="recovered", attempts=2,
                        elapsed_ms=5.0, occurred_at=datetime.datetime.now(datetime.UTC)))
 print(json.dumps({"after_setup": after_setup, "after_events": "opentelemetry" in sys.modules}))
 """

@@ -149,6 +149,7 @@ def test_the_wheel_installs_and_renders_the_chart(tmp_path, django_db_blocker):
     expected = package_files(source)
     assert {
         "orca_db/py.typed",
+        "orca_db/sql/pg_catalog.txt",
         "orca_db_app/py.typed",
         "orca_db_app/templates/admin/orca_db_app/retryevent/change_list.html",
         "orca_db_app/migrations/0001_initial.py",

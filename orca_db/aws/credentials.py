@@ -24,6 +24,7 @@ from django.db import OperationalError
 
 from ..classify import driver_error
 from ..conf import retry_settings
+from ..drivers import sqlstate
 from .settings import AwsSettings
 
 if TYPE_CHECKING:
@@ -51,9 +52,9 @@ class CredentialsRejected(OperationalError):
 
 def is_login_failure(error: BaseException) -> bool:
     inner = driver_error(error)
-    sqlstate = getattr(inner, "sqlstate", None) or getattr(inner, "pgcode", None)
-    if sqlstate is not None:
-        return sqlstate in _LOGIN_SQLSTATES
+    code = sqlstate(inner)
+    if code is not None:
+        return code in _LOGIN_SQLSTATES
     names = {cls.__name__ for cls in type(inner).__mro__}
     # Compiled on use (cached by re): only a failed connect needs it, and the
     # backend imports this module on every cold start.

@@ -14,7 +14,7 @@ from typing import Any
 from django.db.utils import Error as DjangoError
 
 from .. import deadlines, decisions, drivers
-from ..classify import Failure, classify, driver_error
+from ..classify import SERVER_CLOSED, Failure, classify, driver_error
 from ..deadlines import cap, watchdog
 from ..exceptions import (
     DeadlineExceeded,
@@ -30,15 +30,6 @@ from ..sql.lexical import PROFILES
 _READ_ONLY_VIOLATION = "25006"
 
 _OPEN = frozenset({drivers.ACTIVE, drivers.INTRANS, drivers.INERROR})
-
-SERVER_CLOSED = Failure(
-    retryable=True,
-    not_applied=True,
-    error_type="ServerClosedConnection",
-    sqlstate=None,
-    message="the server had closed the idle connection before the statement was sent",
-    closed_before_send=True,
-)
 
 
 def _statement_runner(many: bool):

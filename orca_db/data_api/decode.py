@@ -90,12 +90,15 @@ def rows(
     ``USE_TZ = False``. Ranges are made by ``range_factory(type name, lower,
     upper, bounds, empty)`` (default: psycopg's ``Range``)."""
     converters = []
+    parsers = _TEXT_PARSERS if aware else _NAIVE_PARSERS
     for meta in metadata:
         type_name = _type_name(meta)
         if type_name in ranges.SUBTYPES:
-            converters.append(ranges.converter(type_name, aware, range_factory))
+            bound = parsers[ranges.SUBTYPES[type_name]]
+            converters.append(ranges.converter(type_name, bound, range_factory))
         elif type_name[1:] in ranges.SUBTYPES:  # an array of ranges
-            element = ranges.text_converter(type_name[1:], aware, range_factory)
+            bound = parsers[ranges.SUBTYPES[type_name[1:]]]
+            element = ranges.text_converter(type_name[1:], bound, range_factory)
             converters.append(_converter(type_name, aware, element))
         else:
             converters.append(_converter(type_name, aware))

@@ -16,10 +16,10 @@ SUBTYPES: Final = {
 }
 
 
-def converter(type_name: str, aware: bool, factory: Callable[..., Any] | None) -> Callable:
-    from .decode import _NAIVE_PARSERS, _TEXT_PARSERS  # one module's parsers for both
-
-    parse = (_TEXT_PARSERS if aware else _NAIVE_PARSERS)[SUBTYPES[type_name]]
+def converter(
+    type_name: str, parse: Callable[[str], Any], factory: Callable[..., Any] | None
+) -> Callable:
+    """A ``Field``'s range, its bounds read by ``parse``."""
     make = factory or _psycopg_range
 
     def convert(field: dict) -> Any:
@@ -54,7 +54,9 @@ def _psycopg_range(type_name: str, lower: Any, upper: Any, bounds: str, empty: b
     return Range(lower, upper, bounds, empty=empty)
 
 
-def text_converter(type_name: str, aware: bool, factory: Callable[..., Any] | None) -> Callable:
+def text_converter(
+    type_name: str, parse: Callable[[str], Any], factory: Callable[..., Any] | None
+) -> Callable:
     """The same, from a range's text alone (an element of an array)."""
-    convert = converter(type_name, aware, factory)
+    convert = converter(type_name, parse, factory)
     return lambda text: convert({"stringValue": text})

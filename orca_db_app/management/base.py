@@ -28,6 +28,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
+from orca_db.backoff import Attempts
 from orca_db.classify import classify, driver_error
 from orca_db.conf import OPTIONS_KEY, parse_retry_settings
 from orca_db.exceptions import ScaleEventError
@@ -176,9 +177,8 @@ class DatabaseCommand(BaseCommand):
         connection = connections[alias]
         started = time.monotonic()
         deadline = started + timeout
-        attempt = 0
+        attempts = self.attempt_schedule(alias, deadline)
         while True:
-            attempt += 1
             try:
                 with deadline_cap(max(0.0, deadline - time.monotonic())):
                     connection.ensure_connection()
@@ -191,8 +191,8 @@ class DatabaseCommand(BaseCommand):
                         f"Cannot connect to database {alias!r}, and waiting will not help: "
                         f"{describe_error(error)}"
                     ) from error
-                pause = self.pause(alias, attempt)
-                if time.monotonic() + pause >= deadline:
+                pause = attempts.next_delay(storm=classify(error).storm)
+                if pause is None:
                     raise CommandError(
                         f"Database {alias!r} did not answer within {timeout:g} s "
                         f"(waited {waited:.1f} s): {describe_error(error)}",
@@ -201,14 +201,14 @@ class DatabaseCommand(BaseCommand):
                 time.sleep(pause)
 
     @staticmethod
-    def pause(alias: str, attempt: int) -> float:
-        """Seconds between two connection attempts of the command's own loop
-        (engines without the retry layer, or after the backend gave up):
-        the pace of the backend's retries of ``alias``, ``backoff_initial``
-        doubling up to ``backoff_max``."""
+    def attempt_schedule(alias: str, deadline: float) -> Attempts:
+        """The command's own connection attempts until ``deadline`` (engines
+        without the retry layer, or after the backend gave up), at the pace
+        of the backend's retries of ``alias``: its backoff, the storm shape
+        after a full or starting server (orca_db.backoff)."""
         options = connections[alias].settings_dict.get("OPTIONS") or {}
         settings = parse_retry_settings(options.get(OPTIONS_KEY))
-        return min(settings.backoff_max, settings.backoff_initial * 2 ** (attempt - 1))
+        return Attempts(settings.backoff(), deadline)
 
     # ----- output -------------------------------------------------------------
 

@@ -10,27 +10,27 @@ import os
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.core.management.base import CommandParser
 
 from orca_db.metrics_emf import DEFAULT_DIMENSIONS, DEFAULT_NAMESPACE, parse_namespace
 from orca_db_app import cloudwatch
+from orca_db_app.management.base import DatabaseCommand, usage_error
 
 PARTS = ("all", "dashboard", "alarms", "queries")
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Print a CloudWatch dashboard body, alarm definitions and Logs Insights queries "
         "for the retry events of one database (EMF metrics from "
         "orca_db.logging.EmfFormatter, JSON lines from JsonFormatter)."
     )
-    requires_system_checks: list[str] = []
+    # It prints JSON always and needs no connection: any engine will do.
+    offers_json = False
+    requires_postgresql = False
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--database", default=DEFAULT_DB_ALIAS, help='The database alias (default "default").'
-        )
+        super().add_arguments(parser)
         parser.add_argument(
             "--namespace",
             help="The metrics' namespace (default: the EmfFormatter's in LOGGING, "
@@ -85,10 +85,9 @@ class Command(BaseCommand):
         part: str,
         **options: Any,
     ) -> None:
-        if database not in connections.settings:
-            raise CommandError(f"Connection {database!r} does not exist.")
+        self.database_alias(database)
         if p99_ms <= 0 or storm_events < 0:
-            raise CommandError("--p99-ms must be positive and --storm-events not negative.")
+            raise usage_error("--p99-ms must be positive and --storm-events not negative.")
         configured = cloudwatch.configured_formatters(getattr(settings, "LOGGING", None))
         if namespace is None:
             namespaces = {f.get("namespace", DEFAULT_NAMESPACE) for f in configured}
@@ -96,7 +95,7 @@ class Command(BaseCommand):
         try:
             namespace = parse_namespace(namespace)
         except ValueError as error:
-            raise CommandError(f"--namespace: {error}") from None
+            raise usage_error(f"--namespace: {error}") from None
         target = cloudwatch.Target(database, namespace, function_name, region or "us-east-1")
         self._warn_unless_emitted(target, configured)
 

@@ -26,7 +26,9 @@ from django.db.backends.signals import connection_created
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.recorder import MigrationRecorder
 
+from orca_db.backoff import Backoff
 from orca_db.classify import classify, driver_error
+from orca_db.drivers import sqlstate
 from orca_db.exceptions import OutcomeUnknown, RetriesExhausted, TransactionRolledBack
 from orca_db_app.management.base import EXIT_FAILED, DatabaseCommand, seconds, usage_error
 
@@ -38,14 +40,12 @@ _DURATION = re.compile(r"\d+(?:\.\d+)?\s*(?:us|ms|s|min|h|d)?")
 
 
 def _sqlstate(error: BaseException) -> str | None:
-    cause = driver_error(error)
-    return getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    return sqlstate(driver_error(error))
 
 
-def rerun_pause(reruns: int) -> float:
-    """Seconds to let the holder of a lock finish before re-running the
-    migration that timed out waiting for it: 1, 2, 4, ... up to 30."""
-    return min(2.0 ** (reruns - 1), 30.0)
+#: How long to let the holder of a lock finish before re-running the
+#: migration that timed out waiting for it: about 1, 2, 4, ... up to 30 s.
+LOCK_BACKOFF = Backoff(initial=1.0, maximum=30.0, storm_maximum=30.0)
 
 
 class Command(DatabaseCommand):
@@ -220,7 +220,7 @@ class Command(DatabaseCommand):
                 connection.close()
                 if _sqlstate(error) == _LOCK_NOT_AVAILABLE:
                     # Let the holder of the lock finish before asking again.
-                    time.sleep(rerun_pause(reruns))
+                    time.sleep(LOCK_BACKOFF.delay(reruns))
                 self._wake(connection, self.wake_timeout)
 
     def _rerun_reason(self, error: BaseException) -> str | None:

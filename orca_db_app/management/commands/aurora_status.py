@@ -73,14 +73,10 @@ class Command(DatabaseCommand):
         "answer, 2 usage or configuration error."
     )
 
+    default_timeout = 10.0
+
     def add_arguments(self, parser) -> None:
         super().add_arguments(parser)
-        parser.add_argument(
-            "--timeout",
-            type=float,
-            default=10.0,
-            help="Seconds to wait for the database to answer (default: 10).",
-        )
         parser.add_argument(
             "--no-database",
             action="store_true",
@@ -91,11 +87,7 @@ class Command(DatabaseCommand):
         self, *, database: str, as_json: bool, timeout: float, no_database: bool,
         verbosity: int, **options: Any,
     ) -> None:  # fmt: skip
-        self.check_alias(database)
-        if not timeout > 0 or not math.isfinite(timeout):
-            raise CommandError(
-                "--timeout must be a positive number of seconds.", returncode=EXIT_ERROR
-            )
+        self.database_alias(database)
         from orca_db.aws.rds import ClusterUnavailable, cluster_status
 
         try:

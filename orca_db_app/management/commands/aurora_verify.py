@@ -22,7 +22,7 @@ from django.db import ProgrammingError, connections, router, transaction
 
 from orca_db.backends.mixins import AuroraRetryMixin
 from orca_db.conf import retry_settings
-from orca_db.events import RetryEvent
+from orca_db.events import SettledEvent
 from orca_db.exceptions import TransactionRolledBack
 from orca_db.retry import deadline_cap
 from orca_db.signals import retry_event
@@ -159,7 +159,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(scrub_message(str(error)).split())}"[:300]
 
 
-def _summary(event: RetryEvent) -> str:
+def _summary(event: SettledEvent) -> str:
     return (
         f"{event.phase} {event.outcome} after {event.attempts} attempt(s) "
         f"in {event.elapsed_ms / 1000:.2f} s ({event.error_type})"
@@ -188,10 +188,10 @@ class Command(DatabaseCommand):
             server_version = cursor.fetchone()[0]
 
         self.timeout = timeout
-        self.events: list[RetryEvent] = []
+        self.events: list[SettledEvent] = []
         self.started_at = time.time()
         storage_expected = _storage_receiver_connected()
-        retry_event.connect(self._receive, sender=RetryEvent, weak=False)
+        retry_event.connect(self._receive, sender=SettledEvent, weak=False)
         table = f"{MARKER}_{secrets.token_hex(4)}"
         results: list[Result] = []
         try:
@@ -203,7 +203,7 @@ class Command(DatabaseCommand):
                 results, CHECK_EVENT, lambda: self._check_event(read_event, storage_expected)
             )
         finally:
-            retry_event.disconnect(self._receive, sender=RetryEvent)
+            retry_event.disconnect(self._receive, sender=SettledEvent)
             self._clean_up(table)
 
         passed = all(result.passed for result in results)
@@ -330,7 +330,7 @@ class Command(DatabaseCommand):
             return False, f"it took {elapsed:.2f} s to surface", None
         return True, f"ProgrammingError in {elapsed * 1000:.0f} ms", None
 
-    def _check_event(self, read_event: RetryEvent | None, storage_expected: bool):
+    def _check_event(self, read_event: SettledEvent | None, storage_expected: bool):
         if read_event is None:
             return False, "no retry event was sent for the terminated read", None
         if not retry_settings(self.connection).record_events:
@@ -354,7 +354,7 @@ class Command(DatabaseCommand):
 
     # ----- bookkeeping ------------------------------------------------------
 
-    def _receive(self, sender, event: RetryEvent, **kwargs: Any) -> None:
+    def _receive(self, sender, event: SettledEvent, **kwargs: Any) -> None:
         if event.database == self.alias:
             self.events.append(event)
 
@@ -433,7 +433,7 @@ def _storage_receiver_connected() -> bool:
     """Whether orca_db_app's storage receiver listens to ``retry_event``
     (the app may be installed before that receiver exists or is enabled)."""
     with contextlib.suppress(Exception):
-        live = retry_event._live_receivers(RetryEvent)
+        live = retry_event._live_receivers(SettledEvent)
         receivers = [*live[0], *live[1]] if isinstance(live, tuple) else list(live)
         return any(
             getattr(receiver, "__module__", "").startswith("orca_db_app.") for receiver in receivers

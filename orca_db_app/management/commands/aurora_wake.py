@@ -82,10 +82,12 @@ class Command(DatabaseCommand):
         self.as_json = as_json
         self.verbosity = verbosity
         self.tty = self.stdout.isatty() and not as_json and verbosity >= 1
-        self.pause(database, 1)  # settings the backend refuses end it here
+        # Settings the backend refuses end it here.
+        self._attempts = self.attempt_schedule(database, math.inf)
 
         started = time.monotonic()
         deadline = started + timeout
+        self._attempts.deadline_at = deadline
         self.attempts = 0
         self.last_error: str | None = None
         self.started = started
@@ -130,7 +132,8 @@ class Command(DatabaseCommand):
             elif error != self.last_error:
                 self._plain(f"not yet: {error}")
             self.last_error = error
-            pause_until = min(deadline, time.monotonic() + self.pause(database, self.attempts))
+            pause = self._attempts.next_delay(storm=failure.storm)
+            pause_until = deadline if pause is None else time.monotonic() + pause
             while time.monotonic() < pause_until:
                 time.sleep(min(TICK, max(0.0, pause_until - time.monotonic())))
                 self._progress()
