@@ -19,6 +19,9 @@ from .aws.settings import AWS_KEYS, AwsSettings, parse_aws_settings
 from .backoff import Backoff
 
 OPTIONS_KEY = "aurora"
+#: Keys of the Data API engine, validated by it when it connects
+#: (orca_db.backends.aurora_data_api.settings).
+DATA_API_KEYS = frozenset({"cluster_arn", "secret"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,11 +89,11 @@ def parse_retry_settings(options: Any) -> RetrySettings:
         raise ImproperlyConfigured(
             f"OPTIONS[{OPTIONS_KEY!r}] must be a dict, got {type(options).__name__}."
         )
-    unknown = sorted(set(options) - set(_FIELDS) - AWS_KEYS)
+    unknown = sorted(set(options) - set(_FIELDS) - AWS_KEYS - DATA_API_KEYS)
     if unknown:
         raise ImproperlyConfigured(
             f"Unknown key OPTIONS[{OPTIONS_KEY!r}][{unknown[0]!r}]; "
-            f"valid keys: {', '.join(sorted({*_FIELDS, *AWS_KEYS}))}."
+            f"valid keys: {', '.join(sorted({*_FIELDS, *AWS_KEYS, *DATA_API_KEYS}))}."
         )
     for key in ("deadline", "backoff_initial", "backoff_max", "backoff_storm_max"):
         if key in options:

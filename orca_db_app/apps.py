@@ -16,6 +16,7 @@ class OrcaDbAppConfig(AppConfig):
         from . import (  # noqa: F401
             checks,
             checks_aws,
+            checks_data_api,
             checks_observability,
             checks_pool,
             receivers,

@@ -59,6 +59,8 @@ _storing: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "orca_db_storing_event", default=False
 )
 
+#: The Data API engine retries as the mixin does, without being one.
+DATA_API_ENGINE = "orca_db.backends.aurora_data_api"
 #: Suffix of the alias of the connection that writes events.
 ALIAS_SUFFIX = "__orca_events"
 #: Deferred events kept at most; older ones are dropped (and logged).
@@ -228,7 +230,10 @@ def events_connection(alias: str):
     options = settings_dict.setdefault("OPTIONS", {})
     # A pool would keep the connection (and its own threads) alive.
     options.pop("pool", None)
-    if isinstance(source, AuroraRetryMixin):
+    if (
+        isinstance(source, AuroraRetryMixin)
+        or source.settings_dict.get("ENGINE") == DATA_API_ENGINE
+    ):
         options[OPTIONS_KEY] = {
             **(options.get(OPTIONS_KEY) or {}),
             "max_attempts": 1,

@@ -5,6 +5,7 @@
     python scripts/django_suite.py --driver psycopg2    # one driver
     python scripts/django_suite.py --compare            # also Django's stock backend
     python scripts/django_suite.py basic queries        # some apps only
+    python scripts/django_suite.py --engine data_api    # the Data API engine
 
 The Django source distribution of the *installed* Django version is
 downloaded once from the package index (``pip download``) into the cache
@@ -48,6 +49,9 @@ DRIVERS = ("psycopg", "psycopg2")
 ENGINES = {
     "aurora": "orca_db.backends.aurora",
     "stock": "django.db.backends.postgresql",
+    # Through a local Data API endpoint (orca_db.testing.data_api) this
+    # script starts in front of the same server.
+    "data_api": "orca_db.backends.aurora_data_api",
 }
 DEFAULT_CACHE = ROOT / ".orca-db" / "django-suite"
 
@@ -158,8 +162,15 @@ def run_suite(
     extra: list[str],
 ) -> dict:
     (tests_dir / "orca_db_suite_settings.py").write_text(SETTINGS_MODULE)
+    endpoint = None
+    if engine == "data_api":
+        from orca_db.testing.data_api import DataApiEndpoint
+
+        endpoint = DataApiEndpoint.for_database(database).start()
+        database = {"OPTIONS": endpoint.django_settings("django")["OPTIONS"]}
     env = {
         **os.environ,
+        **(endpoint.environ() if endpoint else {}),
         "ORCA_DB_DRIVER": driver,
         "ORCA_DB_SUITE_ENGINE": ENGINES[engine],
         "ORCA_DB_SUITE_DATABASE": json.dumps(database),
@@ -190,6 +201,8 @@ def run_suite(
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait()
+            if endpoint is not None:
+                endpoint.stop()
     elapsed = time.monotonic() - started
     text = log.read_text()
     # The id as Django's expected-failure lists spell it: "module.Class.test".
@@ -219,6 +232,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("apps", nargs="*", help=f"test labels (default: {' '.join(DEFAULT_APPS)})")
     parser.add_argument("--driver", choices=DRIVERS, action="append", help="default: both")
+    parser.add_argument(
+        "--engine", choices=["aurora", "data_api"], default="aurora", help="default: aurora"
+    )
     parser.add_argument("--compare", action="store_true", help="also run the stock backend")
     parser.add_argument("--stock-only", action="store_true", help="only the stock backend")
     parser.add_argument("--parallel", type=int, default=os.cpu_count() or 1)
@@ -229,7 +245,8 @@ def main(argv: list[str]) -> int:
 
     apps = args.apps or DEFAULT_APPS
     drivers = args.driver or list(DRIVERS)
-    engines = ["stock"] if args.stock_only else ["aurora", "stock"] if args.compare else ["aurora"]
+    ours = args.engine
+    engines = ["stock"] if args.stock_only else [ours, "stock"] if args.compare else [ours]
     cache = args.cache_dir.resolve()
     tests_dir = fetch_tests(django_version(), cache)
     database, server = database_settings(args.database_url)
@@ -254,11 +271,11 @@ def main(argv: list[str]) -> int:
     failed = False
     for driver in drivers:
         by_engine = {r["engine"]: r for r in results if r["driver"] == driver}
-        ours = by_engine.get("aurora")
+        mine = by_engine.get(ours)
         stock = by_engine.get("stock")
-        if ours and stock:
-            only_ours = sorted(set(ours["failures"]) - set(stock["failures"]))
-            only_stock = sorted(set(stock["failures"]) - set(ours["failures"]))
+        if mine and stock:
+            only_ours = sorted(set(mine["failures"]) - set(stock["failures"]))
+            only_stock = sorted(set(stock["failures"]) - set(mine["failures"]))
             print(f"--- {driver}: {len(only_ours)} test(s) fail only with orca-db")
             for test in only_ours:
                 print(f"    {test}")
@@ -267,7 +284,7 @@ def main(argv: list[str]) -> int:
                 for test in only_stock:
                     print(f"    {test}")
             # A crashed or empty run of ours fails too, whatever it listed.
-            crashed = ours["tests"] == 0 or (ours["exit"] != 0 and stock["exit"] == 0)
+            crashed = mine["tests"] == 0 or (mine["exit"] != 0 and stock["exit"] == 0)
             failed |= bool(only_ours) or crashed
         else:
             failed |= any(r["exit"] != 0 or r["tests"] == 0 for r in by_engine.values())

@@ -55,3 +55,51 @@ def aurora_simulator(aurora_simulator_upstream: tuple[str, int]) -> Iterator[Aur
         yield simulator
     finally:
         simulator.stop()
+
+
+@pytest.fixture
+def data_api_endpoint(monkeypatch: pytest.MonkeyPatch):
+    """A local RDS Data API endpoint (:class:`orca_db.testing.data_api.
+    DataApiEndpoint`) in front of the server of Django's ``default``
+    database, with boto3 pointed at it (``AWS_ENDPOINT_URL_RDS_DATA`` and
+    placeholder credentials) for the test. ``endpoint.django_settings(name)``
+    is a ``DATABASES`` entry for the Data API engine through it."""
+    from django.db import connections
+
+    from .data_api import DataApiEndpoint
+
+    endpoint = DataApiEndpoint.for_database(connections["default"].settings_dict).start()
+    for name, value in endpoint.environ().items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
+
+
+@pytest.fixture
+def data_api_connection(data_api_endpoint):
+    """Django's connection (alias ``"data_api"``) on the Data API engine,
+    through ``data_api_endpoint``, to the database of the ``default`` alias
+    (the test database). Use it in transactional tests
+    (``django_db(transaction=True)``): its writes are not inside the test's
+    transaction."""
+    from django.db import connections
+
+    from orca_db.backends.aurora_data_api.base import DatabaseWrapper
+
+    name = connections["default"].settings_dict["NAME"]
+    base = {
+        **connections["default"].settings_dict,
+        "HOST": "",
+        "PORT": "",
+        "USER": "",
+        "PASSWORD": "",
+    }
+    wrapper = DatabaseWrapper({**base, **data_api_endpoint.django_settings(name)}, "data_api")
+    connections["data_api"] = wrapper
+    try:
+        yield wrapper
+    finally:
+        wrapper.close()
+        del connections["data_api"]

@@ -247,6 +247,12 @@ def driver_connect(alias: str, connect_timeout: float | None = None):
 def connect_with(params: dict[str, Any]):
     """``driver_connect`` with parameters built beforehand (in the thread
     that owns the alias's connection: ``connections`` is thread-local)."""
+    if "resource_arn" in params:
+        # The Data API engine: nothing connects, each statement is one call
+        # (made once: the command decides how long to wait).
+        from orca_db import data_api
+
+        return data_api.connect(**params)
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
     if is_psycopg3:

@@ -242,12 +242,15 @@ class FaultInjector:
         self,
         *,
         simulator=None,
+        endpoint=None,
         admin_alias: str,
         application_name: str,
         interval: float,
         seed: int | None = None,
     ):
         self.simulator = simulator
+        #: A local Data API endpoint (orca_db.testing.data_api), with --data-api.
+        self.endpoint = endpoint
         self.admin_alias = admin_alias
         self.application_name = application_name
         self.interval = interval
@@ -264,7 +267,12 @@ class FaultInjector:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        kinds = ["scale_event", "pause", "reject_startups"] if self.simulator else ["terminate"]
+        if self.endpoint is not None:
+            kinds = ["scale_event", "pause", "lose_reply", "throttle"]
+        elif self.simulator is not None:
+            kinds = ["scale_event", "pause", "reject_startups"]
+        else:
+            kinds = ["terminate"]
         n = 0
         try:
             while not self.stop.wait(self.interval):
@@ -277,16 +285,24 @@ class FaultInjector:
                 else:
                     self.fired[kind] += 1
         finally:
-            if self.simulator is not None and self.simulator.paused:
-                self.simulator.resume()
+            for injector in (self.simulator, self.endpoint):
+                if injector is not None and injector.paused:
+                    injector.resume()
             connections[self.admin_alias].close()
 
     def _scale_event(self) -> None:
-        self.simulator.scale_event()
+        (self.endpoint or self.simulator).scale_event()
 
     def _pause(self) -> None:
-        # New connections wait until the "cluster" is up again.
-        self.simulator.pause(resume_after=self.rng.uniform(0.3, 1.5))
+        # New connections (Data API calls) wait until the "cluster" is up again.
+        (self.endpoint or self.simulator).pause(resume_after=self.rng.uniform(0.3, 1.5))
+
+    def _lose_reply(self) -> None:
+        # The next call runs and its answer never comes.
+        self.endpoint.lose_replies(1)
+
+    def _throttle(self) -> None:
+        self.endpoint.fail_next(self.rng.randint(1, 3), code="ThrottlingException")
 
     def _reject_startups(self) -> None:
         self.simulator.reject_startups(self.rng.randint(1, 3))

@@ -63,6 +63,12 @@ class Command(DatabaseCommand):
             help="Append each retry event to PATH as a CloudWatch Embedded Metric Format "
             "line (docs/observability.md).",
         )
+        parser.add_argument(
+            "--data-api",
+            action="store_true",
+            help="Run the workload on the Data API engine through a local Data API "
+            "endpoint, with its faults: pauses, scale events, lost answers, throttling.",
+        )
 
     def handle(
         self,
@@ -74,6 +80,7 @@ class Command(DatabaseCommand):
         timeout: float,
         seed: int | None,
         no_simulator: bool,
+        data_api: bool,
         verbosity: int,
         **options: Any,
     ) -> None:
@@ -84,7 +91,7 @@ class Command(DatabaseCommand):
         base = connections[database].settings_dict
         external = bool(os.environ.get("DATABASE_URL")) and database == DEFAULT_DB_ALIAS
         simulator_class: Any = None
-        if not (external or no_simulator):
+        if not (external or no_simulator or data_api):
             try:
                 from orca_db.testing.simulator import AuroraSimulator
             except ImportError as error:
@@ -105,16 +112,29 @@ class Command(DatabaseCommand):
             # Where the server listens is known once connected (the project's
             # embedded server starts at the first connection).
             simulator = simulator_class(base["HOST"] or "127.0.0.1", base["PORT"] or 5432)
+        endpoint = None
+        if data_api:
+            from orca_db.testing.data_api import DataApiEndpoint
 
-        if simulator is not None:
+            endpoint = DataApiEndpoint.for_database(base)
+
+        saved_environ = dict(os.environ)
+        if endpoint is not None:
+            endpoint.start()
+            os.environ.update(endpoint.environ())  # boto3 finds the endpoint there
+            target = {**dict(base), **endpoint.django_settings(base["NAME"])}
+            how = f"on the Data API engine through a local endpoint on port {endpoint.listen_port}"
+        elif simulator is not None:
             simulator.start()
             target = simulator.django_settings(dict(base))
             how = f"through the Aurora simulator on port {simulator.port}"
         else:
             target = dict(base)
             how = "with pg_terminate_backend as the only fault"
-        options_ = {**target.get("OPTIONS", {}), "application_name": APPLICATION_NAME}
-        connections.settings[WORKLOAD_ALIAS] = {**target, "OPTIONS": options_}
+        if endpoint is None:
+            options_ = {**target.get("OPTIONS", {}), "application_name": APPLICATION_NAME}
+            target = {**target, "OPTIONS": options_}
+        connections.settings[WORKLOAD_ALIAS] = target
 
         events: collections.Counter = collections.Counter()
         captured: list[Any] = []
@@ -132,6 +152,7 @@ class Command(DatabaseCommand):
         workload = demo.Workload(WORKLOAD_ALIAS, workers, run_id, seed)
         faults = demo.FaultInjector(
             simulator=simulator,
+            endpoint=endpoint,
             admin_alias=database,
             application_name=APPLICATION_NAME,
             interval=fault_interval,
@@ -159,8 +180,9 @@ class Command(DatabaseCommand):
                 workload.stop.set()
                 faults.stop.set()
                 faults.join(30)
-                if simulator is not None and simulator.paused:
-                    simulator.resume()
+                for injector in (simulator, endpoint):
+                    if injector is not None and injector.paused:
+                        injector.resume()
                 finished = workload.join(120)
             elapsed = time.monotonic() - started
         finally:
@@ -171,6 +193,11 @@ class Command(DatabaseCommand):
             if simulator is not None:
                 stats = simulator.stats
                 simulator.stop()
+            elif endpoint is not None:
+                stats = {f"endpoint_{k}": v for k, v in endpoint.stats.items()}
+                endpoint.stop()
+                os.environ.clear()
+                os.environ.update(saved_environ)
             else:
                 stats = {}
             with contextlib.suppress(Exception):
@@ -251,7 +278,14 @@ class Command(DatabaseCommand):
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(faults.fired.items())) or "none"
         w(self.style.MIGRATE_HEADING("Injected faults"))
         w(f"  {fired} ({kinds})")
-        if stats:
+        if "endpoint_calls" in stats:
+            w(
+                f"  Data API endpoint: {stats['endpoint_ended']} transactions ended, "
+                f"{stats['endpoint_resuming']} calls answered DatabaseResumingException, "
+                f"{stats['endpoint_replies_lost']} answers lost, {stats['endpoint_failed']} "
+                f"calls throttled, {stats['endpoint_calls']} calls in all"
+            )
+        elif stats:
             w(
                 f"  simulator: {stats.get('terminated', 0)} sessions terminated, "
                 f"{stats.get('held', 0)} connects held by pauses, "

@@ -1,0 +1,159 @@
+"""The Data API engine on orca-db's retry core (``orca_db.retry``): which
+calls are retried, and what is raised instead.
+
+Every Data API call (statement, batch, begin, commit, rollback) is one
+operation of the core: one deadline, one backoff, one ``RetryEvent`` when it
+settled after a retryable failure. The guarantees are the connection
+engines' (docs/retry-safety.md):
+
+- a call that provably ran nothing (paused database, throttled, no HTTPS
+  connection made) is retried, whatever it was;
+- a call whose answer never came is retried if it was a read outside a
+  transaction (or ``retry_writes`` is on); a write is ``OutcomeUnknown``,
+  a ``CommitTransaction`` too;
+- a transaction that is gone, or whose state nobody knows, is
+  ``TransactionRolledBack``: nothing of it was committed (orca-db never sends
+  ``CommitTransaction`` for it, and rolls it back, or the Data API does
+  after three minutes). ``orca_db.retry_atomic`` runs it again;
+- SQL errors and timeouts surface at once, unchanged.
+
+Inside an operation of the core that already retries (``retry_atomic``),
+a call is made once and its error goes up unchanged: that operation judges
+it, and reports the one event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from orca_db.classify import Failure
+from orca_db.conf import RetrySettings, retry_settings
+from orca_db.data_api import Call, errors
+from orca_db.exceptions import OutcomeUnknown, TransactionRolledBack
+from orca_db.retry import Operation, active_operation, recover
+from orca_db.statements import is_read_only
+
+from .classify import classify
+
+#: Seconds a rollback of a transaction given up may be retried for.
+CLEANUP_DEADLINE = 10.0
+
+_PHASES = {
+    "ExecuteStatement": "execute",
+    "BatchExecuteStatement": "execute",
+    "BeginTransaction": "transaction",
+    "CommitTransaction": "transaction",
+    "RollbackTransaction": "transaction",
+}
+
+
+class RetryingCaller:
+    """``Connection.caller`` for the engine's connections: one call, and on
+    a retryable failure, the core's retries. With ``cleanup``, the caller of
+    the rollbacks a connection sends when it gives a transaction up: retried
+    even inside another operation (whose judge never sees them), within at
+    most ``CLEANUP_DEADLINE`` seconds, as the locks are held until it runs."""
+
+    def __init__(self, wrapper: Any, *, cleanup: bool = False):
+        self.wrapper = wrapper
+        self.cleanup = cleanup
+
+    def __call__(self, call: Call) -> dict:
+        send = _rollback_done_if_gone(call) if self.cleanup else call.send
+        try:
+            return send()
+        except errors.Error as error:
+            first = error
+        settings = retry_settings(self.wrapper)
+        if self.cleanup:
+            settings = dataclasses.replace(
+                settings, deadline=min(settings.deadline, CLEANUP_DEADLINE)
+            )
+        elif active_operation() is not None:
+            raise first
+        if not settings.enabled:
+            raise first
+        failure = classify(first)
+        if not failure.retryable:
+            raise first
+        operation = Operation(
+            self.wrapper.alias,
+            _PHASES[call.operation],
+            settings,
+            statement=call.statement if call.statement is not None else call.operation,
+        )
+        judge = _Judge(self.wrapper.alias, call, settings)
+        return recover(operation, first, send, judge)
+
+
+def _rollback_done_if_gone(call: Call) -> Callable[[], dict]:
+    """For a cleanup rollback, a transaction already gone (a pause or a scale
+    event ended it) is the rollback done, not a failure."""
+
+    def send() -> dict:
+        try:
+            return call.send()
+        except errors.TransactionNotFoundException:
+            return {"transactionStatus": "Rollback Complete"}
+
+    return send
+
+
+class _Judge:
+    def __init__(self, alias: str, call: Call, settings: RetrySettings):
+        self.alias = alias
+        self.call = call
+        self.settings = settings
+
+    def __call__(self, error: BaseException, core_failure: Failure) -> BaseException | None:
+        failure = classify(error)
+        if not failure.retryable:
+            return error  # a conflict reaching a single call: surfaced as it is
+        operation = self.call.operation
+        gone = isinstance(error, errors.TransactionNotFoundException)
+        if operation in ("BeginTransaction", "RollbackTransaction"):
+            # A BEGIN that may have run left at most an empty transaction
+            # that expires; a ROLLBACK twice is one rollback.
+            return error if gone else None
+        if operation == "CommitTransaction":
+            if failure.not_applied and not gone:
+                return None  # refused before it ran: the transaction is still open
+            if gone:
+                return self._rolled_back(failure)
+            return OutcomeUnknown(
+                f"The answer to CommitTransaction on database {self.alias!r} was lost "
+                f"({failure.error_type}); the transaction may or may not have committed."
+            )
+        if self.call.in_transaction:
+            if failure.not_applied and not gone:
+                return None  # refused before it ran: run it again in the transaction
+            return self._rolled_back(failure)
+        if failure.not_applied or self._replayable():
+            return None
+        return OutcomeUnknown(
+            f"The answer to a write on database {self.alias!r} was lost "
+            f"({failure.error_type}); it may or may not have been applied, and was "
+            f"not retried."
+        )
+
+    def _replayable(self) -> bool:
+        if self.settings.retry_writes:
+            return True
+        # A batch is many statements: a proof about one says nothing of the rest.
+        return not self.call.many and is_read_only(self.call.statement)
+
+    def _rolled_back(self, failure: Failure) -> TransactionRolledBack:
+        idle = self.call.idle
+        why = (
+            f" after {idle:.0f} s without a call (the Data API ends a transaction after "
+            f"3 minutes without one)"
+            if idle > 180
+            else ""
+        )
+        return TransactionRolledBack(
+            f"The transaction on database {self.alias!r} was lost ({failure.error_type})"
+            f"{why}: it is rolled back, nothing of it was committed. Leave the atomic "
+            f"block and run it again (orca_db.retry_atomic does)."
+        )
