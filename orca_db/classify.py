@@ -223,6 +223,12 @@ def driver_error(exc: BaseException) -> BaseException:
 def classify(exc: BaseException) -> Failure:
     """Classify ``exc`` (a driver error, or Django's wrapper of one)."""
     inner = driver_error(exc)
+    if type(inner).__module__.startswith("orca_db.data_api"):
+        # The Data API engine's errors carry AWS's facts (a paused cluster,
+        # throttling, a lost answer): its own rules, same Failure.
+        from .data_api.classify import classify_data_api
+
+        return classify_data_api(inner)  # type: ignore[arg-type]
     sqlstate = _sqlstate(inner)
     message = str(inner).strip()
     error_type = type(inner).__name__

@@ -66,6 +66,12 @@ def driver_errors(connection: Any) -> tuple[type[BaseException], ...]:
         import psycopg
 
         return (psycopg.OperationalError, psycopg.InterfaceError)
+    if type(connection).__module__.startswith("orca_db.data_api"):
+        # The Data API engine's connection answers psycopg2's questions
+        # (fileno, get_transaction_status) with its own errors.
+        from .data_api import errors
+
+        return (errors.OperationalError, errors.InterfaceError)
     import psycopg2
 
     return (psycopg2.OperationalError, psycopg2.InterfaceError)

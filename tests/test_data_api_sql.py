@@ -429,8 +429,7 @@ def _aws(code: str, message: str = "x") -> errors.Error:
     ],
 )
 def test_data_api_classification(error, retryable, not_applied, error_type):
-    from orca_db.backends.aurora_data_api.classify import classify
-    from orca_db.classify import classify as core_classify
+    from orca_db.classify import classify
 
     failure = classify(error)
     assert (failure.retryable, failure.not_applied, failure.error_type) == (
@@ -439,8 +438,6 @@ def test_data_api_classification(error, retryable, not_applied, error_type):
         error_type,
     )
     assert "Key (a)" not in failure.message  # row values never reach logs
-    # Today's core classifier reads the same verdict from the SQLSTATE.
-    assert core_classify(error).retryable == retryable
 
 
 def test_psycopg_int_wrappers_say_the_integer_type():
@@ -460,7 +457,7 @@ def test_description_names_the_type_for_django_61():
 
 
 def test_resuming_and_throttling_back_off_as_a_storm_conflicts_go_to_retry_atomic():
-    from orca_db.backends.aurora_data_api.classify import classify
+    from orca_db.classify import classify
 
     assert classify(_aws("DatabaseResumingException")).storm
     assert classify(_aws("ThrottlingException")).storm

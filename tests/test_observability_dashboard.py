@@ -11,7 +11,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from orca_db.events import OUTCOMES, RetryEvent, deliver
+from orca_db.events import OUTCOMES, SettledEvent, deliver
 from orca_db.logging import EmfFormatter, JsonFormatter
 from tests.observability_helpers import assert_emf_document, captured, lines
 
@@ -32,8 +32,8 @@ def dashboard_command(*args: str) -> tuple[object, str]:
     return json.loads(out.getvalue()), err.getvalue()
 
 
-def event(outcome: str, database: str = "default") -> RetryEvent:
-    return RetryEvent(
+def event(outcome: str, database: str = "default") -> SettledEvent:
+    return SettledEvent(
         database=database,
         phase="execute",
         outcome=outcome,

@@ -2,8 +2,8 @@
 one, psycopg2's way (``orca_db.drivers`` tells the drivers apart by
 ``pgconn``, which this connection has not): ``retry_atomic`` asks for the
 transaction status and a socket to poll, ``django.contrib.postgres``
-registers types on each new connection. Shims until ``orca_db.drivers``
-knows this driver."""
+registers types on each new connection. ``orca_db.drivers`` asks these
+as it asks psycopg2's connection (and knows this connection's errors)."""
 
 from __future__ import annotations
 

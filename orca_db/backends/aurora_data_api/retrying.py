@@ -28,14 +28,12 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from orca_db.classify import Failure
+from orca_db.classify import Failure, classify
 from orca_db.conf import RetrySettings, retry_settings
 from orca_db.data_api import Call, errors
 from orca_db.exceptions import OutcomeUnknown, TransactionRolledBack
 from orca_db.retry import Operation, active_operation, recover
-from orca_db.statements import is_read_only
-
-from .classify import classify
+from orca_db.sql import is_replayable_read
 
 #: Seconds a rollback of a transaction given up may be retried for.
 CLEANUP_DEADLINE = 10.0
@@ -142,7 +140,7 @@ class _Judge:
         if self.settings.retry_writes:
             return True
         # A batch is many statements: a proof about one says nothing of the rest.
-        return not self.call.many and is_read_only(self.call.statement)
+        return not self.call.many and is_replayable_read(self.call.statement)
 
     def _rolled_back(self, failure: Failure) -> TransactionRolledBack:
         idle = self.call.idle

@@ -1,5 +1,6 @@
 """Which Data API errors a retry can cure, and which prove that nothing
-ran: the Data API's counterpart of ``orca_db.classify`` (docs/data-api.md#errors).
+ran: the Data API's facts, which ``orca_db.classify.classify`` hands its
+errors to (docs/data-api.md#errors).
 
 A Data API call fails before anything runs when the service refuses it:
 the database was paused (``DatabaseResumingException``: the call only woke
@@ -15,9 +16,9 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from orca_db.classify import Failure, driver_error
+from orca_db.classify import Failure
 from orca_db.data_api import errors
-from orca_db.statements import scrub_message
+from orca_db.sql import scrub_message
 
 # Statements the server itself aborted as its session ended (a scale event
 # relayed as a DatabaseErrorException): as for the connection engines, an
@@ -28,13 +29,9 @@ _RETRYABLE_SQLSTATES: Final = frozenset({"57P01", "57P02", "57P03", "53300"})
 _DETAIL: Final = re.compile(r"\n?\s*(?:Detail|Where|Hint):.*", re.DOTALL | re.IGNORECASE)
 
 
-def classify(error: BaseException) -> Failure:
-    """What ``error`` (a Data API error, or Django's wrapper of one) means
-    for a retry."""
-    inner = driver_error(error)
+def classify_data_api(inner: errors.Error) -> Failure:
+    """What a Data API error (already unwrapped) means for a retry."""
     message = scrub_message(_DETAIL.sub("", str(inner)))
-    if not isinstance(inner, errors.Error):
-        return Failure(False, False, type(inner).__name__, None, message)
     error_type = inner.aws_code or type(inner).__name__
     if isinstance(inner, errors.DatabaseError) and inner.aws_code == "DatabaseErrorException":
         error_type = type(inner).__name__  # the SQL error's class, as psycopg names it
