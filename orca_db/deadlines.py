@@ -171,36 +171,52 @@ def bounded_connect(
     if budget >= LIBPQ_MIN_CONNECT_TIMEOUT:
         # Whole seconds, rounded down: libpq's bound then ends within ours.
         return connect({**params, "connect_timeout": int(budget)})
-    worker = _Worker(connect, {**params, "connect_timeout": LIBPQ_MIN_CONNECT_TIMEOUT}, close)
-    return worker.result(budget)
+    slow = {**params, "connect_timeout": LIBPQ_MIN_CONNECT_TIMEOUT}
+    try:
+        return run_within(budget, connect, slow, late=close)
+    except TimedOut:
+        raise ConnectTimeout() from None
+
+
+class TimedOut(Exception):
+    """:func:`run_within` stopped waiting at its bound."""
+
+
+def run_within(seconds: float, function: Callable[..., Any], *args: Any, late=None) -> Any:
+    """``function(*args)``, waited for at most ``seconds``: it runs in a
+    worker thread that the caller stops waiting for at the bound
+    (:class:`TimedOut`); ``late(result)`` disposes of a result that comes
+    after that (a connection to close). For calls nothing else can bound: a
+    connect below libpq's 2 s minimum, an HTTPS call of the Data API."""
+    return _Worker(function, args, late).result(seconds)
 
 
 class _Worker:
-    """A connect attempt in a thread of its own, abandoned past a bound."""
+    """A call in a thread of its own, abandoned past a bound."""
 
-    def __init__(self, connect: Callable[[dict[str, Any]], Any], params: dict[str, Any], close):
+    def __init__(self, function: Callable[..., Any], args: tuple, late) -> None:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._outcome: tuple[bool, Any] | None = None
         self._abandoned = False
-        self._close = close
+        self._late = late
         context = contextvars.copy_context()
         thread = threading.Thread(
-            target=context.run, args=(self._attempt, connect, params), daemon=True
+            target=context.run, args=(self._attempt, function, args), daemon=True
         )
-        thread.name = "orca-db-connect"
+        thread.name = "orca-db-bounded"
         thread.start()
 
-    def _attempt(self, connect: Callable[[dict[str, Any]], Any], params: dict[str, Any]) -> None:
+    def _attempt(self, function: Callable[..., Any], args: tuple) -> None:
         try:
-            outcome = (True, connect(params))
+            outcome = (True, function(*args))
         except BaseException as error:
             outcome = (False, error)
         with self._lock:
             if self._abandoned:
-                if outcome[0]:
+                if outcome[0] and self._late is not None:
                     with contextlib.suppress(Exception):
-                        self._close(outcome[1])
+                        self._late(outcome[1])
                 return
             self._outcome = outcome
         self._done.set()
@@ -210,7 +226,7 @@ class _Worker:
         with self._lock:
             if self._outcome is None:
                 self._abandoned = True
-                raise ConnectTimeout()
+                raise TimedOut()
             succeeded, value = self._outcome
         if succeeded:
             return value

@@ -494,3 +494,61 @@ def test_retry_atomic_runs_a_transaction_again_after_a_serialization_failure(
 
     retry_atomic(write, using=ALIAS)()
     assert (len(runs), notes("conflict")) == (2, 1)
+
+
+def test_a_call_still_running_at_the_lambda_deadline_is_given_up(
+    data_api_connection, data_api_endpoint
+):
+    """A call whose answer does not come (here: a 30 s statement; the same
+    for an endpoint that went silent) ends at the function's cap."""
+    import time
+
+    from orca_db.aws_lambda import database_handler
+    from orca_db.exceptions import DeadlineExceeded, WriteDeadlineExceeded
+    from tests.test_aws_lambda import FakeContext
+
+    data_api_endpoint.limits.call_seconds = 4  # the endpoint ends them soon after
+
+    @database_handler
+    def read(event, context):
+        with connections[ALIAS].cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(30)")
+
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded) as raised:
+        read({}, FakeContext(2_500))
+    assert time.monotonic() - started < 2.5
+    assert not isinstance(raised.value, OutcomeUnknown)
+
+    @database_handler
+    def write(event, context):
+        with connections[ALIAS].cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO testapp_note (text, created) SELECT 'late', now() FROM pg_sleep(30)"
+            )
+
+    with pytest.raises(WriteDeadlineExceeded):
+        write({}, FakeContext(2_500))
+    # The endpoint still runs them until its own limit: leave nothing behind.
+    data_api_endpoint.wait_for(lambda stats: stats["timeouts"] >= 2, timeout=20)
+
+
+def test_statement_deadline_bounds_each_call(data_api_connection, data_api_endpoint):
+    import time
+
+    from orca_db import conf
+    from orca_db.exceptions import DeadlineExceeded
+
+    data_api_endpoint.limits.call_seconds = 4
+    db = connections[ALIAS]
+    db.settings_dict["OPTIONS"]["aurora"]["statement_deadline"] = 0.5
+    conf.clear_cache()
+    try:
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded), db.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(30)")
+        assert time.monotonic() - started < 5
+        data_api_endpoint.wait_for(lambda stats: stats["timeouts"] >= 1, timeout=20)
+    finally:
+        db.settings_dict["OPTIONS"]["aurora"].pop("statement_deadline")
+        conf.clear_cache()

@@ -31,8 +31,14 @@ from typing import Any
 from orca_db.classify import Failure, classify
 from orca_db.conf import RetrySettings, retry_settings
 from orca_db.data_api import Call, errors
-from orca_db.exceptions import OutcomeUnknown, TransactionRolledBack
-from orca_db.retry import Operation, active_operation, recover
+from orca_db.deadlines import TimedOut, run_within
+from orca_db.exceptions import (
+    DeadlineExceeded,
+    OutcomeUnknown,
+    TransactionRolledBack,
+    WriteDeadlineExceeded,
+)
+from orca_db.retry import Operation, active_operation, recover, remaining_time
 from orca_db.sql import is_replayable_read
 
 #: Seconds a rollback of a transaction given up may be retried for.
@@ -60,11 +66,12 @@ class RetryingCaller:
 
     def __call__(self, call: Call) -> dict:
         send = _rollback_done_if_gone(call) if self.cleanup else call.send
+        settings = retry_settings(self.wrapper)
+        send = _bounded(send, call, self.wrapper.alias, settings.statement_deadline)
         try:
             return send()
         except errors.Error as error:
             first = error
-        settings = retry_settings(self.wrapper)
         if self.cleanup:
             settings = dataclasses.replace(
                 settings, deadline=min(settings.deadline, CLEANUP_DEADLINE)
@@ -84,6 +91,37 @@ class RetryingCaller:
         )
         judge = _Judge(self.wrapper.alias, call, settings)
         return recover(operation, first, send, judge)
+
+
+def _bounded(
+    send: Callable[[], dict], call: Call, alias: str, statement_deadline: float | None
+) -> Callable[[], dict]:
+    """Each HTTPS call waited for at most what is left of the Lambda
+    function's time (or of the operation's deadline), and at most
+    ``statement_deadline``: as a statement on a connection, a call still
+    running then is given up (``DeadlineExceeded``; for a write, whose
+    outcome is then unknown, ``WriteDeadlineExceeded``)."""
+
+    def bounded() -> dict:
+        limits = [t for t in (remaining_time(), statement_deadline) if t is not None]
+        if not limits:
+            return send()
+        try:
+            return run_within(max(0.0, min(limits)), send)
+        except TimedOut:
+            read = not call.in_transaction and is_replayable_read(call.statement)
+            kind = (
+                DeadlineExceeded
+                if read or call.operation == "RollbackTransaction"
+                else (WriteDeadlineExceeded)
+            )
+            raise kind(
+                f"A Data API call ({call.operation}) on database {alias!r} was still "
+                f"running at its deadline and was given up"
+                + ("." if kind is DeadlineExceeded else "; it may or may not have been applied.")
+            ) from None
+
+    return bounded
 
 
 def _rollback_done_if_gone(call: Call) -> Callable[[], dict]:
