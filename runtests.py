@@ -1,31 +1,73 @@
 #!/usr/bin/env python
-"""Run the test suite once per database driver (psycopg 3, then psycopg2).
+"""Run the test suite once per database driver (psycopg 3 and psycopg2).
 
-    python runtests.py                 # both drivers
+    python runtests.py                 # both drivers, side by side
+    python runtests.py --sequential    # both drivers, one after the other
     python runtests.py --driver psycopg2 -k connect   # one driver, pytest args
 
 Each run starts its own throwaway PostgreSQL unless
-ORCA_DB_TEST_DATABASE_URL names a server.
+ORCA_DB_TEST_DATABASE_URL names a server. The two runs share nothing but
+the machine, so they run at the same time (most of a test's time is spent
+waiting on a server); each run's output is printed whole when it ends, in
+driver order.
 """
 
 import os
 import subprocess
 import sys
+import tempfile
 
 DRIVERS = ("psycopg", "psycopg2")
 
 
-def main(argv: list[str]) -> int:
-    drivers = DRIVERS
-    if argv[:1] == ["--driver"]:
-        drivers, argv = (argv[1],), argv[2:]
-    failed = []
+def _command(argv: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", *argv]
+
+
+def _env(driver: str) -> dict[str, str]:
+    return {**os.environ, "ORCA_DB_DRIVER": driver}
+
+
+def run_sequentially(drivers: tuple[str, ...], argv: list[str]) -> dict[str, int]:
+    codes = {}
     for driver in drivers:
         print(f"=== tests with {driver} ===", flush=True)
-        env = {**os.environ, "ORCA_DB_DRIVER": driver}
-        code = subprocess.call([sys.executable, "-m", "pytest", *argv], env=env)
-        if code != 0:
-            failed.append(f"{driver} (exit {code})")
+        codes[driver] = subprocess.call(_command(argv), env=_env(driver))
+    return codes
+
+
+def run_side_by_side(drivers: tuple[str, ...], argv: list[str]) -> dict[str, int]:
+    runs = []
+    for driver in drivers:
+        output = tempfile.TemporaryFile()
+        process = subprocess.Popen(
+            _command(argv), env=_env(driver), stdout=output, stderr=subprocess.STDOUT
+        )
+        runs.append((driver, process, output))
+    print(f"=== tests with {', '.join(drivers)}, side by side ===", flush=True)
+    codes = {}
+    for driver, process, output in runs:
+        codes[driver] = process.wait()
+        output.seek(0)
+        print(f"=== tests with {driver} ===", flush=True)
+        sys.stdout.buffer.write(output.read())
+        sys.stdout.flush()
+        output.close()
+    return codes
+
+
+def main(argv: list[str]) -> int:
+    drivers = DRIVERS
+    sequential = False
+    if argv[:1] == ["--driver"]:
+        drivers, argv = (argv[1],), argv[2:]
+    if argv[:1] == ["--sequential"]:
+        sequential, argv = True, argv[1:]
+    if sequential or len(drivers) == 1:
+        codes = run_sequentially(drivers, argv)
+    else:
+        codes = run_side_by_side(drivers, argv)
+    failed = [f"{driver} (exit {code})" for driver, code in codes.items() if code != 0]
     if failed:
         print("failed: " + ", ".join(failed), flush=True)
         return 1
