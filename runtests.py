@@ -12,6 +12,7 @@ waiting on a server); each run's output is printed whole when it ends, in
 driver order.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -37,22 +38,22 @@ def run_sequentially(drivers: tuple[str, ...], argv: list[str]) -> dict[str, int
 
 
 def run_side_by_side(drivers: tuple[str, ...], argv: list[str]) -> dict[str, int]:
-    runs = []
-    for driver in drivers:
-        output = tempfile.TemporaryFile()
-        process = subprocess.Popen(
-            _command(argv), env=_env(driver), stdout=output, stderr=subprocess.STDOUT
-        )
-        runs.append((driver, process, output))
-    print(f"=== tests with {', '.join(drivers)}, side by side ===", flush=True)
     codes = {}
-    for driver, process, output in runs:
-        codes[driver] = process.wait()
-        output.seek(0)
-        print(f"=== tests with {driver} ===", flush=True)
-        sys.stdout.buffer.write(output.read())
-        sys.stdout.flush()
-        output.close()
+    with contextlib.ExitStack() as files:
+        runs = []
+        for driver in drivers:
+            output = files.enter_context(tempfile.TemporaryFile())
+            process = subprocess.Popen(
+                _command(argv), env=_env(driver), stdout=output, stderr=subprocess.STDOUT
+            )
+            runs.append((driver, process, output))
+        print(f"=== tests with {', '.join(drivers)}, side by side ===", flush=True)
+        for driver, process, output in runs:
+            codes[driver] = process.wait()
+            output.seek(0)
+            print(f"=== tests with {driver} ===", flush=True)
+            sys.stdout.buffer.write(output.read())
+            sys.stdout.flush()
     return codes
 
 
