@@ -6,8 +6,9 @@
     python runtests.py --driver psycopg2 -k connect   # one driver, pytest args
 
 Each run starts its own throwaway PostgreSQL unless
-ORCA_DB_TEST_DATABASE_URL names a server. The two runs share nothing but
-the machine, so they run at the same time (most of a test's time is spent
+ORCA_DB_TEST_DATABASE_URL names a server (then the runs are sequential: they
+would share its test database). Otherwise they share nothing but the
+machine, so they run at the same time (most of a test's time is spent
 waiting on a server); each run's output is printed whole when it ends, in
 driver order.
 """
@@ -64,6 +65,10 @@ def main(argv: list[str]) -> int:
         drivers, argv = (argv[1],), argv[2:]
     if argv[:1] == ["--sequential"]:
         sequential, argv = True, argv[1:]
+    # Against a server the user runs, both runs would create and drop the
+    # same test database: one after the other, then.
+    if os.environ.get("ORCA_DB_TEST_DATABASE_URL"):
+        sequential = True
     if sequential or len(drivers) == 1:
         codes = run_sequentially(drivers, argv)
     else:

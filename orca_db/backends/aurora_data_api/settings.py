@@ -1,7 +1,7 @@
 """The Data API engine's settings: ``NAME`` (the database), and in
 ``OPTIONS["aurora"]`` the cluster's ARN (``cluster_arn``) and the secret's
 (``secret``), beside the retry keys every engine reads
-(docs/data-api.md#settings). Checked at the first connect and by system
+(docs/data-api.md#installation-and-settings). Checked at the first connect and by system
 check ``orca_db.E050``; each error names the key."""
 
 from __future__ import annotations
