@@ -14,12 +14,17 @@ for them, see docs/retry-safety.md):
    is lost, it may have committed: only a statement that changes nothing
    (a replayable read) may run again, or one the server provably never ran
    (it ended the session at an interrupt check, SQLSTATE 57P01/57P03, or the
-   connection was closed before anything was sent).
+   connection was closed before anything was sent). The interrupt-check
+   proof covers one transaction only: a statement that commits on its own
+   along the way (``CALL`` of a procedure, ``DO``, ``VACUUM``, the
+   ``CONCURRENTLY`` forms) may have committed part of its work before it
+   was ended, and is judged like any other write.
 3. Nothing of a transaction may run on a new connection: the new session
    holds none of it. So inside any transaction (an atomic block,
    ``set_autocommit(False)``, ``BEGIN`` sent as SQL, the driver's own
    ``transaction()``), whatever the statement, the answer is
-   ``TransactionRolledBack``; libpq's transaction status, not Django's
+   ``TransactionRolledBack`` (a COMMIT in flight excepted: fact 1);
+   libpq's transaction status, not Django's
    flags alone, says whether one is open. (With ``set_autocommit(False)``
    the statement opens one itself.) Before a statement is sent on a
    connection with no transaction open, a connection the server already
@@ -38,6 +43,27 @@ from .conf import RetrySettings
 from .sql import profile
 
 _MAY_COMMIT = frozenset({"commit", "prepare_transaction", "commit_prepared", "mixed"})
+
+# Statements that may commit part of their work before they end (fact 2).
+_COMMIT_ALONG_THE_WAY = frozenset({"CALL", "DO", "VACUUM"})
+_CONCURRENT_DDL = frozenset({"CREATE", "DROP", "REINDEX", "ALTER"})
+
+
+def may_commit(sql: object) -> bool:
+    """Whether ``sql`` ends a transaction by committing it (COMMIT, END,
+    PREPARE TRANSACTION, COMMIT PREPARED, or a text of several statements
+    with one of these): a lost reply leaves its outcome unknown."""
+    return profile(sql).control in _MAY_COMMIT
+
+
+def _commits_along_the_way(sql: object) -> bool:
+    if not isinstance(sql, (str, bytes)):
+        return True  # a composed statement: nothing known, nothing promised
+    first = profile(sql).first
+    if first in _COMMIT_ALONG_THE_WAY:
+        return True
+    text = sql.upper() if isinstance(sql, str) else sql.decode("utf-8", "replace").upper()
+    return first in _CONCURRENT_DDL and "CONCURRENTLY" in text
 
 
 class Verdict(enum.Enum):
@@ -61,17 +87,19 @@ def after_statement_failure(
     settings: RetrySettings,
 ) -> Verdict:
     """A statement lost its connection (``failure`` is retryable)."""
+    if may_commit(sql):
+        if in_transaction and failure.closed_before_send:
+            return Verdict.ROLLED_BACK  # the COMMIT never left: fact 1
+        return Verdict.UNKNOWN  # may have committed: fact 1
     if in_transaction:
         return Verdict.ROLLED_BACK  # fact 3, even for a statement never sent
-    if profile(sql).control in _MAY_COMMIT:
-        return Verdict.UNKNOWN  # may have committed something
     if failure.closed_before_send:
         return Verdict.REPLAY  # nothing of it reached the server
     if many:
         # executemany runs statement after statement: a proof about the
         # failed one says nothing of those before it.
         return Verdict.REPLAY if settings.retry_writes else Verdict.UNKNOWN
-    if failure.not_applied:
+    if failure.not_applied and not _commits_along_the_way(sql):
         return Verdict.REPLAY  # fact 2: the server ended it unrun
     from .sql import is_replayable_read  # parses: loaded after a failure only
 

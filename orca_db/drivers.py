@@ -60,6 +60,20 @@ def is_closed(connection: Any) -> bool:
     return bool(connection.closed) or bool(getattr(connection, "broken", False))
 
 
+def is_broken(connection: Any) -> bool:
+    """Closed, or libpq knows it is bad (its transaction status UNKNOWN):
+    whatever the error that said so, nothing of a session survives."""
+    return is_closed(connection) or transaction_status(connection) == UNKNOWN
+
+
+def closed_by_caller(cursor: Any) -> bool:
+    """The code closed this cursor itself while its connection is open:
+    using it is the caller's error (Django expects InterfaceError), not a
+    lost connection, though psycopg2 words both "cursor already closed"."""
+    connection = getattr(cursor, "connection", None)
+    return bool(getattr(cursor, "closed", False)) and not getattr(connection, "closed", True)
+
+
 def driver_errors(connection: Any) -> tuple[type[BaseException], ...]:
     """The errors a driver raises for a connection that is gone."""
     if is_psycopg3(connection):

@@ -39,8 +39,14 @@ _active: contextvars.ContextVar[Operation | None] = contextvars.ContextVar(
 )
 
 
-def active_operation() -> Operation | None:
-    return _active.get()
+def active_operation(alias: str | None = None) -> Operation | None:
+    """The operation being retried in this context; with ``alias``, only if
+    it is that database's: a call on another database (retry_atomic on one,
+    a write on another inside it) is judged by its own rules."""
+    operation = _active.get()
+    if alias is not None and operation is not None and operation.alias != alias:
+        return None
+    return operation
 
 
 @dataclasses.dataclass

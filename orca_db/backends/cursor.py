@@ -77,11 +77,22 @@ def _statement_runner(many: bool):
                 watchdog.release(watch)
                 if watch.cut:
                     raise _cut_off(db, sql, in_transaction) from driver_error(error)
-            return _recover(wrapper, error, sql, params, many, execute, in_transaction, started)
-        if watch is not None:
-            watchdog.release(watch)
-            if watch.cut:
-                db._orca_lose_connection()  # the answer came, the socket is shut
+            # A replayed statement is observed below like any other: a
+            # replayed SET is part of the session to restore.
+            result = _recover(wrapper, error, sql, params, many, execute, in_transaction, started)
+        except BaseException:
+            # Not a database error (a driver's IndexError for a missing
+            # parameter, a signal's exception): the watch must not outlive
+            # the statement, or it would cut whatever socket holds its file
+            # descriptor number at the deadline.
+            if watch is not None:
+                watchdog.release(watch)
+            raise
+        else:
+            if watch is not None:
+                watchdog.release(watch)
+                if watch.cut:
+                    db._orca_lose_connection()  # the answer came, the socket is shut
         if statement.observed and (statement.session or db._orca_session.pending):
             db._orca_observe(wrapper, statement, sql, params, in_transaction)
         return result
@@ -153,7 +164,7 @@ def _watch(db):
 def _cut_off(db, sql, in_transaction: bool) -> DeadlineExceeded:
     """The statement was still running at its deadline and its socket was
     shut: the connection is gone, and with it any transaction."""
-    if in_transaction:
+    if in_transaction and not decisions.may_commit(sql):
         db._orca_lose_transaction()
         return DeadlineExceeded(
             f"A statement on database {db.alias!r} was still running at its deadline; it "
@@ -176,12 +187,17 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
     db = wrapper.db
     if (
         isinstance(error, ScaleEventError)
-        or active_operation() is not None
-        or _closed_by_caller(wrapper.cursor)
+        or active_operation(db.alias) is not None
+        or drivers.closed_by_caller(wrapper.cursor)
     ):
         raise error
     failure = classify(error)
     if not failure.retryable:
+        if in_transaction and (db.connection is None or drivers.is_broken(db.connection)):
+            # Whatever the error says, the connection is gone and the
+            # server rolls its transaction back: the rest of the
+            # transaction must not run on a new one.
+            db._orca_lose_transaction()
         raise error
     settings = db.retry_settings
     if started is None:  # inside a transaction, where nothing is retried
@@ -224,9 +240,20 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
             wrapper.cursor.close()
         wrapper.cursor = db.create_cursor(name)
         stage = "execute"
-        if guarded:
-            return _read_only(db, execute, sql, params)
-        return execute(sql, params)
+        watch = _watch(db) if deadlines.open_caps or db._orca_statement_deadline else None
+        try:
+            result = _read_only(db, execute, sql, params) if guarded else execute(sql, params)
+        except BaseException as error:
+            if watch is not None:
+                watchdog.release(watch)
+                if watch.cut and isinstance(error, DjangoError):
+                    raise _cut_off(db, sql, False) from driver_error(error)
+            raise
+        if watch is not None:
+            watchdog.release(watch)
+            if watch.cut:
+                db._orca_lose_connection()
+        return result
 
     return recover(operation, error, replay, judge)
 
@@ -251,14 +278,6 @@ def _read_only(db, execute, sql, params) -> Any:
     with raw.cursor() as cursor:
         cursor.execute("COMMIT")
     return result
-
-
-def _closed_by_caller(cursor) -> bool:
-    """The code closed this cursor itself while its connection is open:
-    using it is the caller's error (Django expects InterfaceError), not a
-    lost connection, though psycopg2 words both "cursor already closed"."""
-    connection = getattr(cursor, "connection", None)
-    return bool(getattr(cursor, "closed", False)) and not getattr(connection, "closed", True)
 
 
 def reconnect_before_send(db, wrapper, sql) -> None:

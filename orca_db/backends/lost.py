@@ -206,6 +206,10 @@ class LostConnectionMixin:
                 f"commit() on database {self.alias!r}: the transaction had already been "
                 f"rolled back when its connection was lost; nothing was committed."
             )
+        session = self._orca_session
+        # COMMIT of a failed transaction answers ROLLBACK and raises nothing:
+        # its session changes were undone with it.
+        failed = bool(session.pending) and self._orca_transaction_failed()
         try:
             result = super()._commit()
         except DjangoError as error:
@@ -213,9 +217,27 @@ class LostConnectionMixin:
             if replacement is error:
                 raise
             raise replacement from driver_error(error)
-        if self._orca_session.pending:
-            self._orca_session.transaction_ended(True)
+        if session.pending:
+            session.transaction_ended(not failed)
         return result
+
+    def _orca_transaction_failed(self) -> bool:
+        connection = self.connection
+        return connection is not None and drivers.transaction_status(connection) == drivers.INERROR
+
+    def _set_autocommit(self, autocommit):
+        session = self._orca_session
+        if (
+            not autocommit
+            and session.pending
+            and self.connection is not None
+            and drivers.transaction_status(self.connection) == drivers.IDLE
+        ):
+            # A new transaction starts (atomic, set_autocommit(False)) while
+            # changes of an earlier one are pending: that one ended through
+            # the driver, unseen. Its changes are not carried into this one.
+            session.transaction_ended(None)
+        return super()._set_autocommit(autocommit)
 
     def _rollback(self):
         refusal = self._orca_refusal
@@ -230,7 +252,7 @@ class LostConnectionMixin:
         failure = classify(error)
         if not settings.enabled or not failure.retryable:
             return error
-        if active_operation() is None:
+        if active_operation(self.alias) is None:
             # Inside an operation (retry_atomic's), that operation resolves
             # the lost COMMIT and reports it: one event, not two.
             operation = Operation(self.alias, "transaction", settings, statement="COMMIT")

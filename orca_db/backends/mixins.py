@@ -101,7 +101,7 @@ class AuroraRetryMixin(LostConnectionMixin):
             self._orca_enabled = False
             self._orca_link = None
             return super().connect()
-        if active_operation() is not None:
+        if active_operation(self.alias) is not None:
             # Nested in a statement's retry: that operation retries, within
             # its own deadline, and reports one event.
             return self._connect_once()

@@ -76,7 +76,7 @@ class RetryingCaller:
             settings = dataclasses.replace(
                 settings, deadline=min(settings.deadline, CLEANUP_DEADLINE)
             )
-        elif active_operation() is not None:
+        elif active_operation(self.wrapper.alias) is not None:
             raise first
         if not settings.enabled:
             raise first
