@@ -136,6 +136,17 @@ class _Watchdog:
 watchdog = _Watchdog()
 
 
+def watch_statement(fd: int, statement_deadline: float | None) -> Watch | None:
+    """Watch the statement about to run on socket ``fd`` until the cap or
+    ``statement_deadline`` seconds from now, whichever comes first (``None``
+    when neither applies). The caller releases the watch when it returns."""
+    at = _cap.get()
+    if statement_deadline:
+        own = time.monotonic() + statement_deadline
+        at = own if at is None else min(at, own)
+    return None if at is None else watchdog.watch(fd, at)
+
+
 class ConnectTimeout(OperationalError):
     """A connect attempt bounded by the caller ran out of time. Classified
     like libpq's own "timeout expired": retryable, nothing was applied."""

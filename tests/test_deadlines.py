@@ -8,7 +8,7 @@ import socket
 import time
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test import override_settings
 
 from orca_db.aws_lambda import database_handler
@@ -324,3 +324,38 @@ def test_a_silent_network_bounds_a_write_with_statement_deadline(aurora_simulato
         finally:
             aurora_simulator.unsilence()
     assert time.monotonic() - started < 5.0
+
+
+def test_a_silent_network_bounds_commit_with_statement_deadline(aurora_simulator, simulated):
+    """COMMIT is a statement too: on a network gone silent it is cut at the
+    deadline, and its outcome is unknown."""
+    db = connections[simulated]
+    db.settings_dict["OPTIONS"]["aurora"] = {"statement_deadline": 1.0}
+    db.connect()
+    started = None
+    try:
+        with pytest.raises(WriteDeadlineExceeded), transaction.atomic(using=simulated):
+            Note.objects.using(simulated).create(text="silenced-commit")
+            aurora_simulator.silence(new_connections=False)
+            started = time.monotonic()
+    finally:
+        aurora_simulator.unsilence()
+    assert started is not None and time.monotonic() - started < 5.0
+    with db.cursor() as cursor:  # and the next use connects again
+        cursor.execute("SELECT 1")
+
+
+def test_a_silent_network_at_commit_ends_within_the_remaining_time(aurora_simulator, simulated):
+    @database_handler
+    def handler(event, context):
+        with transaction.atomic(using=simulated):
+            Note.objects.using(simulated).create(text="silenced-commit")
+            aurora_simulator.silence()
+
+    started = time.monotonic()
+    try:
+        with pytest.raises(WriteDeadlineExceeded):
+            handler({}, FakeContext(3_000))
+    finally:
+        aurora_simulator.unsilence()
+    assert time.monotonic() - started < 3.0

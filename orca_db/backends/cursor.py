@@ -15,7 +15,7 @@ from django.db.utils import Error as DjangoError
 
 from .. import deadlines, decisions, drivers
 from ..classify import SERVER_CLOSED, Failure, classify, driver_error
-from ..deadlines import cap, watchdog
+from ..deadlines import watchdog
 from ..exceptions import (
     DeadlineExceeded,
     OutcomeUnknown,
@@ -153,12 +153,7 @@ def relink(db, wrapper):
 
 
 def _watch(db):
-    limits = [at for at in (cap(),) if at is not None]
-    if db._orca_statement_deadline:
-        limits.append(monotonic() + db._orca_statement_deadline)
-    if not limits:
-        return None
-    return watchdog.watch(db._orca_link.fd, min(limits))
+    return deadlines.watch_statement(db._orca_link.fd, db._orca_statement_deadline)
 
 
 def _cut_off(db, sql, in_transaction: bool) -> DeadlineExceeded:

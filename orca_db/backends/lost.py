@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from django.db.utils import Error as DjangoError
-
-from .. import decisions, drivers
-from ..classify import classify, driver_error
-from ..exceptions import OutcomeUnknown, SessionStateLost, TransactionRolledBack
-from ..retry import Operation, active_operation, report
+from .. import drivers
+from ..classify import classify
+from ..exceptions import (
+    SessionStateLost,
+    TransactionRolledBack,
+)
 from ..session import SessionState
 from ..sql import profile
 
@@ -195,79 +195,3 @@ class LostConnectionMixin:
         self._orca_refusal = None
         self._orca_session.reset()
         self._orca_autocommit_wish = None
-
-    # ----- commit and rollback ---------------------------------------------
-
-    def _commit(self):
-        refusal = self._orca_refusal
-        if refusal is not None and refusal.kind == "transaction":
-            self._orca_refusal = None
-            raise TransactionRolledBack(
-                f"commit() on database {self.alias!r}: the transaction had already been "
-                f"rolled back when its connection was lost; nothing was committed."
-            )
-        session = self._orca_session
-        # COMMIT of a failed transaction answers ROLLBACK and raises nothing:
-        # its session changes were undone with it.
-        failed = bool(session.pending) and self._orca_transaction_failed()
-        try:
-            result = super()._commit()
-        except DjangoError as error:
-            replacement = self._commit_failure(error)
-            if replacement is error:
-                raise
-            raise replacement from driver_error(error)
-        if session.pending:
-            session.transaction_ended(not failed)
-        return result
-
-    def _orca_transaction_failed(self) -> bool:
-        connection = self.connection
-        return connection is not None and drivers.transaction_status(connection) == drivers.INERROR
-
-    def _set_autocommit(self, autocommit):
-        session = self._orca_session
-        if (
-            not autocommit
-            and session.pending
-            and self.connection is not None
-            and drivers.transaction_status(self.connection) == drivers.IDLE
-        ):
-            # A new transaction starts (atomic, set_autocommit(False)) while
-            # changes of an earlier one are pending: that one ended through
-            # the driver, unseen. Its changes are not carried into this one.
-            session.transaction_ended(None)
-        return super()._set_autocommit(autocommit)
-
-    def _rollback(self):
-        refusal = self._orca_refusal
-        if refusal is not None and refusal.kind == "transaction":
-            self._orca_refusal = None  # the server rolled it back already
-        if self._orca_session.pending:
-            self._orca_session.transaction_ended(False)
-        return super()._rollback()
-
-    def _commit_failure(self, error: DjangoError) -> BaseException:
-        settings = self.retry_settings
-        failure = classify(error)
-        if not settings.enabled or not failure.retryable:
-            return error
-        if active_operation(self.alias) is None:
-            # Inside an operation (retry_atomic's), that operation resolves
-            # the lost COMMIT and reports it: one event, not two.
-            operation = Operation(self.alias, "transaction", settings, statement="COMMIT")
-            operation.last_failure = failure
-            report(operation, "raised")
-        self._orca_session.lost = True
-        if decisions.commit_lost(failure) is decisions.Verdict.ROLLED_BACK:
-            self._orca_session.transaction_ended(False)
-            return TransactionRolledBack(
-                f"The connection to database {self.alias!r} was closed before "
-                f"COMMIT could be sent; the server rolled the transaction back."
-            )
-        self._orca_session.transaction_ended(None)
-        return OutcomeUnknown(
-            f"The connection to database {self.alias!r} was lost while COMMIT "
-            f"was in flight ({failure.error_type}); the transaction may or may "
-            f"not have committed."
-        )

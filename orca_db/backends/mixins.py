@@ -27,6 +27,7 @@ from ..exceptions import TransactionRolledBack
 from ..retry import Operation, active_operation, remaining_time, run
 from ..session import SessionState
 from .cursor import RetryingCursorMixin, retrying_class
+from .ending import TransactionEndMixin
 from .lost import LostConnectionMixin
 
 __all__ = ["AuroraRetryMixin", "RetryingCursorMixin"]
@@ -43,7 +44,7 @@ TCP_DEFAULTS = {
 }
 
 
-class AuroraRetryMixin(LostConnectionMixin):
+class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin):
     """Connect and execute through scale events, pauses and restarts."""
 
     def __init__(self, *args: Any, **kwargs: Any):
