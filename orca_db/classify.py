@@ -279,4 +279,10 @@ def _is_connection_level(exc: BaseException) -> bool:
     # connection closed on our side); any other class is an application error
     # that merely mentions similar words.
     names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"OperationalError", "InterfaceError"})
+    if names & {"OperationalError", "InterfaceError"}:
+        return True
+    # psycopg2 raises its base DatabaseError itself (never a subclass, no
+    # SQLSTATE) when the connection dies before libpq marks it bad: "SSL
+    # SYSCALL error: EOF detected", "could not receive data from server:
+    # Connection timed out" (what TCP keepalives and tcp_user_timeout give).
+    return type(exc).__name__ == "DatabaseError"

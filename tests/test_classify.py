@@ -243,3 +243,23 @@ def test_conflicts_are_not_retried_alone_but_marked():
         error = getattr(errors, name)("x")
         failure = classify(error) if DRIVER == "psycopg" else classify_with_code(error, code)
         assert failure.conflict and not failure.retryable
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "SSL SYSCALL error: EOF detected",
+        "SSL SYSCALL error: Connection timed out",
+        "could not receive data from server: Connection timed out",
+    ],
+)
+def test_a_bare_database_error_for_a_lost_connection_is_a_lost_reply(message):
+    """psycopg2 raises its base DatabaseError, not OperationalError, when the
+    connection dies before libpq marks it bad (TCP keepalives and
+    tcp_user_timeout give exactly these): a lost reply, proving nothing."""
+    failure = classify(Database.DatabaseError(message))
+    assert failure.retryable and not failure.not_applied and not failure.closed_before_send
+
+
+def test_a_bare_database_error_with_another_text_is_not_retried():
+    assert not classify(Database.DatabaseError("something else went wrong")).retryable
