@@ -122,12 +122,16 @@ def transaction_id(connection) -> tuple[str | None, int]:
         return cursor.fetchone()
 
 
-def commit_error(error: BaseException) -> BaseException:
+def commit_error(error: BaseException, handled: BaseException | None = None) -> BaseException:
     """The error the COMMIT itself raised. Django may mask it: after a failed
-    COMMIT, leaving the atomic block reconnects, and that can fail too."""
+    COMMIT, leaving the atomic block may reconnect, and that can fail too.
+
+    ``handled`` is the exception the application was handling when the run
+    began (``retry_atomic`` called in an ``except`` block): Python chains it
+    to everything raised since, and it says nothing of this COMMIT."""
     seen: BaseException | None = error
     for _ in range(10):
-        if seen is None:
+        if seen is None or seen is handled:
             break
         if isinstance(seen, (OutcomeUnknown, TransactionRolledBack)):
             return seen

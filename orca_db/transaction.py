@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -89,8 +90,25 @@ def retry_atomic(
             f"pass the database as using=..."
         )
     if args or kwargs:
+        _check_function(func)
         return _execute(func, args, kwargs, options)
     return _decorate(func, options=options)
+
+
+def _check_function(func: Callable[..., Any]) -> None:
+    # Their bodies run when iterated or awaited, after the transaction has
+    # committed: in autocommit, not atomic, and not safe to run again.
+    for kind, test in (
+        ("generator", inspect.isgeneratorfunction),
+        ("async generator", inspect.isasyncgenfunction),
+        ("coroutine", inspect.iscoroutinefunction),
+    ):
+        if test(func):
+            raise TypeError(
+                f"retry_atomic() cannot run a {kind} function ({func.__qualname__}): its "
+                f"body would run after the transaction ends. Collect the results in a "
+                f"plain function (or use sync_to_async around one)."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +122,8 @@ class _Call:
 
 
 def _decorate(func: Callable[..., T], options: _Call) -> Callable[..., T]:
+    _check_function(func)
+
     @functools.wraps(func)
     def inner(*args: Any, **kwargs: Any) -> T:
         return _execute(func, args, kwargs, options)

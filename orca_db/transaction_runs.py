@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import sys
 from typing import Any
 
 from django.db import transaction
@@ -75,6 +76,9 @@ class TransactionRuns:
         self.pending: LostCommit | None = None
         # Whether the current run sent a statement that is not a read.
         self.wrote = False
+        # What the application was handling when it called retry_atomic:
+        # chained to every error of the runs, never one of theirs.
+        self.handled = sys.exception()
 
     # ----- one attempt ------------------------------------------------------
 
@@ -149,7 +153,7 @@ class TransactionRuns:
 
     def _commit_failed(self, error: BaseException, commit: _Commit) -> None:
         """The COMMIT (or what Django did after it failed) raised ``error``."""
-        reason = commit_error(error)
+        reason = commit_error(error, self.handled)
         failure = classify(reason)
         if isinstance(reason, TransactionRolledBack) and failure.retryable:
             # The connection was closed before COMMIT could be sent: nothing

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 
 import pytest
-from django.db import DataError, connection, connections, transaction
+from django.db import DataError, IntegrityError, connection, connections, transaction
 
 from orca_db.backends.aurora.base import DatabaseWrapper
 from orca_db.deadlines import watchdog
@@ -254,3 +254,63 @@ def test_an_unrecognised_disconnect_inside_begin_refuses_the_rest(kill_backend, 
             cursor.execute("INSERT INTO testapp_note (text, created) VALUES ('unrec-c', now())")
         cursor.execute("ROLLBACK")
     assert server_texts("unrec-") == []
+
+
+# ----- retry_atomic called while handling an earlier error -----------------------------
+
+
+@pytest.fixture
+def deferred_unique():
+    admin = admin_connection()
+    cur = admin.cursor()
+    cur.execute(
+        "DROP TABLE IF EXISTS deferred_u; "
+        "CREATE TABLE deferred_u (x int UNIQUE DEFERRABLE INITIALLY DEFERRED)"
+    )
+    admin.commit()
+    yield
+    cur.execute("DROP TABLE deferred_u")
+    admin.commit()
+    admin.close()
+
+
+def test_an_error_at_commit_is_not_mistaken_for_the_one_being_handled(
+    deferred_unique, kill_backend
+):
+    """``except TransactionRolledBack: retry_atomic(record_failure)()``, and
+    the COMMIT of that fails on a deferred constraint: the caller must get
+    the IntegrityError, once, not the old error judged again (on main the
+    function ran again until the deadline, then RetriesExhausted)."""
+    runs = []
+
+    @retry_atomic
+    def record_failure():
+        runs.append(1)
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO deferred_u VALUES (1), (1)")
+
+    try:
+        with transaction.atomic():
+            Note.objects.create(text="handled-a")
+            kill_backend()
+            Note.objects.create(text="handled-b")
+    except TransactionRolledBack:
+        with pytest.raises(IntegrityError):
+            record_failure()
+    assert runs == [1]
+
+
+def test_retry_atomic_refuses_generator_and_async_functions():
+    """Their bodies would run after the transaction committed, in
+    autocommit: not atomic, and not safe to run again."""
+
+    def generator():
+        yield Note.objects.create(text="gen")
+
+    async def coroutine():
+        return None
+
+    with pytest.raises(TypeError, match="generator"):
+        retry_atomic(generator)
+    with pytest.raises(TypeError, match="coroutine"):
+        retry_atomic(coroutine)

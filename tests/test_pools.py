@@ -116,3 +116,23 @@ def test_retry_atomic_survives_scale_event(pooled, dbname):
     assert write_through_scale_event(pooled, dbname) == 2
     for wrapper in wrappers(pooled, POOL_SIZE):
         raw_select_one(wrapper)
+
+
+def test_lost_commits_do_not_exhaust_the_pool(aurora_simulator, dbname, django_db_blocker):
+    """A COMMIT whose reply is lost leaves a dead connection behind: it must
+    go back to Django's pool as gone, or after max_size of them every
+    checkout waits out the pool's timeout (on main: PoolTimeout)."""
+    if driver.DRIVER == "psycopg2":
+        pytest.skip("Django's connection pool needs psycopg 3")
+    from django.db import transaction
+
+    from orca_db.exceptions import OutcomeUnknown
+
+    settings = aurora_simulator.django_settings(django_pool(dbname))
+    settings["OPTIONS"] = {"pool": {"min_size": 0, "max_size": POOL_SIZE, "timeout": 2}}
+    with django_db_blocker.unblock(), database_alias("pooled_lossy", settings) as alias:
+        for _ in range(POOL_SIZE + 1):
+            aurora_simulator.lose_replies(1, contains="COMMIT")
+            with pytest.raises(OutcomeUnknown), transaction.atomic(using=alias):
+                raw_select_one(connections[alias])
+        assert read_count(alias) == ROWS

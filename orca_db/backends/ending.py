@@ -59,6 +59,10 @@ class TransactionEndMixin:
         return result
 
     def _orca_commit_connection_gone(self) -> None:
+        # The connection is dead: closed now, and given back to its pool as
+        # gone (Django's atomic would only drop the reference, and a pool
+        # would count the connection as lent out for ever).
+        self._discard_connection()
         # Leaving atomic() after a failed commit turns autocommit back on,
         # which would reconnect at once: into a cluster that may still be
         # away, past a deadline, and a failure to connect would replace the
