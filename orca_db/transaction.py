@@ -73,9 +73,11 @@ def retry_atomic(
     Nested in another atomic block of the same database it behaves exactly
     like ``transaction.atomic``: the outermost block is what can be re-run.
     The function may run more than once: it must not have side effects
-    outside this transaction (e-mails, HTTP calls, writes through other
-    connections) unless they are idempotent. Use ``transaction.on_commit``
-    for those; its callbacks run once, after the commit that counted.
+    outside this transaction (e-mails, HTTP calls) unless they are
+    idempotent. Use ``transaction.on_commit`` for those; its callbacks run
+    once, after the commit that counted. A write through another database
+    of ``DATABASES`` is seen: after one, the function is not run again
+    (``TransactionRolledBack`` names that database).
     """
     if deadline is not None and not deadline >= 0:
         raise ValueError(f"retry_atomic() deadline must be at least 0, got {deadline!r}.")

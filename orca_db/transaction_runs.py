@@ -8,13 +8,14 @@ decided by :func:`orca_db.decisions.rerun_transaction`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import logging
 import sys
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 
 from . import decisions, drivers
 from .classify import SERVER_CLOSED, Failure, classify, driver_error
@@ -74,8 +75,10 @@ class TransactionRuns:
         self.stage = Stage.CONNECT
         self.driver_connection = None
         self.pending: LostCommit | None = None
-        # Whether the current run sent a statement that is not a read.
+        # Whether the current run sent a statement that is not a read; and
+        # the first other database it sent one to.
         self.wrote = False
+        self.wrote_elsewhere: str | None = None
         # What the application was handling when it called retry_atomic:
         # chained to every error of the runs, never one of theirs.
         self.handled = sys.exception()
@@ -113,10 +116,13 @@ class TransactionRuns:
                 # application callback's error, never a reason to re-run.
                 connection.on_commit(self._mark_committed)
                 self.wrote = False
-                if self.options.resolve_commit is None:
-                    with connection.execute_wrapper(self._watch_writes):
-                        commit.result = self.call()
-                else:
+                self.wrote_elsewhere = None
+                with contextlib.ExitStack() as watching:
+                    if self.options.resolve_commit is None:
+                        watching.enter_context(connection.execute_wrapper(self._watch_writes))
+                    for other in connections.all():
+                        if other.alias != connection.alias:
+                            watching.enter_context(other.execute_wrapper(self._watch_elsewhere))
                     commit.result = self.call()
                 commit.asked = self._resolvable() and (
                     self.options.resolve_commit
@@ -146,6 +152,13 @@ class TransactionRuns:
         # to lose with its COMMIT. Anything unrecognised counts as a write.
         if not self.wrote and not profile(sql).maybe_read:
             self.wrote = True
+        return execute(sql, params, many, context)
+
+    def _watch_elsewhere(self, execute, sql, params, many, context):
+        # A write through another database is not undone by this one's lost
+        # connection: once one was sent, the function must not run again.
+        if self.wrote_elsewhere is None and not profile(sql).maybe_read:
+            self.wrote_elsewhere = context["connection"].alias
         return execute(sql, params, many, context)
 
     def _mark_committed(self) -> None:
@@ -242,7 +255,13 @@ class TransactionRuns:
         if decisions.rerun_transaction(
             failure, committed_nothing=committed_nothing, settings=settings
         ):
-            return None
+            if self.wrote_elsewhere is None:
+                return None
+            return TransactionRolledBack(
+                f"The transaction on database {self.operation.alias!r} was rolled back "
+                f"({failure.error_type}) and not run again: it had written to database "
+                f"{self.wrote_elsewhere!r}, which this rollback does not undo."
+            )
         if isinstance(error, ScaleEventError):
             return error
         # A failure on another connection (another database written in

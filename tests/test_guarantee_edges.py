@@ -20,6 +20,7 @@ from orca_db.exceptions import OutcomeUnknown, TransactionRolledBack
 from orca_db.transaction import retry_atomic
 from tests import test_guarantee, test_lost_reply
 from tests.conftest import admin_connection
+from tests.pooled import database_alias
 from tests.test_guarantee import server_texts
 from tests.test_lost_reply import effects, run
 from tests.testapp.models import Note
@@ -314,3 +315,45 @@ def test_retry_atomic_refuses_generator_and_async_functions():
         retry_atomic(generator)
     with pytest.raises(TypeError, match="coroutine"):
         retry_atomic(coroutine)
+
+
+# ----- writes through another database inside retry_atomic -----------------------------
+
+
+@pytest.fixture
+def second_alias():
+    """Another alias of DATABASES on the same server, as a project with two
+    databases on one cluster has."""
+    with database_alias("second", dict(connection.settings_dict)):
+        yield connections["second"]
+
+
+@pytest.mark.parametrize("how", ["autocommit", "nested retry_atomic"])
+def test_a_run_that_wrote_to_another_database_is_not_run_again(second_alias, backend_killer, how):
+    """The lost connection rolled back this database's transaction, not the
+    other one's write: running the function again would apply it twice."""
+    runs = []
+
+    def write_elsewhere():
+        with second_alias.cursor() as cursor:
+            cursor.execute("INSERT INTO testapp_note (text, created) VALUES ('elsewhere', now())")
+
+    @retry_atomic
+    def work():
+        runs.append(1)
+        Note.objects.create(text="here")
+        if how == "autocommit":
+            write_elsewhere()
+        else:
+            retry_atomic(write_elsewhere, using="second")()
+        if len(runs) == 1:
+            with connection.cursor() as cursor:
+                backend_killer.kill_when_running(_pid(), "pg_sleep")
+                cursor.execute("SELECT pg_sleep(5)")
+
+    with pytest.raises(TransactionRolledBack, match="second"):
+        work()
+    backend_killer.join()
+    assert runs == [1]
+    assert server_texts("elsewhere") == ["elsewhere"]
+    assert server_texts("here") == []
