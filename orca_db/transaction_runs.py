@@ -120,9 +120,8 @@ class TransactionRuns:
                 with contextlib.ExitStack() as watching:
                     if self.options.resolve_commit is None:
                         watching.enter_context(connection.execute_wrapper(self._watch_writes))
-                    for other in connections.all():
-                        if other.alias != connection.alias:
-                            watching.enter_context(other.execute_wrapper(self._watch_elsewhere))
+                    for other in _other_databases(connection.alias):
+                        watching.enter_context(other.execute_wrapper(self._watch_elsewhere))
                     commit.result = self.call()
                 commit.asked = self._resolvable() and (
                     self.options.resolve_commit
@@ -277,6 +276,21 @@ class TransactionRuns:
         if self.connection.connection is not driver:
             return True  # dropped (and maybe replaced) after the failure
         return drivers.is_closed(driver)
+
+
+def _other_databases(alias: str) -> list:
+    """This thread's connection objects of every other alias (made now if
+    need be: an alias first used inside the function must be watched too;
+    no connection is opened). One whose backend cannot even load is left
+    out: the function cannot write through it either."""
+    others = []
+    for name in connections:
+        if name != alias:
+            try:
+                others.append(connections[name])
+            except Exception:  # reported when the function uses it
+                continue
+    return others
 
 
 def _server_closed(connection) -> bool:

@@ -23,10 +23,7 @@ import dataclasses
 
 from .. import drivers
 from ..classify import classify
-from ..exceptions import (
-    SessionStateLost,
-    TransactionRolledBack,
-)
+from ..exceptions import SessionStateLost, TransactionRolledBack
 from ..session import SessionState
 from ..sql import profile
 
