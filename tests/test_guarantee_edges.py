@@ -1,9 +1,12 @@
-"""The guarantee on paths a review found unwalked: COMMIT sent as SQL with
+"""The guarantee on paths reviews found unwalked: COMMIT sent as SQL with
 its reply lost, procedures that commit along the way, a replayed SET, a
 failed manual transaction's SET, a statement that fails outside the
-database under a deadline, a second database inside retry_atomic, and a
-disconnect the classifier does not recognise inside BEGIN. Real server,
-real faults (the simulator's lost replies, ``pg_terminate_backend``)."""
+database under a deadline, a second database inside retry_atomic (failing,
+or written to before this one's connection is lost), a disconnect the
+classifier does not recognise inside BEGIN, retry_atomic called while an
+earlier error is handled, and functions retry_atomic cannot make atomic.
+Real server, real faults (the simulator's lost replies,
+``pg_terminate_backend``)."""
 
 from __future__ import annotations
 
@@ -107,15 +110,18 @@ def test_a_statement_that_committed_part_of_its_work_is_not_run_again(batches, s
     holder.commit()
 
     def kill_once_batch_one_is_committed():
-        _wait_until(lambda: server_texts("batch-") == ["batch-1"])
-        admin = admin_connection()
         try:
-            admin.cursor().execute("SELECT pg_terminate_backend(%s)", [pid])
-            admin.commit()
+            _wait_until(lambda: server_texts("batch-") == ["batch-1"])
+            admin = admin_connection()
+            try:
+                admin.cursor().execute("SELECT pg_terminate_backend(%s)", [pid])
+                admin.commit()
+            finally:
+                admin.close()
         finally:
-            admin.close()
-        holder.cursor().execute("SELECT pg_advisory_unlock(4242)")
-        holder.commit()
+            # Whatever happened, the statement must not wait for ever.
+            holder.cursor().execute("SELECT pg_advisory_unlock(4242)")
+            holder.commit()
 
     killer = threading.Thread(target=kill_once_batch_one_is_committed)
     killer.start()
