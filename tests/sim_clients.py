@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 
 from django.db import connections
 
@@ -62,14 +61,6 @@ def on_server(sql: str, params=None) -> list[tuple]:
         return query(conn, sql, params)
     finally:
         conn.close()
-
-
-def wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.01)
 
 
 def backend_alive(pid: int) -> bool:

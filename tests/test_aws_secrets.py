@@ -210,11 +210,3 @@ def test_secret_not_in_rds_format(dbname, aws, django_db_blocker):
             current_user("plain")
     assert "hunter2" not in str(raised.value)
     assert raised.value.__cause__ is None and raised.value.__context__ is None
-
-
-def wait_until(condition, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
-        time.sleep(0.01)

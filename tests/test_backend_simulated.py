@@ -14,6 +14,7 @@ from orca_db.backends.aurora.base import DatabaseWrapper
 from orca_db.exceptions import OutcomeUnknown, TransactionRolledBack
 from tests.conftest import admin_connection
 from tests.testapp.models import Note
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,14 +47,6 @@ def on_server(sql: str, params=None) -> list[tuple]:
 
 def server_count(text: str) -> int:
     return on_server("SELECT count(*) FROM testapp_note WHERE text = %s", [text])[0][0]
-
-
-def wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.01)
 
 
 def running_sleep(pid: int) -> bool:

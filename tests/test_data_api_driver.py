@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import decimal
 import threading
-import time
 import uuid
 
 import pytest
@@ -17,6 +16,7 @@ from django.db import connections
 from orca_db import data_api
 from orca_db.data_api import errors
 from orca_db.testing.data_api import Limits
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 UTC = datetime.UTC
@@ -51,14 +51,6 @@ def on_server(sql, params=None):
 
 
 SLEEPING = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s"
-
-
-def wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.01)
 
 
 def one(conn, sql, params=None):

@@ -11,7 +11,6 @@ Real server, real faults (the simulator's lost replies,
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping
 
 import pytest
@@ -27,6 +26,7 @@ from tests.pooled import database_alias
 from tests.test_guarantee import server_texts
 from tests.test_lost_reply import effects, run
 from tests.testapp.models import Note
+from tests.waiting import wait_until
 
 # The fixtures of the suites these tests extend.
 lossy = test_lost_reply.lossy
@@ -38,14 +38,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _pid(alias: str = "default") -> int:
     connections[alias].ensure_connection()
     return connections[alias].connection.info.backend_pid
-
-
-def _wait_until(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 # ----- COMMIT sent as SQL -------------------------------------------------------------
@@ -111,7 +103,7 @@ def test_a_statement_that_committed_part_of_its_work_is_not_run_again(batches, s
 
     def kill_once_batch_one_is_committed():
         try:
-            _wait_until(lambda: server_texts("batch-") == ["batch-1"])
+            wait_until(lambda: server_texts("batch-") == ["batch-1"], timeout=30)
             admin = admin_connection()
             try:
                 admin.cursor().execute("SELECT pg_terminate_backend(%s)", [pid])

@@ -29,8 +29,8 @@ from tests.sim_clients import (
     server,
     sqlstate,
     through,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 # ----- plain forwarding -------------------------------------------------------
 

@@ -18,8 +18,8 @@ from tests.sim_clients import (
     shut_down,
     sqlstate,
     through,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 TOO_MANY = "FATAL:  sorry, too many clients already"
 STARTING_UP = "FATAL:  the database system is starting up"
