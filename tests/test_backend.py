@@ -18,6 +18,7 @@ from django.db import (
 from django.db.utils import ProgrammingError
 
 from orca_db.backends.aurora.base import DatabaseWrapper
+from orca_db.deadlines import ConnectTimeout
 from orca_db.exceptions import (
     OutcomeUnknown,
     RetriesExhausted,
@@ -336,8 +337,13 @@ def test_retries_exhausted_after_the_deadline(postgres_server, events):
     db = DatabaseWrapper(_aurora_settings(postgres_server, deadline=1.0), alias="down")
     elapsed, exc = _elapsed(db.ensure_connection)
     assert isinstance(exc, RetriesExhausted) and isinstance(exc, OperationalError)
-    assert type(exc.__cause__).__name__ == "OperationalError"
-    assert type(exc.__cause__).__module__.startswith("psycopg")
+    # The last attempt's own error: the driver's refusal, or, on a machine
+    # slow enough that the last (bounded) attempt was still waiting at the
+    # deadline, the bound's ConnectTimeout.
+    cause = exc.__cause__
+    if not isinstance(cause, ConnectTimeout):
+        assert type(cause).__name__ == "OperationalError"
+        assert type(cause).__module__.startswith("psycopg")
     # It stops rather than sleep past the deadline: within one backoff of it.
     assert 1.0 - 0.25 - 0.05 < elapsed < 1.5
     assert events[-1].outcome == "exhausted"

@@ -338,7 +338,7 @@ def test_connect_through_simulated_startup_rejections(aurora_simulator, wrapper_
 @pytest.mark.django_db(transaction=True)
 def test_connect_to_a_server_that_is_down_is_exhausted(wrapper_on, emf_lines):
     settings = {**connections["default"].settings_dict, "PORT": str(free_port())}
-    down = wrapper_on("down", {**settings, "OPTIONS": {"aurora": {"deadline": 0.3}}})
+    down = wrapper_on("down", {**settings, "OPTIONS": {"aurora": {"deadline": 1.0}}})
     with pytest.raises(RetriesExhausted):
         down.ensure_connection()
     [document] = emf_lines()
