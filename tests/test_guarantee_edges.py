@@ -23,7 +23,7 @@ from orca_db.transaction import retry_atomic
 from tests import test_guarantee, test_lost_reply
 from tests.conftest import admin_connection
 from tests.pooled import database_alias
-from tests.test_guarantee import server_texts
+from tests.test_guarantee import backend_pid, server_texts
 from tests.test_lost_reply import effects, run
 from tests.testapp.models import Note
 from tests.waiting import wait_until
@@ -33,11 +33,6 @@ lossy = test_lost_reply.lossy
 tenant_schema = test_guarantee.tenant_schema
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _pid(alias: str = "default") -> int:
-    connections[alias].ensure_connection()
-    return connections[alias].connection.info.backend_pid
 
 
 # ----- COMMIT sent as SQL -------------------------------------------------------------
@@ -96,7 +91,7 @@ def test_a_statement_that_committed_part_of_its_work_is_not_run_again(batches, s
     """57P01 proves the running transaction did not commit, not that the
     ones the procedure committed before it did not: replaying it would write
     batch 1 twice."""
-    pid = _pid()
+    pid = backend_pid()
     holder = admin_connection()
     holder.cursor().execute("SELECT pg_advisory_lock(4242)")
     holder.commit()
@@ -346,7 +341,7 @@ def test_a_run_that_wrote_to_another_database_is_not_run_again(second_alias, bac
             retry_atomic(write_elsewhere, using="second")()
         if len(runs) == 1:
             with connection.cursor() as cursor:
-                backend_killer.kill_when_running(_pid(), "pg_sleep")
+                backend_killer.kill_when_running(backend_pid(), "pg_sleep")
                 cursor.execute("SELECT pg_sleep(5)")
 
     with pytest.raises(TransactionRolledBack, match="second"):

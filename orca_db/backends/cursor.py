@@ -235,7 +235,7 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
             wrapper.cursor.close()
         wrapper.cursor = db.create_cursor(name)
         stage = "execute"
-        watch = _watch(db) if deadlines.open_caps or db._orca_statement_deadline else None
+        watch = _watch(db)  # after a failure: no fast path needed
         try:
             result = _read_only(db, execute, sql, params) if guarded else execute(sql, params)
         except BaseException as error:
