@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 from .drivers import sqlstate as _sqlstate
@@ -220,15 +221,24 @@ def driver_error(exc: BaseException) -> BaseException:
     return exc
 
 
+#: A transport's errors (their base class) -> its own rules: errors that
+#: carry other facts than a PostgreSQL session's (the Data API's: a paused
+#: cluster, throttling, a lost answer). The transport registers them; the
+#: core never imports a transport.
+_TRANSPORTS: dict[type[BaseException], Callable[[Any], Failure]] = {}
+
+
+def register_transport(errors: type[BaseException], rule: Callable[[Any], Failure]) -> None:
+    """Judge ``errors`` (a class and its subclasses) by ``rule``."""
+    _TRANSPORTS[errors] = rule
+
+
 def classify(exc: BaseException) -> Failure:
     """Classify ``exc`` (a driver error, or Django's wrapper of one)."""
     inner = driver_error(exc)
-    if type(inner).__module__.startswith("orca_db.data_api"):
-        # The Data API engine's errors carry AWS's facts (a paused cluster,
-        # throttling, a lost answer): its own rules, same Failure.
-        from .data_api.classify import classify_data_api
-
-        return classify_data_api(inner)  # type: ignore[arg-type]
+    for errors, rule in _TRANSPORTS.items():
+        if isinstance(inner, errors):
+            return rule(inner)
     sqlstate = _sqlstate(inner)
     message = str(inner).strip()
     error_type = type(inner).__name__

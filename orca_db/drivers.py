@@ -75,17 +75,16 @@ def closed_by_caller(cursor: Any) -> bool:
 
 
 def driver_errors(connection: Any) -> tuple[type[BaseException], ...]:
-    """The errors a driver raises for a connection that is gone."""
+    """The errors a driver raises for a connection that is gone. A
+    connection of another kind (the Data API engine's) names its own in
+    ``orca_disconnect_errors``: the core asks, it does not import it."""
+    own = getattr(connection, "orca_disconnect_errors", None)
+    if own is not None:
+        return tuple(own)
     if is_psycopg3(connection):
         import psycopg
 
         return (psycopg.OperationalError, psycopg.InterfaceError)
-    if type(connection).__module__.startswith("orca_db.data_api"):
-        # The Data API engine's connection answers psycopg2's questions
-        # (fileno, get_transaction_status) with its own errors.
-        from .data_api import errors
-
-        return (errors.OperationalError, errors.InterfaceError)
     import psycopg2
 
     return (psycopg2.OperationalError, psycopg2.InterfaceError)

@@ -7,6 +7,7 @@ these checks look at what is valid alone but wrong together.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from django.core.checks import CheckMessage, Error, register
@@ -54,8 +55,6 @@ def check_aws_options(app_configs=None, databases=None, **kwargs: Any) -> list[C
 
 
 def _boto3_installed() -> bool:
-    import importlib.util
-
     try:
         return importlib.util.find_spec("boto3") is not None
     except ValueError:  # a module set to None in sys.modules (hidden on purpose)

@@ -63,9 +63,7 @@ def targets(
     return pairs
 
 
-def import_graph(
-    modules: dict[str, Path], *, function_bodies: bool = True
-) -> dict[str, set[str]]:
+def import_graph(modules: dict[str, Path], *, function_bodies: bool = True) -> dict[str, set[str]]:
     """Module -> the modules of ``modules`` it imports (inside functions
     too, unless ``function_bodies`` is false)."""
     graph: dict[str, set[str]] = {}

@@ -18,6 +18,9 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+# Its rules registered with orca_db.classify before any of its errors can
+# be raised: every import of a module of this package runs this first.
+from . import classify as _classify  # noqa: F401
 from .call import Call
 from .connection import Connection
 from .cursor import Cursor

@@ -1,6 +1,7 @@
 """Which Data API errors a retry can cure, and which prove that nothing
 ran: the Data API's facts, which ``orca_db.classify.classify`` hands its
-errors to (docs/data-api.md#errors).
+errors to: registered with it (``register_transport``) when the package
+``orca_db.data_api`` is imported (docs/data-api.md#errors).
 
 A Data API call fails before anything runs when the service refuses it:
 the database was paused (``DatabaseResumingException``: the call only woke
@@ -16,9 +17,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from orca_db.classify import Failure
+from orca_db.classify import Failure, register_transport
 from orca_db.data_api import errors
-from orca_db.sql import scrub_message
 
 # Statements the server itself aborted as its session ended (a scale event
 # relayed as a DatabaseErrorException): as for the connection engines, an
@@ -31,6 +31,8 @@ _DETAIL: Final = re.compile(r"\n?\s*(?:Detail|Where|Hint):.*", re.DOTALL | re.IG
 
 def classify_data_api(inner: errors.Error) -> Failure:
     """What a Data API error (already unwrapped) means for a retry."""
+    from orca_db.sql import scrub_message  # loaded with the first failure
+
     message = scrub_message(_DETAIL.sub("", str(inner)))
     error_type = inner.aws_code or type(inner).__name__
     if isinstance(inner, errors.DatabaseError) and inner.aws_code == "DatabaseErrorException":
@@ -52,3 +54,6 @@ def classify_data_api(inner: errors.Error) -> Failure:
     # back; retry_atomic runs it again (the core's rule), nothing else does.
     conflict = sqlstate in ("40001", "40P01")
     return Failure(False, False, error_type, sqlstate, message, conflict=conflict)
+
+
+register_transport(errors.Error, classify_data_api)

@@ -21,6 +21,7 @@ from typing import Any
 from . import errors
 from .call import Call
 from .client import rds_data_client, region_of
+from .cursor import Cursor
 from .shims import PsycopgShims
 
 #: What ``CommitTransaction`` answers when it committed.
@@ -81,9 +82,7 @@ class Connection(PsycopgShims):
 
     # ----- DB-API ----------------------------------------------------------------
 
-    def cursor(self, *args: Any, **kwargs: Any):
-        from .cursor import Cursor
-
+    def cursor(self, *args: Any, **kwargs: Any) -> Cursor:
         self._check_open()
         return Cursor(self)
 

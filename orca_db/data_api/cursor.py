@@ -4,12 +4,14 @@ its whole result comes back at once (there are no server-side cursors)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import decode, errors
-from .connection import Connection
 from .placeholders import bind, bind_many
 from .sqltext import statement_count
+
+if TYPE_CHECKING:
+    from .connection import Connection
 
 
 class Cursor:

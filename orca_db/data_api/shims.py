@@ -3,7 +3,8 @@ one, psycopg2's way (``orca_db.drivers`` tells the drivers apart by
 ``pgconn``, which this connection has not): ``retry_atomic`` asks for the
 transaction status and a socket to poll, ``django.contrib.postgres``
 registers types on each new connection. ``orca_db.drivers`` asks these
-as it asks psycopg2's connection (and knows this connection's errors)."""
+as it asks psycopg2's connection, and learns this connection's errors from
+``orca_disconnect_errors``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ class PsycopgShims:
     transaction_id: str | None
     lost: Any
     _adapters: Any = None
+    #: What ``orca_db.drivers`` asks of a connection of another kind: the
+    #: errors it raises once it is gone (psycopg2's OperationalError and
+    #: InterfaceError, for psycopg2's connection).
+    orca_disconnect_errors = (errors.OperationalError, errors.InterfaceError)
 
     def fileno(self) -> int:
         """A descriptor that never becomes readable: a server cannot close

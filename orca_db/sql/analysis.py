@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Final
 
 from . import lexer
+from .facts import Profile
 from .lexer import OP, QIDENT, WORD
-from .lexical import Profile
 
 READ_STARTS: Final = frozenset({"SELECT", "VALUES", "TABLE", "WITH", "SHOW", "EXPLAIN"})
 # Statements that set session state by what they are.

@@ -16,6 +16,7 @@ With ``record=True`` moto records each request it serves, and
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -139,8 +140,6 @@ def _action(entry: dict[str, Any]) -> str | None:
         return target.rsplit(".", 1)[-1]
     body = entry.get("body") or ""
     if entry.get("body_encoded"):
-        import base64
-
         body = base64.b64decode(body).decode(errors="replace")
     for pair in str(body).split("&"):
         if pair.startswith("Action="):

@@ -18,6 +18,7 @@ import atexit
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -132,8 +133,6 @@ class PgBouncer:
         return self.is_listening()
 
     def is_listening(self) -> bool:
-        import socket
-
         with (
             contextlib.suppress(OSError),
             socket.create_connection(("127.0.0.1", self.port), 0.2),
