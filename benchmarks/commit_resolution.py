@@ -58,7 +58,7 @@ def setup_django(url: str) -> None:
     import django
     from django.conf import settings
 
-    from orca_db.project import parse_database_url
+    from orca_db_project import parse_database_url
 
     settings.configure(
         DATABASES={"default": parse_database_url(url)},

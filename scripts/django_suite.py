@@ -137,7 +137,7 @@ def fetch_tests(version: str, cache: Path) -> Path:
 def database_settings(url: str | None) -> tuple[dict, object | None]:
     """Connection settings (without ENGINE/NAME) and the server we started."""
     if url:
-        from orca_db.project import parse_database_url
+        from orca_db_project import parse_database_url
 
         settings = parse_database_url(url)
         keys = ("USER", "PASSWORD", "HOST", "PORT", "OPTIONS")

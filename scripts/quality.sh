@@ -18,7 +18,7 @@ gate() {
 
 gate "ruff check" ruff check .
 gate "ruff format" ruff format --check .
-# django-stubs' plugin loads orca_db.settings, which starts nothing and
+# django-stubs' plugin loads orca_db_project.settings, which starts nothing and
 # writes nothing (the embedded server starts at the first connection).
 gate "mypy" mypy
 gate "docs" mkdocs build --strict --quiet

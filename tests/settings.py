@@ -52,7 +52,7 @@ STATIC_URL = "static/"
 
 
 def _database():
-    from orca_db.project import ENGINE, parse_database_url
+    from orca_db_project import ENGINE, parse_database_url
 
     url = os.environ.get("ORCA_DB_TEST_DATABASE_URL")
     if url:

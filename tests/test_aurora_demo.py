@@ -36,7 +36,7 @@ def test_the_demo_reports_no_errors_duplicates_or_partial_transactions(tmp_path)
         if key not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")
     }
     env.update(
-        DJANGO_SETTINGS_MODULE="orca_db.settings",
+        DJANGO_SETTINGS_MODULE="orca_db_project.settings",
         ORCA_DB_EMBEDDED_DIR=str(embedded),
         PYTHONPATH=str(ROOT),
     )

@@ -31,7 +31,7 @@ def test_the_demo_on_the_data_api_has_no_errors_duplicates_or_partial_transactio
         k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")
     }
     env.update(
-        DJANGO_SETTINGS_MODULE="orca_db.settings",
+        DJANGO_SETTINGS_MODULE="orca_db_project.settings",
         ORCA_DB_EMBEDDED_DIR=str(embedded),
         PYTHONPATH=str(ROOT),
     )

@@ -57,7 +57,7 @@ def test_demo_writes_each_retry_event_as_an_emf_line(demo_database_url, tmp_path
     env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
     env.update(
         DATABASE_URL=demo_database_url,
-        DJANGO_SETTINGS_MODULE="orca_db.settings",
+        DJANGO_SETTINGS_MODULE="orca_db_project.settings",
         PYTHONPATH=str(ROOT),
     )
     result = subprocess.run(

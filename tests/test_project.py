@@ -1,4 +1,4 @@
-"""The project (``manage.py``, ``orca_db.settings``): configuration errors end
+"""The project (``manage.py``, ``orca_db_project.settings``): configuration errors end
 in one line naming the variable and exit 2, in every command and in ``check``
 (before: a 35- to 55-line traceback and exit 1); loading the settings starts
 nothing and writes nothing; no fixed secret, DEBUG off unless asked."""
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from orca_db.project import parse_database_url
+from orca_db_project import parse_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "s3cret-pw"
@@ -91,7 +91,7 @@ def test_traceback_shows_the_traceback(tmp_path):
 
 
 PROBE = (
-    "import os, orca_db.settings as s; "
+    "import os, orca_db_project.settings as s; "
     "print(s.DEBUG, s.SECRET_KEY, s.DATABASES['default']['ENGINE'], "
     "repr(s.DATABASES['default']['HOST']), sorted(os.listdir('.')))"
 )
@@ -112,7 +112,7 @@ def test_loading_the_settings_starts_nothing_and_writes_nothing(tmp_path):
 
     debug, key, engine, host, listing = probe()
     assert debug == "False"
-    assert engine == "orca_db.project"  # the embedded server, started when connected
+    assert engine == "orca_db_project"  # the embedded server, started when connected
     assert host == "''"
     assert listing.strip() == "[]"  # no .orca-db/, no server
     # No fixed secret: without one configured, each process has its own.
@@ -150,7 +150,6 @@ def test_database_url_options_sockets_and_ipv6():
         "/var/run/postgresql"
     )
     assert parse_database_url("postgresql://u:p@[::1]:5432/orca")["HOST"] == "::1"
-    assert parse_database_url("aurora://u:p@h/orca")["ENGINE"] == "orca_db.backends.aurora"
 
 
 def test_database_url_errors_name_the_variable_not_the_password():

@@ -1,4 +1,4 @@
-"""``ENGINE: "orca_db.project"``: the aurora engine on the project's embedded
+"""``ENGINE: "orca_db_project"``: the aurora engine on the project's embedded
 PostgreSQL, which it starts at the first connection (``initdb`` the first
 time, in ``ORCA_DB_EMBEDDED_DIR``, default ``.orca-db/``) rather than when the
 settings are loaded. It fills in ``HOST``, ``PORT`` and ``PASSWORD`` of a
@@ -21,7 +21,7 @@ _running: dict[str, dict[str, Any]] = {}
 def embedded_settings() -> dict[str, Any]:
     """``HOST``, ``PORT``, ``USER``, ``PASSWORD`` of the embedded server,
     started first if it is not running."""
-    from orca_db.project import state_dir
+    from orca_db_project import state_dir
 
     directory = str(state_dir().resolve())
     with _lock:

@@ -20,7 +20,7 @@ effects: no file is written, no server started. See docs/settings.md.
 import os
 from pathlib import Path
 
-from orca_db.project import (
+from orca_db_project import (
     database_from_environment,
     env_flag,
     env_float,
@@ -59,7 +59,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "orca_db.urls"
+ROOT_URLCONF = "orca_db_project.urls"
 
 TEMPLATES = [
     {
@@ -76,7 +76,7 @@ TEMPLATES = [
     },
 ]
 
-WSGI_APPLICATION = "orca_db.wsgi.application"
+WSGI_APPLICATION = "orca_db_project.wsgi.application"
 
 DATABASES = {"default": database_from_environment()}
 DATABASES["default"]["CONN_MAX_AGE"] = env_float("ORCA_DB_CONN_MAX_AGE", 0)

@@ -1,9 +1,11 @@
-"""The orca-db project (``manage.py``, ``orca_db.settings``): where its
-database and secret come from, and how its configuration errors are told.
+"""The repository's Django project (``manage.py``, ``orca_db_project.settings``:
+the admin, the operations commands and the demo): where its database and
+secret come from, and how its configuration errors are told. It lives beside
+the library, not in it: the wheel ships ``orca_db`` and ``orca_db_app`` only.
 
 Nothing here runs on import: the settings read the environment, and the
 embedded PostgreSQL they fall back on starts at the first connection (the
-engine in :mod:`orca_db.project.base`), not when the settings are loaded.
+engine in :mod:`orca_db_project.base`), not when the settings are loaded.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 #: The engine of a database named by ``DATABASE_URL``.
 ENGINE = "orca_db.backends.aurora"
 #: The engine of the embedded server: the same, started at the first connection.
-EMBEDDED_ENGINE = "orca_db.project"
+EMBEDDED_ENGINE = "orca_db_project"
 #: The project's local state (the embedded server, the secret key), relative
 #: to the working directory unless ``ORCA_DB_EMBEDDED_DIR`` says otherwise.
 DEFAULT_STATE_DIR = ".orca-db"
@@ -49,8 +51,6 @@ def parse_database_url(url: str, variable: str = "DATABASE_URL") -> dict[str, An
     ``variable``; the message never repeats the URL (it holds a password)."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
-    if scheme == "aurora":  # accepted by earlier versions
-        url, scheme = "postgresql" + url.strip()[len("aurora") :], "postgresql"
     if scheme not in _POSTGRES_SCHEMES:
         got = f"a {scheme}:// URL" if scheme else "no URL scheme"
         raise ImproperlyConfigured(f"{variable} must be a PostgreSQL URL ({_EXAMPLE}), got {got}.")
@@ -67,7 +67,7 @@ def parse_database_url(url: str, variable: str = "DATABASE_URL") -> dict[str, An
         import dj_database_url
     except ImportError:
         raise ImproperlyConfigured(
-            f"{variable} is read with dj-database-url: pip install 'orca-db[project]'."
+            f"{variable} is read with dj-database-url: pip install -r requirements/dev.txt."
         ) from None
     try:
         config: dict[str, Any] = dict(dj_database_url.parse(url, engine=ENGINE))
