@@ -2,7 +2,7 @@
 
 The backend glue (``orca_db.backends``) and ``retry_atomic`` only ask these
 functions; what an error proves comes from :mod:`orca_db.classify`, what a
-statement does from :mod:`orca_db.statements`.
+statement does from :mod:`orca_db.sql`.
 
 The facts the proofs rest on (PostgreSQL's, and what Aurora must keep true
 for them, see docs/retry-safety.md):

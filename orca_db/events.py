@@ -9,7 +9,6 @@ import functools
 import logging
 import os
 import socket
-import warnings
 from typing import Any
 
 from .signals import retry_event
@@ -82,15 +81,3 @@ def deliver(event: SettledEvent) -> None:
                 type(response).__name__,
                 exc_info=response,
             )
-
-
-def __getattr__(name: str) -> Any:
-    if name == "RetryEvent":
-        # The former name; the model orca_db_app.models.RetryEvent keeps it.
-        warnings.warn(
-            "orca_db.events.RetryEvent is now orca_db.events.SettledEvent",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return SettledEvent
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,7 @@ silently: ``SET search_path TO tenant42`` lost means a write into
 a session advisory lock lost means a write without the lock it relied on.
 
 So the backend shows this tracker every statement whose text may change
-session state (``orca_db.statements.profile(sql).session``, a dict lookup)
+session state (``orca_db.sql.profile(sql).session``, a dict lookup)
 and every transaction boundary while changes wait on one. On a new
 connection that replaces a lost one:
 

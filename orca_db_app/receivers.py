@@ -46,7 +46,7 @@ from orca_db.conf import OPTIONS_KEY, retry_settings
 from orca_db.events import SettledEvent
 from orca_db.retry import remaining_time
 from orca_db.signals import invocation_finished, retry_event
-from orca_db.statements import scrub_message
+from orca_db.sql import scrub_message
 
 from .conf import EVENTS_CONNECT_TIMEOUT, events_database
 from .models import RetryEvent

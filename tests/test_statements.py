@@ -1,5 +1,4 @@
-"""Statement classification (orca_db.sql, also importable as
-orca_db.statements): tables of statements and what they are. No database:
+"""Statement classification (orca_db.sql): tables of statements and what they are. No database:
 tests/test_statements_server.py checks the same rules against a server."""
 
 from __future__ import annotations
@@ -10,6 +9,7 @@ import sys
 import pytest
 
 from orca_db.sql import (
+    STATEMENT_LIMIT,
     Profile,
     SessionEffect,
     is_replayable_read,
@@ -21,7 +21,6 @@ from orca_db.sql import (
     session_effects,
 )
 from orca_db.sql.tree import driver_to_server
-from orca_db.statements import STATEMENT_LIMIT, is_read_only
 
 # Statement texts Django 5.2's PostgreSQL compiler sends (captured from the
 # ORM; tests/test_statements_server.py captures them again from the
@@ -189,11 +188,6 @@ def test_replayable_reads(sql):
 @pytest.mark.parametrize("sql", NOT_REPLAYABLE)
 def test_not_replayable(sql):
     assert not is_replayable_read(sql)
-
-
-def test_is_read_only_is_the_replayable_check():
-    assert is_read_only is is_replayable_read
-    assert is_read_only(b"SELECT 1")
 
 
 @pytest.mark.parametrize("sql", REPLAYABLE + NOT_REPLAYABLE)
@@ -480,10 +474,10 @@ def test_bytes_are_cached_as_their_text():
 
 
 def test_import_is_light():
-    """``import orca_db.statements`` runs at every Lambda cold start: no
+    """``import orca_db.sql`` runs at every Lambda cold start: no
     parser, no dataclasses, not even the lexer until a statement is seen."""
     heavy = ("pglast", "dataclasses", "orca_db.sql._pg_catalog", "orca_db.sql.lexer")
-    code = f"import sys, orca_db.statements; print([m for m in {heavy!r} if m in sys.modules])"
+    code = f"import sys, orca_db.sql; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -20,13 +20,10 @@ if TYPE_CHECKING:
     from .replay import is_replayable_read
     from .scrub import STATEMENT_LIMIT, scrub_message, scrub_sql
 
-    is_read_only = is_replayable_read
-
 __all__ = [
     "STATEMENT_LIMIT",
     "Profile",
     "SessionEffect",
-    "is_read_only",
     "is_replayable_read",
     "profile",
     "scrub_message",
@@ -43,7 +40,7 @@ def __getattr__(name: str) -> Any:
         from . import scrub
 
         return getattr(scrub, name)
-    if name in ("is_replayable_read", "is_read_only"):
+    if name == "is_replayable_read":
         from .replay import is_replayable_read
 
         return is_replayable_read

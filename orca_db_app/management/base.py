@@ -33,14 +33,12 @@ from orca_db.classify import classify, driver_error
 from orca_db.conf import OPTIONS_KEY, parse_retry_settings
 from orca_db.exceptions import ScaleEventError
 from orca_db.retry import deadline_cap
-from orca_db.statements import scrub_message
+from orca_db.sql import scrub_message
 
 #: Exit codes shared by the commands (docs/commands.md#exit-codes).
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-#: The former name of ``EXIT_USAGE``.
-EXIT_ERROR = EXIT_USAGE
 
 # OPTIONS keys Django's PostgreSQL backend consumes itself; the driver would
 # reject them (or, for cursor_factory and context, they only make sense
@@ -163,9 +161,6 @@ class DatabaseCommand(BaseCommand):
         if self.requires_postgresql and vendor != "postgresql":
             raise usage_error(f"Database {alias!r} is not PostgreSQL (vendor {vendor!r}).")
         return alias
-
-    # Kept for commands written against the former name.
-    check_alias = database_alias
 
     def connect(self, alias: str, timeout: float) -> float:
         """Open ``alias``'s connection, waiting at most ``timeout`` seconds

@@ -59,7 +59,7 @@ class RetryEvent(models.Model):
         return f"{self.phase} on {self.database}: {self.outcome} ({self.error_type})"
 
     @classmethod
-    def from_event(cls, event: events.RetryEvent) -> RetryEvent:
+    def from_event(cls, event: events.SettledEvent) -> RetryEvent:
         """An unsaved row for ``event``, cut to the columns' lengths (a long
         value must not make the write fail)."""
         values = {}

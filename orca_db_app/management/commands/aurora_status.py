@@ -22,11 +22,11 @@ from django.db import connections
 
 from orca_db.classify import classify
 from orca_db.conf import retry_settings
-from orca_db.statements import scrub_message
+from orca_db.sql import scrub_message
 from orca_db_app.management.base import (
-    EXIT_ERROR,
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     DatabaseCommand,
     connect_with,
     driver_params,
@@ -96,11 +96,11 @@ class Command(DatabaseCommand):
                 raise CommandError(
                     f"Database {database!r} names no cluster: set "
                     f"OPTIONS['aurora']['cluster'] to its DB cluster identifier.",
-                    returncode=EXIT_ERROR,
+                    returncode=EXIT_USAGE,
                 )
             cluster = cluster_status(aws)
         except (ImproperlyConfigured, ClusterUnavailable) as error:
-            raise CommandError(str(error), returncode=EXIT_ERROR) from None
+            raise CommandError(str(error), returncode=EXIT_USAGE) from None
 
         db: dict[str, Any]
         if no_database:
@@ -111,7 +111,7 @@ class Command(DatabaseCommand):
             db = self._ask_database(database, timeout)
         code = EXIT_FAILED if db["queried"] and not db["answered"] else EXIT_OK
         if db.get("refused"):
-            code = EXIT_ERROR
+            code = EXIT_USAGE
         if as_json:
             self.write_json(
                 {"database": database, "cluster": cluster.as_dict(), "db": db, "exit_code": code}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import logging
 import secrets
 import threading
@@ -26,7 +27,7 @@ from orca_db.events import SettledEvent
 from orca_db.exceptions import TransactionRolledBack
 from orca_db.retry import deadline_cap
 from orca_db.signals import retry_event
-from orca_db.statements import scrub_message
+from orca_db.sql import scrub_message
 from orca_db_app.management.base import (
     EXIT_FAILED,
     EXIT_OK,
@@ -359,8 +360,6 @@ class Command(DatabaseCommand):
             self.events.append(event)
 
     def _stored_events(self, using: str):
-        import datetime
-
         from orca_db_app.models import RetryEvent as StoredEvent
 
         since = datetime.datetime.fromtimestamp(self.started_at - 1, tz=datetime.UTC)

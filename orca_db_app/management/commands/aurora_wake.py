@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from orca_db.classify import Failure, classify
-from orca_db.statements import scrub_message
+from orca_db.sql import scrub_message
 from orca_db_app.management.base import (
     EXIT_FAILED,
     EXIT_OK,
