@@ -21,7 +21,19 @@ from django.core.exceptions import ImproperlyConfigured
 
 from orca_db.conf import OPTIONS_KEY, RetrySettings, parse_retry_settings
 
-DOCS = "docs/checks.md"
+#: The project's home, the one place its URL is written in the code:
+#: setup.cfg's project_urls name the same (tests/test_checks.py holds them
+#: together). To be confirmed before the first release.
+PROJECT_URL = "https://github.com/nasa/cumulus-orca-db"
+
+
+def docs_url(page: str) -> str:
+    """A page of the repository's docs/ online: a user of the wheel has no
+    docs/ folder to open."""
+    return f"{PROJECT_URL}/blob/main/docs/{page}"
+
+
+DOCS = docs_url("checks.md")
 
 #: What a paused cluster may take to resume (seconds): about 15 s, 30 s or
 #: more after a long pause; AWS advises client timeouts of at least this.

@@ -11,7 +11,7 @@ from django.core.checks import CheckMessage, Warning, register
 
 from orca_db.otel import SETTING
 
-DOCS = "docs/checks.md"
+from .checks import DOCS
 
 
 @register()

@@ -16,6 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Warning, register
 
+from .checks import docs_url
+
 POOL_ENGINE = "orca_db.backends.aurora_pool"
 
 
@@ -55,7 +57,7 @@ def pooling_warnings(databases: dict[str, dict[str, Any]]) -> list[Warning]:
                     "A Lambda environment runs one request at a time and is frozen "
                     "between requests: its pool only holds idle connections open. Use "
                     "ENGINE 'orca_db.backends.aurora' without a pool, and RDS Proxy when "
-                    "many functions share the cluster (see docs/pooling.md)."
+                    f"many functions share the cluster. See {docs_url('pooling.md')}."
                 ),
                 id="orca_db.W030",
             )

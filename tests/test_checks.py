@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import configparser
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,6 +59,43 @@ def test_e001_invalid_aurora_option():
     assert ids(messages) == ["orca_db.E001"]
     assert messages[0].msg.startswith("Database 'bad': OPTIONS['aurora']['deadline'] must be")
     assert "docs/checks.md#orca_dbe001" in messages[0].hint
+
+
+def test_hints_link_to_the_docs_online():
+    """A user of the wheel has no docs/ folder: every hint names a page
+    online, under the project's one URL (``orca_db_app.checks.PROJECT_URL``)."""
+    with override_settings(DATABASES=databases(bad={"OPTIONS": {"aurora": {"deadline": -1}}})):
+        (message,) = orca_checks.check_retry_options()
+    page = f"{orca_checks.PROJECT_URL}/blob/main/docs/checks.md#orca_dbe001"
+    assert message.hint.endswith(f"See {page}.")
+    # No hint in the checks' sources (nor a module-level constant) names a
+    # path of the checkout.
+    for source in Path(orca_checks.__file__).parent.glob("checks*.py"):
+        tree = ast.parse(source.read_text())
+        hints = [node.value for node in ast.walk(tree) if isinstance(node, ast.keyword)]
+        hints += [node.value for node in tree.body if isinstance(node, ast.Assign)]
+        strings = [
+            node.value
+            for hint in hints
+            for node in ast.walk(hint)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        ]
+        assert [text for text in strings if "docs/" in text] == [], source
+
+
+def test_the_metadata_names_the_same_project_url():
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).resolve().parent.parent / "setup.cfg")
+    lines = config["metadata"]["project_urls"].strip().splitlines()
+    urls = dict(line.split(" = ", 1) for line in lines)
+    home = orca_checks.PROJECT_URL
+    assert home.startswith("https://")
+    assert urls == {
+        "Documentation": f"{home}/tree/main/docs",
+        "Source": home,
+        "Changelog": f"{home}/blob/main/CHANGELOG.md",
+        "Issues": f"{home}/issues",
+    }
 
 
 def test_e001_unknown_key_named():
