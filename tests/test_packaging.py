@@ -6,7 +6,10 @@ Installation section, whose retry-events page must render with its chart.
 Before, the wheel shipped no template (no package-data rule): the page
 rendered without the chart. Every file of the packages must be in the wheel
 (templates, migrations, static files, ``py.typed``), and so must the pytest
-plugin's entry point.
+plugin's entry point. The wheel is the library and nothing else: the
+repository's own project (``orca_db_project``: settings, URLs, WSGI) is not
+in it, and still runs ``manage.py aurora_demo`` from a clone as README's
+"Try it" says.
 
 Slow (about a minute; pip's cache keeps repeated runs short), marked
 ``packaging``: CI runs it once as a step of its own (.ci/run).
@@ -20,12 +23,14 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
 import pytest
 from django.db import connections
 
+from orca_db.testing.postgres import PostgresServer
 from tests.orca_helpers import scratch_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.packaging]
@@ -155,6 +160,16 @@ def test_the_wheel_installs_and_renders_the_chart(tmp_path, django_db_blocker):
         "orca_db_app/migrations/0001_initial.py",
     } <= expected
     assert expected - names == set()
+    # ... and nothing else: no demo project, no file of the checkout.
+    (dist_info,) = {name.split("/")[0] for name in names if ".dist-info/" in name}
+    assert {name for name in names if not name.startswith(dist_info)} == expected
+    assert {name.split("/")[0] for name in names} == {"orca_db", "orca_db_app", dist_info}
+    for project_module in ("settings.py", "urls.py", "wsgi.py", "project/__init__.py"):
+        assert f"orca_db/{project_module}" not in names
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = archive.read(f"{dist_info}/METADATA").decode()
+    project_urls = dict(re.findall(r"^Project-URL: ([^,]+), (\S+)$", metadata, re.M))
+    assert set(project_urls) == {"Documentation", "Source", "Changelog", "Issues"}
 
     # 3. A fresh virtualenv (no system site-packages), the wheel and its
     # dependencies from PyPI (README step 1; pip's cache is reused).
@@ -204,3 +219,34 @@ def test_the_wheel_installs_and_renders_the_chart(tmp_path, django_db_blocker):
     assert re.search(r"<svg[^>]*>.*<rect class=\"recovered\"", chart[1], re.S)
     # orca_db_app alone: no ORCA schema in the user's database.
     assert result["orca_schema"] == 0
+
+
+def test_the_demo_runs_from_a_clone(tmp_path):
+    """README's "Try it": in a clone (here a copy of the sources, with this
+    environment's requirements/dev.txt installed), ``python manage.py
+    aurora_demo`` runs on an embedded server with nothing configured: the
+    project the wheel leaves out is where manage.py finds it."""
+    readme = (ROOT / "README.md").read_text()
+    try_it = readme.split("## Try it", 1)[1].split("\n## ", 1)[0]
+    assert "python manage.py aurora_demo --duration 30" in try_it
+    clone = tmp_path / "clone"
+    shutil.copytree(ROOT, clone, ignore=IGNORED)
+    # Directly under /tmp: as root, the server runs as another user, who
+    # cannot enter pytest's private tmp_path.
+    embedded = Path(tempfile.mkdtemp(prefix="orca-db-clone-test-"))
+    env = {**clean_environment(), "ORCA_DB_EMBEDDED_DIR": str(embedded)}
+    manage = [sys.executable, "manage.py"]
+    try:
+        where = run(
+            *manage, "shell", "-v", "0", "-c",
+            "import orca_db, orca_db_project; print(orca_db.__file__, orca_db_project.__file__)",
+            cwd=clone, env=env,
+        )  # fmt: skip
+        report = run(*manage, "aurora_demo", "--duration", "3", "--seed", "7", cwd=clone, env=env)
+    finally:
+        PostgresServer(base=embedded).stop("immediate")
+        shutil.rmtree(embedded, ignore_errors=True)
+    # The clone's own packages, not an installed copy.
+    assert [Path(path).parent.parent for path in where.split()] == [clone, clone]
+    assert "RESULT: PASS" in report
+    assert re.search(r"^  duplicates: 0$", report, re.M)
