@@ -38,7 +38,7 @@ CORE = {name: path for name, path in LIBRARY.items() if not name.startswith(NOT_
 #: above it. A transport tells the core what it is through the core's own
 #: interfaces (``orca_db.classify.register_transport``, a connection's
 #: ``orca_disconnect_errors``), never by being imported.
-ABOVE_THE_CORE = ("orca_db.data_api", "orca_db.backends", "orca_db_app")
+ABOVE_THE_CORE = ("orca_db.data_api", "orca_db.backends", "orca_db.testing", "orca_db_app")
 
 #: Modules from outside that a function body may import, and why each is
 #: deferred to a call rather than imported with its module. Anything else
