@@ -2,11 +2,10 @@
 core (tests/test_decisions.py, tests/test_retry_loop.py).
 
 Each is an instance of the driver's own class (the driver of this run,
-tests/driver.py) carrying the text the server or libpq writes, as quoted in
-/work/shared/docs/aurora-facts.md and docs/errors.md. psycopg 3's classes
-carry their SQLSTATE; psycopg2 takes it from the server's reply, so a bare
-instance is given the one the server would send (as tests/test_classify.py
-does).
+tests/driver.py) carrying the text the server or libpq writes
+(docs/errors.md). psycopg 3's classes carry their SQLSTATE; psycopg2 takes
+it from the server's reply, so a bare instance is given the one the server
+would send (as tests/test_classify.py does).
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ def server_error(class_name: str, sqlstate: str, message: str) -> BaseException:
         assert cls.sqlstate == sqlstate
         return cls(message)
 
-    class WithCode(cls):  # type: ignore[valid-type, misc]
+    class WithCode(cls):
         pgcode = sqlstate
 
     WithCode.__name__ = cls.__name__
