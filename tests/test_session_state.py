@@ -250,6 +250,7 @@ def test_a_rollback_to_a_savepoint_undoes_the_sets_after_it(steps, kept):
             "a session change orca-db could not follow",
         ),
     ],
+    ids=lambda value: value.split(" (")[0] if isinstance(value, str) else "",
 )
 def test_what_a_session_holds_makes_it_lost(sql, params, lost):
     state = SessionState()
