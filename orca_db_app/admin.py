@@ -11,7 +11,6 @@ from .charts import chart
 from .conf import events_database
 from .models import RetryEvent
 
-
 #: What each phase's event stands for (the operation that settled).
 _PHASES = {
     "connect": "a connection being made, outside any other operation",

@@ -98,8 +98,9 @@ def test_the_notice_and_its_progress_in_process(caplog, django_db_blocker):
     # Each refusal is 4 s after the last on this clock: one wait, with a
     # progress line once PROGRESS_EVERY (10 s) has passed since the first.
     ticks = iter(range(1000, 2000, 4))
-    with django_db_blocker.unblock(), database_alias(
-        "nowhere", PORT=str(free_port()), OPTIONS={"aurora": {"deadline": 2}}
+    with (
+        django_db_blocker.unblock(),
+        database_alias("nowhere", PORT=str(free_port()), OPTIONS={"aurora": {"deadline": 2}}),
     ):
         port = connections["nowhere"].settings_dict["PORT"]
         connect_notice.forget()

@@ -18,7 +18,6 @@ from django.db import connections
 from tests.commands import run_command
 
 
-
 @pytest.fixture(autouse=True)
 def _database_access(django_db_setup, django_db_blocker):
     # As a shell would: no test transaction around the command, any alias.

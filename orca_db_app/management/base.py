@@ -270,9 +270,8 @@ def driver_name(alias: str | None = None) -> str:
     """What carries the statements of ``alias`` (of Django's PostgreSQL
     backend when no alias is given): the driver and its version, or the
     RDS Data API and boto3's."""
-    if alias is not None and getattr(connections[alias], "Database", None).__name__ == (
-        "orca_db.data_api"
-    ):
+    database = getattr(connections[alias], "Database", None) if alias is not None else None
+    if getattr(database, "__name__", "") == "orca_db.data_api":
         import boto3
 
         return f"RDS Data API, boto3 {boto3.__version__}"
