@@ -11,6 +11,28 @@ from .charts import chart
 from .conf import events_database
 from .models import RetryEvent
 
+#: What each phase's event stands for (the operation that settled).
+_PHASES = {
+    "connect": "a connection being made, outside any other operation",
+    "execute": (
+        "one statement (or executemany), its reconnects included (inside retry_atomic, "
+        "the block's event counts it instead)"
+    ),
+    "transaction": (
+        "a whole orca_db.retry_atomic block, its connects and statements included; "
+        "or a COMMIT whose answer was lost outside one; or a Data API transaction call"
+    ),
+}
+#: What an attempt counts, by phase.
+_ATTEMPTS = {
+    "connect": ("connection attempt", "connection attempts"),
+    "execute": ("send of the statement", "sends of the statement"),
+    "transaction": (
+        "run of the block (or try of the call)",
+        "runs of the block (or tries of the call)",
+    ),
+}
+
 
 @admin.register(RetryEvent)
 class RetryEventAdmin(admin.ModelAdmin):
@@ -35,8 +57,11 @@ class RetryEventAdmin(admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 50
     fieldsets = [
-        (None, {"fields": ["occurred_at", "database", "phase", "outcome"]}),
-        ("Failure", {"fields": ["error_type", "sqlstate", "message", "attempts", "elapsed"]}),
+        (None, {"fields": ["occurred_at", "database", "phase_meaning", "outcome"]}),
+        (
+            "Failure",
+            {"fields": ["error_type", "sqlstate", "message", "attempts_meaning", "elapsed"]},
+        ),
         ("Statement", {"fields": ["statement"]}),
         ("Caller", {"fields": ["host", "pid", "lambda_request_id"]}),
     ]
@@ -57,6 +82,26 @@ class RetryEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    @admin.display(description="phase")
+    def phase_meaning(self, obj: RetryEvent) -> str:
+        """The operation that settled (docs/events.md#the-model): a failure
+        met inside a retry_atomic block is that block's event, whatever
+        statement or connect met it."""
+        return f"{obj.get_phase_display()}: {_PHASES.get(obj.phase, '')}".rstrip(": ")
+
+    @admin.display(description="attempts")
+    def attempts_meaning(self, obj: RetryEvent) -> str:
+        singular, plural = _ATTEMPTS.get(obj.phase, ("attempt", "attempts"))
+        text = f"{obj.attempts} {singular if obj.attempts == 1 else plural}, the first included"
+        if obj.attempts == 1 and obj.outcome == RetryEvent.Outcome.RECOVERED:
+            text += (
+                " (cured without a second one: a COMMIT whose answer was lost was found "
+                "committed, or a connection found dead was replaced before anything ran on it)"
+            )
+        elif obj.attempts == 1 and obj.outcome == RetryEvent.Outcome.RAISED:
+            text += " (not retried: retrying was not safe)"
+        return text
 
     @admin.display(description="elapsed", ordering="elapsed_ms")
     def elapsed(self, obj: RetryEvent) -> str:

@@ -1,5 +1,6 @@
-"""The changelist's picture: events and the slowest recovery per minute,
-hour, day or week, over a time range that follows the data (the last hour,
+"""The changelist's picture: events and the slowest recovery per 5 seconds,
+minute, hour, day or week, over a time range that follows the data (a burst
+of less than 5 minutes: 5 minutes from its first minute; else the last hour,
 day or week: the shortest that holds every event of the last week) or the
 date the list is filtered to. Server-rendered: SVG bars stretched to the
 page's width, axis labels and the legend in HTML, so text stays readable on a
@@ -15,10 +16,14 @@ import math
 from collections.abc import Mapping
 
 from django.db.models import Count, Max, Min, QuerySet
-from django.db.models.functions import TruncDay, TruncHour, TruncMinute
+from django.db.models.functions import TruncDay, TruncHour, TruncMinute, TruncSecond
 from django.utils import timezone
 
+SECONDS_5 = datetime.timedelta(seconds=5)
 MINUTE = datetime.timedelta(minutes=1)
+#: Events of the last week all within this: a burst (the demo's), shown on
+#: a window of its own this long, 5 seconds a bar.
+BURST = datetime.timedelta(minutes=5)
 HOUR = datetime.timedelta(hours=1)
 DAY = datetime.timedelta(days=1)
 WEEK = datetime.timedelta(days=7)
@@ -75,9 +80,10 @@ class Span:
     start: datetime.datetime
     end: datetime.datetime
     bucket: datetime.timedelta
-    #: "Last hour", "Last 24 hours", "Last 7 days", or the filter's date.
+    #: "5 minutes from 14:02", "Last hour", "Last 24 hours", "Last 7 days",
+    #: or the filter's date.
     label: str
-    #: "minute", "hour", "day" or "week": what one bar counts.
+    #: "5 seconds", "minute", "hour", "day" or "week": what one bar counts.
     unit: str
 
     @property
@@ -124,19 +130,30 @@ def _local(moment: datetime.datetime) -> datetime.datetime:
 
 
 def _floor(moment: datetime.datetime, step: datetime.timedelta) -> datetime.datetime:
-    """``moment`` down to its minute or hour (in UTC: a local hour may be
-    skipped, repeated, or offset by half an hour)."""
+    """``moment`` down to its 5 seconds, minute or hour (in UTC: a local hour
+    may be skipped, repeated, or offset by half an hour)."""
+    if step < MINUTE:
+        return moment.replace(second=moment.second - moment.second % 5, microsecond=0)
     moment = moment.replace(second=0, microsecond=0)
     return moment.replace(minute=0) if step >= HOUR else moment
 
 
 def recent_span(queryset: QuerySet, now: datetime.datetime) -> Span:
     """The last hour, 24 hours or 7 days: the shortest holding every event
-    of the last 7 days in ``queryset`` (so a burst, the demo's say, fills
-    the chart rather than one thin bar at its edge)."""
-    oldest = queryset.filter(occurred_at__gte=now - WEEK, occurred_at__lte=now).aggregate(
-        oldest=Min("occurred_at")
-    )["oldest"]
+    of the last 7 days in ``queryset`` (so events of a few minutes fill the
+    chart rather than one thin bar at its edge); when those events all lie
+    within :data:`BURST` (a 30 s demo), 5 minutes from their first minute,
+    5 seconds a bar, however long ago the burst was."""
+    found = queryset.filter(occurred_at__gte=now - WEEK, occurred_at__lte=now).aggregate(
+        oldest=Min("occurred_at"), newest=Max("occurred_at")
+    )
+    oldest, newest = found["oldest"], found["newest"]
+    if oldest is not None and newest - oldest < BURST - SECONDS_5:
+        start = _floor(oldest, MINUTE)
+        if newest >= start + BURST:  # late in its first minute: from its 5 seconds
+            start = _floor(oldest, SECONDS_5)
+        label = f"5 minutes from {_local(start).strftime('%b %d %H:%M')}"
+        return Span(start, start + BURST, SECONDS_5, label, "5 seconds")
     choices = [
         (HOUR, MINUTE, "Last hour", "minute"),
         (DAY, HOUR, "Last 24 hours", "hour"),
@@ -217,7 +234,7 @@ def _x_ticks(span: Span) -> list[Tick]:
                 moments.append((moment, moment.strftime("%b %d")))
             moment = (moment + every * DAY + 2 * HOUR).replace(hour=0)  # DST-proof
     else:
-        step = 10 if length <= HOUR else 180  # minutes
+        step = 1 if length <= 10 * MINUTE else 10 if length <= HOUR else 180  # minutes
         moment = start.replace(minute=0, second=0, microsecond=0)
         while moment < end:
             minutes = moment.hour * 60 + moment.minute
@@ -236,6 +253,8 @@ def _x_ticks(span: Span) -> list[Tick]:
 
 
 def _truncate(span: Span):
+    if span.bucket < MINUTE:
+        return TruncSecond("occurred_at", tzinfo=datetime.UTC)
     if span.bucket < HOUR:
         return TruncMinute("occurred_at", tzinfo=datetime.UTC)
     if span.bucket < DAY:
@@ -285,6 +304,8 @@ def chart(
 
     def when(index: int) -> str:
         moment = _local(span.start + span.bucket * index)
+        if span.bucket < MINUTE:
+            return moment.strftime("%Y-%m-%d %H:%M:%S")
         return moment.strftime("%Y-%m-%d" if span.bucket >= DAY else "%Y-%m-%d %H:%M")
 
     most = max((recovered.get(i, 0) + failed.get(i, 0) for i in range(buckets)), default=0)

@@ -177,6 +177,23 @@ def test_detail_page_is_read_only(viewer, sample_events):
     assert RetryEvent.objects.filter(pk=event.pk, attempts=40).exists()
 
 
+def test_detail_page_says_what_the_phase_and_an_attempt_are(viewer, sample_events):
+    """Before: "Phase: Transaction", "Attempts: 1" next to "Recovered", with
+    no word on what either counts."""
+    event = RetryEvent.objects.create(
+        occurred_at=timezone.now(), database="default", phase="transaction",
+        error_type="AdminShutdown", attempts=1, outcome="recovered", elapsed_ms=12.0,
+    )  # fmt: skip
+    html = viewer.get(reverse("admin:orca_db_app_retryevent_change", args=[event.pk]))
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html.content.decode()))
+    assert "Transaction: a whole orca_db.retry_atomic block" in text
+    assert "1 run of the block (or try of the call), the first included" in text
+    assert "a COMMIT whose answer was lost was found committed" in text
+    connect = sample_events[1]
+    html = viewer.get(reverse("admin:orca_db_app_retryevent_change", args=[connect.pk]))
+    assert "40 connection attempts, the first included" in html.content.decode()
+
+
 def test_superuser_cannot_edit_either(admin_client, sample_events):
     assert admin_client.get(CHANGELIST).status_code == 200
     assert admin_client.get(reverse("admin:orca_db_app_retryevent_add")).status_code == 403
@@ -240,6 +257,28 @@ def test_a_burst_of_events_fills_the_chart_of_the_last_hour(viewer):
     # A label every 10 minutes (the date instead at midnight).
     assert len(chart.x_ticks) == 6
     assert all(re.fullmatch(r"\d\d:\d0|\w{3} \d\d", tick.label) for tick in chart.x_ticks)
+
+
+def test_a_30_second_demo_is_read_5_seconds_a_bar(viewer):
+    """A 30 s demo looked at a few minutes later: its events fill a 5-minute
+    window from their first minute, 5 seconds a bar (before: one or two bars
+    at the far right of a one-hour axis)."""
+    make_events(*(datetime.timedelta(seconds=s) for s in range(200, 170, -1)))
+    chart = viewer.get(CHANGELIST).context["retry_chart"]
+    assert chart.span.label.startswith("5 minutes from ")
+    assert chart.span.end - chart.span.start == datetime.timedelta(minutes=5)
+    assert chart.buckets == 60
+    assert chart.events.title == "Events per 5 seconds"
+    assert chart.total == 30
+    bars = chart.events.bars["recovered"]
+    assert len(bars) >= 6
+    # In the first two thirds of the axis, readable, not squeezed at its edge.
+    assert all(bar.x < 40 for bar in bars)
+    # A label a minute.
+    assert 5 <= len(chart.x_ticks) <= 6
+    assert all(re.fullmatch(r"\d\d:\d\d|\w{3} \d\d", tick.label) for tick in chart.x_ticks)
+    assert re.fullmatch(r".*: \d+ recovered, 0 failed", bars[0].title)
+    assert re.search(r"\d\d:\d\d:\d\d:", bars[0].title)  # a bar says its second
 
 
 def test_a_day_of_events_is_shown_hour_by_hour(viewer):

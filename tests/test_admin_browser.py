@@ -174,13 +174,14 @@ def assert_legend_visible(page) -> None:
     assert all(item.is_visible() for item in legend.all())
 
 
-def fill_last_minutes_of_events() -> None:
-    """What the demo leaves: a few dozen events within a few minutes."""
+def fill_last_minutes_of_events(spread: float = 400, ago: float = 0) -> None:
+    """What the demo leaves: a few dozen events within a few minutes
+    (``spread`` seconds, ending ``ago`` seconds ago)."""
     now = timezone.now()
     rng = random.Random(7)
     RetryEvent.objects.bulk_create(
         RetryEvent(
-            occurred_at=now - datetime.timedelta(seconds=rng.uniform(0, 400)),
+            occurred_at=now - datetime.timedelta(seconds=ago + rng.uniform(0, spread)),
             database="orca_demo",
             phase=rng.choice(["connect", "execute", "transaction"]),
             outcome=rng.choice(["recovered"] * 5 + ["raised"]),
@@ -292,6 +293,32 @@ def test_admin_in_a_browser(live_server, django_user_model, kill_backend, images
             assert_labels_fit(page)
             page.locator("#retry-chart").screenshot(
                 path=str(images / "retry-events-after-demo.png")
+            )
+        finally:
+            browser.close()
+
+    # A 30 s demo looked at two minutes later: 5 minutes from its first
+    # minute, 5 seconds a bar (before: one bar at the far right of an hour).
+    RetryEvent.objects.all().delete()
+    fill_last_minutes_of_events(spread=30, ago=120)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            log_in(page, live_server, "operator")
+            page.wait_for_selector("#retry-chart svg")
+            assert page.inner_text("#retry-chart .summary").startswith("5 minutes from ")
+            assert page.inner_text("#retry-chart figcaption >> nth=0") == "Events per 5 seconds"
+            bars = page.locator("#retry-chart figure.events rect")
+            assert bars.count() >= 5
+            # The bars sit well inside the axis, each several pixels wide.
+            axis = page.locator("#retry-chart figure.events svg").bounding_box()
+            boxes = [bars.nth(i).bounding_box() for i in range(bars.count())]
+            assert all(box["x"] + box["width"] < axis["x"] + 0.8 * axis["width"] for box in boxes)
+            assert all(box["width"] >= 5 for box in boxes)
+            assert_labels_fit(page)
+            page.locator("#retry-chart").screenshot(
+                path=str(images / "retry-events-short-demo.png")
             )
         finally:
             browser.close()

@@ -96,6 +96,26 @@ def test_success_exits_0(command):
     assert code == 0, out + err
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_error_waiting_cannot_cure_reads_the_same_in_every_command(command):
+    """docs/commands.md#exit-codes: one line, ``CommandError: ...``. Before:
+    aurora_wake alone wrote ``Database 'x' cannot be reached, and waiting
+    will not help: ...``."""
+    _, timeout_option, _ = COMMANDS[command]
+    with database_alias("badpassword", PASSWORD="not-the-password"):
+        out, err, code = run_command(
+            command, *ARGUMENTS.get(command, []), "--database", "badpassword", timeout_option, "5"
+        )
+    assert code == 2, out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        "CommandError: Cannot connect to database 'badpassword', and waiting will not help: "
+    ), lines[0]
+    assert "password authentication failed" in lines[0]
+    assert "not-the-password" not in out + err
+
+
 def test_a_refused_password_exits_2_at_once():
     with database_alias("badpassword", PASSWORD="not-the-password"):
         started = time.monotonic()

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -127,7 +128,23 @@ print(json.dumps({
 """
 
 
-def test_the_wheel_installs_and_renders_the_chart(tmp_path, django_db_blocker):
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, Path]:
+    """(a copy of the sources, the wheel built from them): the sdist, then
+    the wheel from the sdist, as `python -m build` does; the checkout stays
+    untouched."""
+    tmp_path = tmp_path_factory.mktemp("build")
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=IGNORED)
+    dist = tmp_path / "dist"
+    run(sys.executable, "-m", "build", "--outdir", dist, source, cwd=tmp_path)
+    (wheel,) = dist.glob("*.whl")
+    (sdist,) = dist.glob("*.tar.gz")
+    assert sdist.name.startswith("orca_db-")
+    return source, wheel
+
+
+def test_the_wheel_installs_and_renders_the_chart(tmp_path, django_db_blocker, built):
     readme = (ROOT / "README.md").read_text()
     installation = readme.split("## Installation", 1)[1].split("\n## ", 1)[0]
     # What this test follows must still be what README says.
@@ -136,15 +153,8 @@ def test_the_wheel_installs_and_renders_the_chart(tmp_path, django_db_blocker):
     assert 'Add `"orca_db_app"` to `INSTALLED_APPS`' in installation
     assert "python manage.py migrate" in installation
 
-    # 1. Build from a copy of the sources (the checkout stays untouched):
-    # the sdist, then the wheel from the sdist, as `python -m build` does.
-    source = tmp_path / "source"
-    shutil.copytree(ROOT, source, ignore=IGNORED)
-    dist = tmp_path / "dist"
-    run(sys.executable, "-m", "build", "--outdir", dist, source, cwd=tmp_path)
-    (wheel,) = dist.glob("*.whl")
-    (sdist,) = dist.glob("*.tar.gz")
-    assert sdist.name.startswith("orca_db-")
+    # 1. Built from a copy of the sources (the fixture).
+    source, wheel = built
 
     # 2. Every file of the packages is in the wheel.
     with zipfile.ZipFile(wheel) as archive:
@@ -250,3 +260,53 @@ def test_the_demo_runs_from_a_clone(tmp_path):
     assert [Path(path).parent.parent for path in where.split()] == [clone, clone]
     assert "RESULT: PASS" in report
     assert re.search(r"^  duplicates: 0$", report, re.M)
+
+
+def test_the_demo_extra_is_light_and_the_embedded_server_stops(tmp_path, built):
+    """README "Try it": the `demo` extra (a driver, the embedded server,
+    DATABASE_URL's parser; no development tools) runs the project on its
+    embedded PostgreSQL, and the one documented command stops it, as root
+    too (the server and its pg_ctl run as an unprivileged user)."""
+    readme = (ROOT / "README.md").read_text()
+    try_it = readme.split("## Try it", 1)[1].split("\n## ", 1)[0]
+    assert 'python -m pip install -e ".[demo]"' in try_it
+    assert "python -m orca_db.testing.embedded stop" in try_it
+
+    source, wheel = built
+    venv = tmp_path / "venv"
+    env = clean_environment()
+    run(sys.executable, "-m", "venv", venv, cwd=tmp_path, env=env)
+    python = venv / "bin" / "python"
+    run(
+        python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+        f"{wheel}[demo]", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    installed = json.loads(run(python, "-m", "pip", "list", "--format", "json", cwd=tmp_path))
+    names = {package["name"].lower() for package in installed}
+    assert {"django", "psycopg", "pgserver", "dj-database-url", "orca-db"} <= names
+    assert not names & {"ruff", "mypy", "playwright", "moto", "nox", "pytest", "boto3"}
+    assert len(names) <= 25, sorted(names)
+
+    # The project from the clone (manage.py) on the embedded server, in a
+    # directory the unprivileged user can reach (as root).
+    state = Path(tempfile.mkdtemp(prefix="orca-db-try-it-"))
+    env["ORCA_DB_EMBEDDED_DIR"] = str(state)
+    embedded = [python, "-m", "orca_db.testing.embedded"]
+    try:
+        run(python, source / "manage.py", "migrate", "-v", "0", cwd=tmp_path, env=env)
+        status = run(*embedded, "status", cwd=tmp_path, env=env)
+        assert "is running" in status
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", status).group(1))
+        stopped = run(*embedded, "stop", cwd=tmp_path, env=env)
+        assert f"Stopped the embedded PostgreSQL in {state.resolve()} (127.0.0.1:{port})" in (
+            stopped
+        )
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), 1).close()
+        after = subprocess.run(
+            [*map(str, embedded), "status"], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert after.returncode == 1 and "is stopped" in after.stdout
+    finally:
+        PostgresServer(base=state).stop("immediate")
+        shutil.rmtree(state, ignore_errors=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from .. import drivers
+from .. import connect_notice, drivers
 from ..aws.credentials import apply_credentials, connect_with_credentials
 from ..conf import OPTIONS_KEY, RetrySettings, retry_settings
 from ..deadlines import bounded_connect
@@ -111,16 +111,20 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin):
 
     def _connect_once(self) -> None:
         self._orca_connecting = True
+        where = (self.alias, self.settings_dict.get("HOST"), self.settings_dict.get("PORT"))
         try:
             super().connect()
             self._orca_resume_session()
-        except BaseException:
+        except BaseException as error:
             # A half-made connection (init_connection_state failed) must not
             # linger: the next attempt starts clean.
             self._discard_connection()
+            # A wrong HOST or PORT is told at once, not after the deadline.
+            connect_notice.failed(*where, error)
             raise
         finally:
             self._orca_connecting = False
+        connect_notice.succeeded(*where)
 
     def _orca_relink(self) -> drivers.Link | None:
         """``self.connection`` was replaced behind the backend's back."""

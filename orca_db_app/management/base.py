@@ -261,7 +261,15 @@ def connect_with(params: dict[str, Any]):
     return conn
 
 
-def driver_name() -> str:
+def driver_name(alias: str | None = None) -> str:
+    """What carries the statements of ``alias`` (of Django's PostgreSQL
+    backend when no alias is given): the driver and its version, or the
+    RDS Data API and boto3's."""
+    database = getattr(connections[alias], "Database", None) if alias is not None else None
+    if getattr(database, "__name__", "") == "orca_db.data_api":
+        import boto3
+
+        return f"RDS Data API, boto3 {boto3.__version__}"
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
     if is_psycopg3:

@@ -28,7 +28,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from orca_db.classify import Failure, classify
+from orca_db.classify import Failure, classify, driver_error
 from orca_db.conf import RetrySettings, retry_settings
 from orca_db.data_api import Call, errors
 from orca_db.deadlines import TimedOut, run_within
@@ -124,6 +124,12 @@ def _bounded(
     return bounded
 
 
+def _from_the_database(error: BaseException) -> bool:
+    """An error PostgreSQL sent, relayed by the Data API (not the service's
+    own refusal: paused, throttled, unreachable)."""
+    return getattr(driver_error(error), "aws_code", None) == "DatabaseErrorException"
+
+
 def _rollback_done_if_gone(call: Call) -> Callable[[], dict]:
     """For a cleanup rollback, a transaction already gone (a pause or a scale
     event ended it) is the rollback done, not a failure."""
@@ -163,8 +169,10 @@ class _Judge:
                 f"({failure.error_type}); the transaction may or may not have committed."
             )
         if self.call.in_transaction:
-            if failure.not_applied and not gone:
-                return None  # refused before it ran: run it again in the transaction
+            if failure.not_applied and not gone and not _from_the_database(error):
+                return None  # the service refused it: run it again in the transaction
+            # Gone, or the database ended the transaction's session (57P01
+            # relayed): the statement did not run, nor will the transaction.
             return self._rolled_back(failure)
         if failure.not_applied or self._replayable():
             return None

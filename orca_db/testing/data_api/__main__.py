@@ -54,11 +54,40 @@ def _run(endpoint: DataApiEndpoint, line: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream", default="127.0.0.1:5432", help="PostgreSQL's HOST:PORT")
-    parser.add_argument("--user", default="postgres")
-    parser.add_argument("--password", default=os.environ.get("PGPASSWORD", ""))
-    parser.add_argument("--listen", type=int, default=0, help="port on 127.0.0.1 (0: any)")
+    parser = argparse.ArgumentParser(
+        prog="python -m orca_db.testing.data_api",
+        description=(
+            "A local RDS Data API endpoint in front of a real PostgreSQL, for the Data API "
+            "engine's tests and demos. It prints the environment that points boto3 at it, "
+            "then reads commands on standard input until end of input or SIGTERM."
+        ),
+        epilog=_COMMANDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--upstream",
+        default="127.0.0.1:5432",
+        metavar="HOST:PORT",
+        help="the real PostgreSQL (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--user",
+        default="postgres",
+        help="the PostgreSQL role the endpoint connects as, which the secret stands "
+        "for (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--password",
+        default=os.environ.get("PGPASSWORD", ""),
+        help="that role's password (default: $PGPASSWORD)",
+    )
+    parser.add_argument(
+        "--listen",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="port on 127.0.0.1 (default: 0, any free port; printed at start)",
+    )
     args = parser.parse_args(argv)
     host, _, port = args.upstream.rpartition(":")
     endpoint = DataApiEndpoint(host or "127.0.0.1", int(port), args.user, args.password)

@@ -1,9 +1,11 @@
 """``manage.py aurora_verify``: prove, against the configured database, that
 the retry layer works, with real faults and no special privileges.
 
-A second connection ends the first one's backend with
-``pg_terminate_backend`` (a role may end its own sessions), the same error a
-scale event sends. Exit codes: 0 every check passed, 1 one failed, 2 the
+A second connection ends the backend running the command's marked
+statement with ``pg_terminate_backend`` (a role may end its own sessions),
+the same error a scale event sends. The backend is found by what it runs,
+not by a pid asked for beforehand: on the Data API engine each call may run
+on another pooled session. Exit codes: 0 every check passed, 1 one failed, 2 the
 self-test could not run (docs/commands.md#aurora_verify).
 """
 
@@ -42,12 +44,16 @@ from orca_db_app.management.base import (
 #: In every statement the command sends: finds them in pg_stat_activity and
 #: the stored events they cause (an identifier survives statement scrubbing).
 MARKER = "orca_db_aurora_verify"
-#: Sleeps only on the backend it names: the first attempt is slow enough to be
-#: caught running, its replay on a new backend returns at once.
+#: Sleeps until the killer has written its flag row into the run's scratch
+#: table (``{table}``), which it does just before it terminates the backend:
+#: the first attempt is slow enough to be caught running, its replay (on a
+#: new backend, after the kill) returns at once.
 SLOW_READ = (
-    f"SELECT pg_backend_pid() AS {MARKER} "
-    f"FROM pg_sleep(CASE WHEN pg_backend_pid() = %s THEN 10 ELSE 0 END)"
+    "SELECT pg_backend_pid() AS {table} FROM pg_sleep(CASE WHEN EXISTS "
+    "(SELECT 1 FROM {table} WHERE id = %s) THEN 0 ELSE 10 END)"
 )
+#: The killer's flag rows (the transaction check's own row is 1).
+READ_FLAG, TRANSACTION_FLAG = -1, -2
 #: How long the killer waits to see the slow statement running.
 KILL_WITHIN = 5.0
 #: A non-retryable error must surface faster than this (seconds).
@@ -112,12 +118,16 @@ def holding_back(held: HeldBack) -> Iterator[HeldBack]:
 
 
 class Killer:
-    """Terminates a backend from another connection once it runs the marker
-    statement (``state = 'active'``: mid-query, as a scale event finds it)."""
+    """Terminates, from another connection, the backend running the slow
+    statement on ``table`` (``state = 'active'``: mid-query, as a scale
+    event finds it), after writing ``flag`` into ``table`` so that the
+    statement's replay does not sleep."""
 
-    def __init__(self, alias: str, pid: int):
+    def __init__(self, alias: str, table: str, flag: int):
         self.params = driver_params(alias, connect_timeout=10)
-        self.pid = pid
+        self.table = table
+        self.flag = flag
+        self.pid: int | None = None
         self.killed = False
         self.error: str | None = None
         self._thread = threading.Thread(target=self._run, name="aurora_verify", daemon=True)
@@ -134,18 +144,21 @@ class Killer:
             deadline = time.monotonic() + KILL_WITHIN
             while time.monotonic() < deadline:
                 cur.execute(
-                    "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'active' "
-                    "AND query LIKE %s",
-                    [self.pid, f"%{MARKER}%"],
+                    "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                    "AND state = 'active' AND query LIKE %s AND query LIKE %s",
+                    [f"%{self.table}%", "%pg_sleep%"],
                 )
-                if cur.fetchall():
+                rows = cur.fetchall()
+                if rows:
+                    self.pid = rows[0][0]
+                    cur.execute(f"INSERT INTO {self.table} (id) VALUES (%s)", [self.flag])
                     cur.execute("SELECT pg_terminate_backend(%s)", [self.pid])
                     self.killed = bool(cur.fetchone()[0])
                     if not self.killed:
                         self.error = f"pg_terminate_backend({self.pid}) returned false"
                     return
                 time.sleep(0.02)
-            self.error = f"backend {self.pid} was not seen running within {KILL_WITHIN:g} s"
+            self.error = f"the marked statement was not seen running within {KILL_WITHIN:g} s"
         except Exception as error:
             self.error = f"could not terminate backend {self.pid}: {_describe(error)}"
         finally:
@@ -196,8 +209,9 @@ class Command(DatabaseCommand):
         table = f"{MARKER}_{secrets.token_hex(4)}"
         results: list[Result] = []
         try:
+            self._create_table(table)
             with holding_back(HeldBack(database)):
-                read_event = self._run_check(results, CHECK_READ, self._check_read)
+                read_event = self._run_check(results, CHECK_READ, lambda: self._check_read(table))
                 self._run_check(results, CHECK_TRANSACTION, lambda: self._check_transaction(table))
                 self._run_check(results, CHECK_NOT_RETRYABLE, self._check_not_retryable)
             self._run_check(
@@ -213,7 +227,7 @@ class Command(DatabaseCommand):
                 {
                     "database": database,
                     "engine": self.connection.settings_dict["ENGINE"],
-                    "driver": driver_name(),
+                    "driver": driver_name(database),
                     "server_version": server_version,
                     "connected_after_seconds": round(waited, 3),
                     "passed": passed,
@@ -240,19 +254,20 @@ class Command(DatabaseCommand):
         results.append(Result(name, passed, detail, self.injected, provoked))
         return value
 
-    def _backend_pid(self) -> int:
-        with self.connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            return cursor.fetchone()[0]
+    def _create_table(self, table: str) -> None:
+        admin = driver_connect(self.alias, connect_timeout=10)
+        try:
+            admin.cursor().execute(f"CREATE TABLE {table} (id integer)")
+        finally:
+            admin.close()
 
-    def _check_read(self):
-        pid = self._backend_pid()
+    def _check_read(self, table: str):
         before = len(self.events)
-        self.injected = f"pg_terminate_backend({pid}) while its SELECT ran"
-        killer = Killer(self.alias, pid)
+        self.injected = "pg_terminate_backend() of the backend running a SELECT"
+        killer = Killer(self.alias, table, READ_FLAG)
         try:
             with self.connection.cursor() as cursor:
-                cursor.execute(SLOW_READ, [pid])
+                cursor.execute(SLOW_READ.format(table=table), [READ_FLAG])
                 new_pid = cursor.fetchone()[0]
         except Exception as error:
             killer.join()
@@ -261,7 +276,8 @@ class Command(DatabaseCommand):
         killer.join()
         if not killer.killed:
             return False, killer.error or "the backend was not terminated", None
-        if new_pid == pid:
+        self.injected = f"pg_terminate_backend({killer.pid}) while its SELECT ran"
+        if new_pid == killer.pid:
             return False, "the read returned from the terminated backend", None
         event = next(
             (e for e in self.events[before:] if e.phase == "execute" and e.database == self.alias),
@@ -276,30 +292,29 @@ class Command(DatabaseCommand):
         )
 
     def _check_transaction(self, table: str):
-        admin = driver_connect(self.alias, connect_timeout=10)
-        try:
-            admin.cursor().execute(f"CREATE TABLE {table} (id integer)")
-        finally:
-            admin.close()
-        pid = self._backend_pid()
         raised: BaseException | None = None
-        self.injected = f"pg_terminate_backend({pid}) inside a transaction, after an INSERT"
-        killer = Killer(self.alias, pid)
+        self.injected = "pg_terminate_backend() inside a transaction, after an INSERT"
+        killer = None
         try:
             with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
                 cursor.execute(f"INSERT INTO {table} (id) VALUES (1)")
-                cursor.execute(SLOW_READ, [pid])
+                killer = Killer(self.alias, table, TRANSACTION_FLAG)
+                cursor.execute(SLOW_READ.format(table=table), [TRANSACTION_FLAG])
         except Exception as error:
             raised = error
+        if killer is None:
+            what = "nothing" if raised is None else _describe(raised)
+            return False, f"the INSERT failed: {what}", None
         killer.join()
         if not self.connection.in_atomic_block:
             self.connection.close()
         if not killer.killed:
             return False, killer.error or "the backend was not terminated", None
+        self.injected = f"pg_terminate_backend({killer.pid}) inside a transaction, after an INSERT"
         admin = driver_connect(self.alias, connect_timeout=10)
         try:
             cur = admin.cursor()
-            cur.execute(f"SELECT count(*) FROM {table}")
+            cur.execute(f"SELECT count(*) FROM {table} WHERE id > 0")
             kept = cur.fetchone()[0]
         finally:
             admin.close()
@@ -395,10 +410,13 @@ class Command(DatabaseCommand):
             engine = self.connection.settings_dict["ENGINE"]
             self.stdout.write(
                 f"Verifying retries on database {self.alias!r} "
-                f"({engine}, {driver_name()}, PostgreSQL {server_version})"
+                f"({engine}, {driver_name(self.alias)}, PostgreSQL {server_version})"
             )
-            if not isinstance(self.connection, AuroraRetryMixin):
-                self.stdout.write(f"  note: {engine} has no retry layer (orca_db.backends.aurora)")
+            if not _has_retry_layer(self.connection):
+                self.stdout.write(
+                    f"  note: {engine} has no retry layer (orca_db.backends.aurora, "
+                    f"orca_db.backends.aurora_data_api)"
+                )
         width = max(len(result.name) for result in results)
         for result in results:
             status = self.style.SUCCESS("PASS") if result.passed else self.style.ERROR("FAIL")
@@ -426,6 +444,18 @@ class Command(DatabaseCommand):
             )
         elif verbosity >= 1:
             self.stdout.write(self.style.SUCCESS(f"All {len(results)} checks passed."))
+
+
+def _has_retry_layer(connection) -> bool:
+    """The aurora engines (and backends built on their mixins) retry; a
+    stock backend does not."""
+    if isinstance(connection, AuroraRetryMixin):
+        return True
+    with contextlib.suppress(ImportError):  # the Data API engine needs boto3
+        from orca_db.backends.aurora_data_api.base import DatabaseWrapper as DataApiWrapper
+
+        return isinstance(connection, DataApiWrapper)
+    return False
 
 
 def _storage_receiver_connected() -> bool:

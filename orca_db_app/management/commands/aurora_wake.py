@@ -22,6 +22,7 @@ from orca_db_app.management.base import (
     DatabaseCommand,
     connect_with,
     driver_params,
+    usage_error,
 )
 
 #: Longest single connection attempt (seconds). A resuming cluster holds a
@@ -219,8 +220,9 @@ class Command(DatabaseCommand):
                 f"attempt{'s' if self.attempts != 1 else ''}).{last}"
             )
         else:
-            self.stderr.write(
-                f"Database {self.alias!r} cannot be reached, and waiting will not "
+            # As every command's error of this kind reads (base.connect).
+            raise usage_error(
+                f"Cannot connect to database {self.alias!r}, and waiting will not "
                 f"help: {self.last_error}"
             )
         self.exit(code)
