@@ -200,7 +200,7 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
     operation = Operation(db.alias, "execute", settings, statement=sql, started=started)
     name = getattr(wrapper.cursor, "name", None)
     stage = "execute"
-    guarded = False  # the replay runs in a READ ONLY transaction
+    replay_verdict = decisions.Verdict.REPLAY  # how judge() let it run again
 
     def judge(error: BaseException, failure: Failure) -> BaseException | None:
         if stage == "connect":
@@ -210,7 +210,6 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
             sql,
             many=many,
             in_transaction=in_transaction,
-            named_cursor=name is not None,
             settings=settings,
         )
         if verdict is decisions.Verdict.ROLLED_BACK:
@@ -222,8 +221,8 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
                 f"flight ({failure.error_type}); it may or may not have been applied, and "
                 f"was not retried."
             )
-        nonlocal guarded
-        guarded = verdict is decisions.Verdict.REPLAY_READ_ONLY
+        nonlocal replay_verdict
+        replay_verdict = verdict
         return None
 
     def replay():
@@ -237,7 +236,7 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
         stage = "execute"
         watch = _watch(db)  # after a failure: no fast path needed
         try:
-            result = _read_only(db, execute, sql, params) if guarded else execute(sql, params)
+            result = run_again(wrapper, execute, sql, params, replay_verdict)
         except BaseException as error:
             if watch is not None:
                 watchdog.release(watch)
@@ -253,10 +252,28 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
     return recover(operation, error, replay, judge)
 
 
-def _read_only(db, execute, sql, params) -> Any:
+def run_again(wrapper, execute, sql, params, verdict: decisions.Verdict) -> Any:
+    """The one way a statement is sent a second time (rule 3 of
+    docs/retry-safety.md: every replay is guarded). A read replayed because
+    it is a read (``REPLAY_READ_ONLY``) runs in a READ ONLY transaction,
+    whatever cursor it comes from: a plain one, or a server-side one
+    (``QuerySet.iterator()``), whose query runs when the transaction
+    commits (``WITH HOLD``), so that is where the server refuses a write.
+    ``REPLAY`` is for a statement proven never applied (or vouched for by
+    ``retry_writes``); no other verdict may replay."""
+    if verdict is decisions.Verdict.REPLAY_READ_ONLY:
+        return _read_only(wrapper, execute, sql, params)
+    if verdict is not decisions.Verdict.REPLAY:
+        raise AssertionError(f"no replay for a statement judged {verdict.value!r}")
+    return execute(sql, params)
+
+
+def _read_only(wrapper, execute, sql, params) -> Any:
     """Run a replayed read in a READ ONLY transaction: should it write after
     all, the server refuses instead of applying it a second time."""
+    db = wrapper.db
     raw = db.connection
+    errors = drivers.driver_errors(raw)
     with raw.cursor() as cursor:
         cursor.execute("BEGIN READ ONLY")
     try:
@@ -264,15 +281,40 @@ def _read_only(db, execute, sql, params) -> Any:
     except DjangoError as error:
         with contextlib.suppress(Exception), raw.cursor() as cursor:
             cursor.execute("ROLLBACK")
-        if drivers.sqlstate(driver_error(error)) == _READ_ONLY_VIOLATION:
-            raise OutcomeUnknown(
-                f"A statement on database {db.alias!r} judged a read was replayed after its "
-                f"reply was lost, and tried to write: its first run may have been applied."
-            ) from driver_error(error)
+        _forget_server_cursor(wrapper)
+        _raise_if_it_wrote(db, driver_error(error))
         raise
-    with raw.cursor() as cursor:
-        cursor.execute("COMMIT")
+    try:
+        # A cursor WITH HOLD runs its whole query here, at COMMIT.
+        with raw.cursor() as cursor:
+            cursor.execute("COMMIT")
+    except errors:
+        raise  # the connection was lost again: judged as any loss
+    except Exception as error:
+        _forget_server_cursor(wrapper)
+        _raise_if_it_wrote(db, error)
+        raise
     return result
+
+
+def _forget_server_cursor(wrapper) -> None:
+    """The transaction that declared a server-side cursor rolled back, and
+    the cursor with it: the application's ``close()`` (Django's iterator
+    closes in a ``finally``) gets a fresh, undeclared one, not an error
+    that would hide the one that counts."""
+    name = getattr(wrapper.cursor, "name", None)
+    if name:
+        old, wrapper.cursor = wrapper.cursor, wrapper.db.create_cursor(name)
+        with contextlib.suppress(Exception):
+            old.close()
+
+
+def _raise_if_it_wrote(db, error: BaseException) -> None:
+    if drivers.sqlstate(error) == _READ_ONLY_VIOLATION:
+        raise OutcomeUnknown(
+            f"A statement on database {db.alias!r} judged a read was replayed after its "
+            f"reply was lost, and tried to write: its first run may have been applied."
+        ) from error
 
 
 def reconnect_before_send(db, wrapper, sql) -> None:
