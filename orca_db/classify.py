@@ -112,7 +112,6 @@ _DISCONNECT_TEXT: Final = _Pattern(
     r"|consuming input failed"
     r"|connection not open"
     r"|no connection to the server"
-    r"|the connection is lost"
     r"|lost synchronization with server"
     r"|Connection refused"
     r"|Connection reset by peer"
@@ -163,9 +162,12 @@ _PGBOUNCER_LOST_TEXT: Final = _Pattern(
 # connect never started.
 _DNS_TEMPORARY_TEXT: Final = _Pattern(r"Temporary failure in name resolution", re.IGNORECASE)
 
-# The connection was already closed on our side: nothing was sent.
+# The connection was already closed on our side: nothing was sent. psycopg 3
+# says "the connection is lost" when libpq has no socket any more (PQsocket
+# -1), which it asks before it sends anything.
 _CLOSED_BEFORE_SEND_TEXT: Final = _Pattern(
-    r"connection already closed|the connection is closed|cursor already closed",
+    r"connection already closed|the connection is closed|cursor already closed"
+    r"|the connection is lost",
     re.IGNORECASE,
 )
 

@@ -29,7 +29,13 @@ from ..sql.lexical import PROFILES
 #: SQLSTATE read_only_sql_transaction: a replayed "read" tried to write.
 _READ_ONLY_VIOLATION = "25006"
 
-_OPEN = frozenset({drivers.ACTIVE, drivers.INTRANS, drivers.INERROR})
+#: libpq's transaction statuses under which a transaction may be open: all
+#: but IDLE. UNKNOWN is a connection that broke outside a statement of ours
+#: (a server-side cursor's fetch, the driver used directly): whether a
+#: transaction was open on it nobody can tell any more, so it counts as
+#: open (rule 4 of docs/retry-safety.md): the statement fails on it, and the
+#: connection refuses work until the application ends the transaction.
+_OPEN = frozenset({drivers.ACTIVE, drivers.INTRANS, drivers.INERROR, drivers.UNKNOWN})
 
 
 def _statement_runner(many: bool):
