@@ -89,6 +89,21 @@ def test_a_harmless_read_through_a_server_side_cursor_is_still_replayed(side_eff
     assert [(e.phase, e.outcome, e.attempts) for e in events] == [("execute", "recovered", 2)]
 
 
+def test_callproc_is_never_replayed(lossy):
+    """callproc goes to the driver directly: a lost reply is not replayed,
+    whatever it called; the connection it broke then refuses until the
+    application ends what may have been a transaction (rule 4)."""
+    lossy.lose_replies(1, contains="lost_f")
+    db = connections[ALIAS]
+    with pytest.raises(Exception), db.cursor() as cursor:  # noqa: B017, PT011
+        cursor.callproc("lost_f", ["callproc"])
+    assert effects("callproc") == 1
+    with pytest.raises(TransactionRolledBack):
+        run("SELECT 1")
+    db.rollback()
+    assert run("SELECT 1") == [(1,)]
+
+
 # ----- rule 4: an unknown transaction state is an open transaction -------------------
 
 
@@ -179,6 +194,17 @@ def test_a_driver_call_that_lost_the_connection_in_a_manual_transaction_refuses(
     finally:
         db.set_autocommit(True)
     assert [effects(w) for w in ("driver-a", "driver-b", "driver-c")] == [0, 0, 1]
+
+
+def test_an_atomic_block_whose_fetch_lost_the_connection_commits_nothing(lost_fetch):
+    db = connections[ALIAS]
+    with pytest.raises(TransactionRolledBack), transaction.atomic(using=ALIAS):
+        cursor = db.cursor()
+        cursor.execute("INSERT INTO lost_effects (what) VALUES ('atomic-a')")
+        _lose_a_fetch(lost_fetch)
+        cursor.execute("INSERT INTO lost_effects (what) VALUES ('atomic-b')")
+    assert effects("atomic-a") == 0 and effects("atomic-b") == 0
+    assert run("SELECT 1") == [(1,)]  # leaving the block is a new start
 
 
 # ----- rule 5: commit resolution never guesses ---------------------------------------
@@ -305,3 +331,26 @@ def test_a_lost_commit_is_not_resolved_against_another_cluster(two_clusters):
     assert two_clusters.blue.execute(
         "SELECT count(*) FROM rule5_rows", dbname=two_clusters.dbname
     ) == [(1,)]
+
+
+def test_the_cluster_identity_is_read_once_per_connection(lossy):
+    """Its cost: no statement of its own, once per connection, in the round
+    trip that reads the transaction id before COMMIT."""
+    from django.test.utils import CaptureQueriesContext
+
+    db = connections[ALIAS]
+
+    def work():
+        run("INSERT INTO lost_effects (what) VALUES ('identity')")
+
+    with CaptureQueriesContext(db) as first:
+        retry_atomic(work, using=ALIAS)()
+    with CaptureQueriesContext(db) as second:
+        retry_atomic(work, using=ALIAS)()
+    assert len(first) == len(second)
+    assert sum("system_identifier" in q["sql"] for q in first) == 1
+    assert sum("system_identifier" in q["sql"] for q in second) == 0
+    db.close()
+    with CaptureQueriesContext(db) as third:
+        retry_atomic(work, using=ALIAS)()
+    assert sum("system_identifier" in q["sql"] for q in third) == 1
