@@ -354,3 +354,52 @@ def test_the_cluster_identity_is_read_once_per_connection(lossy):
     with CaptureQueriesContext(db) as third:
         retry_atomic(work, using=ALIAS)()
     assert sum("system_identifier" in q["sql"] for q in third) == 1
+
+
+# ----- rule 3 on the Data API engine --------------------------------------------------
+
+
+@pytest.fixture
+def data_api_view(data_api_connection):
+    admin = admin_connection()
+    try:
+        admin.cursor().execute(
+            "CREATE TABLE rule3_effects (what text NOT NULL); "
+            "CREATE FUNCTION rule3_f(what text) RETURNS int LANGUAGE plpgsql AS "
+            "$$ BEGIN INSERT INTO rule3_effects VALUES (what); RETURN 1; END $$; "
+            "CREATE VIEW rule3_view AS SELECT rule3_f('data-api') AS x"
+        )
+    finally:
+        admin.close()
+    yield data_api_connection
+    admin = admin_connection()
+    try:
+        admin.cursor().execute(
+            "DROP VIEW rule3_view; DROP FUNCTION rule3_f(text); DROP TABLE rule3_effects"
+        )
+    finally:
+        admin.close()
+
+
+def _rule3_effects() -> int:
+    admin = admin_connection()
+    try:
+        cursor = admin.cursor()
+        cursor.execute("SELECT count(*) FROM rule3_effects")
+        return cursor.fetchone()[0]
+    finally:
+        admin.close()
+
+
+def test_a_data_api_read_is_replayed_under_read_only(data_api_view, data_api_endpoint, events):
+    """The Data API engine replays a read whose answer was lost: through a
+    view that writes, the replay must not write a second time."""
+    with data_api_view.cursor() as cursor:
+        cursor.execute("SELECT 1")  # the connection's set-up calls are made
+        data_api_endpoint.lose_replies(1)
+        with pytest.raises(OutcomeUnknown):
+            cursor.execute("SELECT x FROM rule3_view")
+    assert _rule3_effects() == 1
+    with data_api_view.cursor() as cursor:  # and the connection goes on
+        cursor.execute("SELECT 1")
+        assert cursor.fetchall() == [(1,)]
