@@ -172,6 +172,26 @@ def test_begin_as_sql_whose_fetch_lost_the_connection_refuses_until_rollback(los
     assert effects("begin-a") == 0 and effects("begin-b") == 0 and effects("begin-c") == 1
 
 
+def test_retry_atomic_after_a_lost_fetch_inside_begin_refuses(lost_fetch):
+    """retry_atomic called while libpq says UNKNOWN after BEGIN as SQL: the
+    transaction it would join may have been open; it refuses, as every
+    statement does, instead of starting on a new connection."""
+    run("BEGIN")
+    run("INSERT INTO lost_effects (what) VALUES ('ra-a')")
+    _lose_a_fetch(lost_fetch)
+    runs = []
+
+    def work():
+        runs.append(1)
+        run("INSERT INTO lost_effects (what) VALUES ('ra-b')")
+
+    with pytest.raises(TransactionRolledBack):
+        retry_atomic(work, using=ALIAS)()
+    run("ROLLBACK")
+    retry_atomic(work, using=ALIAS)()
+    assert effects("ra-a") == 0 and effects("ra-b") == 1
+
+
 def test_a_driver_call_that_lost_the_connection_in_a_manual_transaction_refuses(lossy):
     """The connection broke under the driver used directly
     (``connection.connection``): the next statement through Django must not
