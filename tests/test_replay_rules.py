@@ -95,7 +95,7 @@ def test_callproc_is_never_replayed(lossy):
     application ends what may have been a transaction (rule 4)."""
     lossy.lose_replies(1, contains="lost_f")
     db = connections[ALIAS]
-    with pytest.raises(Exception), db.cursor() as cursor:  # noqa: B017, PT011
+    with pytest.raises(Exception), db.cursor() as cursor:  # noqa: B017
         cursor.callproc("lost_f", ["callproc"])
     assert effects("callproc") == 1
     with pytest.raises(TransactionRolledBack):
@@ -114,7 +114,7 @@ def _lose_a_fetch(sim, sql: str = "SELECT x FROM lost_quiet_view") -> None:
     sim.lose_replies(1, contains="FETCH")
     cursor = connections[ALIAS].chunked_cursor()
     cursor.execute(sql)
-    with pytest.raises(Exception):  # noqa: B017, PT011 (whatever the driver says)
+    with pytest.raises(Exception):  # noqa: B017 (whatever the driver says)
         cursor.fetchmany(10)
     assert sim.stats["lost_replies"] == 1
 
@@ -202,7 +202,7 @@ def test_a_driver_call_that_lost_the_connection_in_a_manual_transaction_refuses(
         cursor = db.cursor()
         cursor.execute("INSERT INTO lost_effects (what) VALUES ('driver-a')")
         lossy.lose_replies(1, contains="driver-direct")
-        with pytest.raises(Exception):  # noqa: B017, PT011
+        with pytest.raises(Exception):  # noqa: B017
             with db.connection.cursor() as raw:
                 raw.execute("SELECT 'driver-direct'")
         with pytest.raises(TransactionRolledBack):
