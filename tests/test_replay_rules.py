@@ -89,6 +89,18 @@ def test_a_harmless_read_through_a_server_side_cursor_is_still_replayed(side_eff
     assert [(e.phase, e.outcome, e.attempts) for e in events] == [("execute", "recovered", 2)]
 
 
+def test_a_server_side_cursor_read_lost_twice_is_replayed_again(side_effect_view, events):
+    side_effect_view.lose_replies(2, contains="lost_quiet_view")
+    cursor = connections[ALIAS].chunked_cursor()
+    try:
+        cursor.execute("SELECT x FROM lost_quiet_view ORDER BY x")
+        assert cursor.fetchmany(10) == [(1,), (2,), (3,)]
+    finally:
+        cursor.close()
+    assert side_effect_view.stats["lost_replies"] == 2
+    assert [(e.phase, e.outcome, e.attempts) for e in events] == [("execute", "recovered", 3)]
+
+
 def test_callproc_is_never_replayed(lossy):
     """callproc goes to the driver directly: a lost reply is not replayed,
     whatever it called; the connection it broke then refuses until the

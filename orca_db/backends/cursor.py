@@ -309,7 +309,9 @@ def _forget_server_cursor(wrapper) -> None:
     closes in a ``finally``) gets a fresh, undeclared one, not an error
     that would hide the one that counts."""
     name = getattr(wrapper.cursor, "name", None)
-    if name:
+    connection = wrapper.db.connection
+    # A connection lost again is replaced by the next attempt, cursor and all.
+    if name and connection is not None and not drivers.is_broken(connection):
         old, wrapper.cursor = wrapper.cursor, wrapper.db.create_cursor(name)
         with contextlib.suppress(Exception):
             old.close()
