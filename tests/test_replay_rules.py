@@ -204,6 +204,27 @@ def test_retry_atomic_after_a_lost_fetch_inside_begin_refuses(lost_fetch):
     assert effects("ra-a") == 0 and effects("ra-b") == 1
 
 
+@pytest.mark.parametrize("after", ["insert", "nothing"])
+def test_retry_atomic_whose_body_caught_a_lost_fetch_runs_again(lost_fetch, after):
+    """The function catches the error of a fetch that lost the connection
+    and goes on (or returns at once): its transaction is gone; it is run
+    again as a whole, never committed in part."""
+    runs = []
+
+    def work():
+        runs.append(1)
+        run(f"INSERT INTO lost_effects (what) VALUES ('caught-{after}-a')")
+        if len(runs) == 1:
+            _lose_a_fetch(lost_fetch)
+        if after == "insert":
+            run(f"INSERT INTO lost_effects (what) VALUES ('caught-{after}-b')")
+
+    retry_atomic(work, using=ALIAS)()
+    assert len(runs) == 2
+    assert effects(f"caught-{after}-a") == 1
+    assert effects(f"caught-{after}-b") == (1 if after == "insert" else 0)
+
+
 def test_a_driver_call_that_lost_the_connection_in_a_manual_transaction_refuses(lossy):
     """The connection broke under the driver used directly
     (``connection.connection``): the next statement through Django must not

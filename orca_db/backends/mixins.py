@@ -161,7 +161,10 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin):
             # cursor's fetch, the driver used directly): a transaction may
             # have been open on it (rule 4), and the next statement must not
             # start a fresh one on a new connection.
-            raise self._orca_lose_transaction() from error
+            lost = self._orca_lose_transaction()
+            if active_operation(self.alias) is not None:
+                raise  # retry_atomic's judge decides, as for a statement's error
+            raise lost from error
 
     def make_cursor(self, cursor):
         cls = self._orca_cursor_class
