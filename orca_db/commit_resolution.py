@@ -44,12 +44,16 @@ _XACT_ID_SQL = (
 # every physical replica (Aurora's readers and failovers share one cluster
 # volume and one xid space); a blue/green switchover's green cluster is
 # another cluster. ``pg_control_system()`` is executable by PUBLIC on
-# PostgreSQL 13 to 16 (no superuser, no pg_monitor); asked only where the
-# privilege is there, so that the application's transaction never fails on
-# it: NULL otherwise, and a lost COMMIT is then OutcomeUnknown.
+# PostgreSQL 13 to 16 (no superuser, no pg_monitor), but a provider may
+# revoke it, and the application's transaction must never fail on it: the
+# privilege is checked at executor start-up even in a CASE branch never
+# taken, so the call is made through ``query_to_xml``, which plans its text
+# only when the branch runs. NULL where it may not be called: a lost COMMIT
+# is then OutcomeUnknown.
 _CLUSTER_SQL = (
-    "(SELECT CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') "
-    "THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END)"
+    "CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') "
+    "THEN substring(query_to_xml('SELECT system_identifier AS s "
+    "FROM pg_catalog.pg_control_system()', false, true, '')::text FROM '<s>([0-9]+)</s>') END"
 )
 _XACT_ID_AND_CLUSTER_SQL = _XACT_ID_SQL + ", " + _CLUSTER_SQL
 _XACT_STATUS_SQL = "SELECT pg_xact_status(%s::xid8)"

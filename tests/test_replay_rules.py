@@ -456,3 +456,56 @@ def test_a_data_api_read_is_replayed_under_read_only(data_api_view, data_api_end
     with data_api_view.cursor() as cursor:  # and the connection goes on
         cursor.execute("SELECT 1")
         assert cursor.fetchall() == [(1,)]
+
+
+@pytest.fixture
+def unprivileged(aurora_simulator):
+    """A login role without the right to call pg_control_system() (as a
+    provider may arrange it), through the simulator."""
+    admin = admin_connection()
+    cursor = admin.cursor()
+    cursor.execute(
+        "DROP ROLE IF EXISTS rule5_app; "
+        "CREATE ROLE rule5_app LOGIN PASSWORD 'rule5-app'; "
+        "CREATE TABLE rule5_own (what text NOT NULL); "
+        "GRANT SELECT, INSERT ON rule5_own TO rule5_app; "
+        "REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC"
+    )
+    settings = aurora_simulator.django_settings(
+        {**connection.settings_dict, "USER": "rule5_app", "PASSWORD": "rule5-app"}
+    )
+    connections["rule5_app"] = DatabaseWrapper(settings, "rule5_app")
+    yield aurora_simulator
+    connections["rule5_app"].close()
+    del connections["rule5_app"]
+    cursor.execute(
+        "GRANT EXECUTE ON FUNCTION pg_control_system() TO PUBLIC; "
+        "DROP TABLE rule5_own; DROP ROLE rule5_app"
+    )
+    admin.close()
+
+
+def test_a_lost_commit_on_a_cluster_that_cannot_be_identified_is_outcome_unknown(unprivileged):
+    """Without the cluster's identity nothing proves the question reaches
+    the transaction's cluster: OutcomeUnknown, and the application's
+    transaction never failed on the attempt to read it."""
+    unprivileged.lose_replies(1, contains="COMMIT")
+    runs, hooks = [], []
+    db = connections["rule5_app"]
+
+    def work():
+        runs.append(1)
+        with db.cursor() as cursor:
+            cursor.execute("INSERT INTO rule5_own VALUES ('anonymous')")
+        transaction.on_commit(lambda: hooks.append(1), using="rule5_app")
+
+    with pytest.raises(OutcomeUnknown, match="identity"):
+        retry_atomic(work, using="rule5_app")()
+    assert runs == [1] and hooks == []
+    admin = admin_connection()
+    try:
+        cursor = admin.cursor()
+        cursor.execute("SELECT count(*) FROM rule5_own")
+        assert cursor.fetchone()[0] == 1  # it did commit: only the answer is unknown
+    finally:
+        admin.close()
