@@ -44,7 +44,7 @@ _XACT_ID_SQL = (
 # every physical replica (Aurora's readers and failovers share one cluster
 # volume and one xid space); a blue/green switchover's green cluster is
 # another cluster. ``pg_control_system()`` is executable by PUBLIC on
-# PostgreSQL 13 to 16 (no superuser, no pg_monitor), but a provider may
+# PostgreSQL 15 (checked; no superuser, no pg_monitor), but a provider may
 # revoke it, and the application's transaction must never fail on it: the
 # privilege is checked at executor start-up even in a CASE branch never
 # taken, so the call is made through ``query_to_xml``, which plans its text
