@@ -147,6 +147,26 @@ def _query(connection, alias: str, sql: str, params: list) -> Any:
         return None
 
 
+def unresolved(alias: str, pending: LostCommit, status: str | None) -> OutcomeUnknown:
+    """The error for a lost COMMIT the server could not resolve."""
+    lost = (
+        f"The connection to database {alias!r} was lost while COMMIT was in flight "
+        f"({pending.failure.error_type})"
+    )
+    if status == OTHER_CLUSTER:
+        return OutcomeUnknown(
+            f"{lost}, and the new connection reached another cluster (another "
+            f"system_identifier: a blue/green switchover?), whose transaction ids are not "
+            f"this transaction's: whether it committed cannot be told."
+        )
+    why = status or "unknown"
+    if pending.cluster is None:
+        why = "the cluster's identity (pg_control_system) could not be read"
+    return OutcomeUnknown(
+        f"{lost} and the server cannot tell whether the transaction committed (status: {why})."
+    )
+
+
 def drop(connection) -> None:
     """Give up a connection that was lost; its session comes back on the
     next one (the aurora engine), or is simply gone (any other)."""

@@ -20,12 +20,12 @@ from django.db import connections, transaction
 from . import decisions, drivers
 from .classify import SERVER_CLOSED, Failure, classify, driver_error
 from .commit_resolution import (
-    OTHER_CLUSTER,
     LostCommit,
     commit_error,
     drop,
     transaction_id,
     transaction_status,
+    unresolved,
 )
 from .exceptions import OutcomeUnknown, ScaleEventError, TransactionRolledBack
 from .retry import Operation
@@ -188,15 +188,8 @@ class TransactionRuns:
                 f"COMMIT was in flight ({failure.error_type}); the transaction may or "
                 f"may not have committed (resolve_commit: {why})."
             ) from driver_error(reason)
-        self.pending = LostCommit(
-            commit.xid,
-            commit.pid,
-            commit.cluster,
-            commit.result,
-            commit.hooks,
-            driver_error(reason),
-            failure,
-        )
+        asked = (commit.xid, commit.pid, commit.cluster, commit.result, commit.hooks)
+        self.pending = LostCommit(*asked, driver_error(reason), failure)
 
     # ----- a lost COMMIT ----------------------------------------------------
 
@@ -231,22 +224,7 @@ class TransactionRuns:
             self.stage = Stage.ROLLED_BACK
             raise pending.cause  # retryable: the engine runs it all again
         self.pending = None
-        if status == OTHER_CLUSTER:
-            raise OutcomeUnknown(
-                f"The connection to database {self.operation.alias!r} was lost while COMMIT "
-                f"was in flight ({pending.failure.error_type}), and the new connection "
-                f"reached another cluster (another system_identifier: a blue/green "
-                f"switchover?), whose transaction ids are not this transaction's: whether "
-                f"it committed cannot be told."
-            ) from pending.cause
-        why = status or "unknown"
-        if pending.cluster is None:
-            why = "the cluster's identity (pg_control_system) could not be read"
-        raise OutcomeUnknown(
-            f"The connection to database {self.operation.alias!r} was lost while COMMIT "
-            f"was in flight ({pending.failure.error_type}) and the server cannot tell "
-            f"whether the transaction committed (status: {why})."
-        ) from pending.cause
+        raise unresolved(self.operation.alias, pending, status) from pending.cause
 
     def _committed(self, pending: LostCommit) -> Any:
         self.pending = None
