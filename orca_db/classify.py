@@ -112,6 +112,7 @@ _DISCONNECT_TEXT: Final = _Pattern(
     r"|consuming input failed"
     r"|connection not open"
     r"|no connection to the server"
+    r"|the connection is lost"
     r"|lost synchronization with server"
     r"|Connection refused"
     r"|Connection reset by peer"
@@ -222,6 +223,15 @@ def driver_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def _while_interrupted(error: BaseException) -> bool:
+    """Raised while handling an interrupted statement (psycopg 3 waits
+    again on the socket to cancel a query stopped by Ctrl-C): the statement
+    had been sent, whatever the text says."""
+    return isinstance(error.__context__, KeyboardInterrupt) or (
+        type(error.__context__).__name__ == "CancelledError"
+    )
+
+
 def classify(exc: BaseException) -> Failure:
     """Classify ``exc`` (a driver error, or Django's wrapper of one)."""
     inner = driver_error(exc)
@@ -258,7 +268,7 @@ def classify(exc: BaseException) -> Failure:
     if _STORM_TEXT.search(message) or _PGBOUNCER_NOT_SENT_TEXT.search(message):
         # At connect time: the server (or PgBouncer) refused the session.
         return Failure(True, True, error_type, None, message, storm=True)
-    if _CLOSED_BEFORE_SEND_TEXT.search(message):
+    if _CLOSED_BEFORE_SEND_TEXT.search(message) and not _while_interrupted(inner):
         return Failure(True, True, error_type, None, message, closed_before_send=True)
     if _DISCONNECT_TEXT.search(message):
         return Failure(True, False, error_type, None, message)
