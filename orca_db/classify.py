@@ -8,11 +8,20 @@ through :mod:`orca_db.drivers`.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable
 from typing import Any, Final
 
 from .drivers import sqlstate as _sqlstate
+from .error_texts import (
+    CLOSED_BEFORE_SEND_TEXT,
+    DISCONNECT_TEXT,
+    DNS_TEMPORARY_TEXT,
+    FATAL_TEXT,
+    PGBOUNCER_LOST_TEXT,
+    PGBOUNCER_NOT_SENT_TEXT,
+    SERVER_TERMINATED_TEXT,
+    STORM_TEXT,
+)
 
 # SQLSTATEs a retry can cure: the server or the connection went away.
 _RETRYABLE_SQLSTATES: Final = frozenset(
@@ -51,124 +60,6 @@ _CONFLICT_SQLSTATES: Final = frozenset(
 # the reply that reports it, so the statement cannot have committed.
 # (57P02 is sent from a signal handler at any moment, so it proves nothing.)
 _PROOF_SQLSTATES: Final = frozenset({"57P01", "57P03"})
-
-
-class _Pattern:
-    """A regular expression compiled on its first search: only a failure
-    needs these, and compiling them at import cost a Lambda cold start more
-    than the rest of this module."""
-
-    __slots__ = ("_args", "_compiled")
-
-    def __init__(self, *args: Any):
-        self._args = args
-        self._compiled: re.Pattern[str] | None = None
-
-    def search(self, text: str) -> re.Match[str] | None:
-        if self._compiled is None:
-            self._compiled = re.compile(*self._args)
-        return self._compiled.search(text)
-
-
-# Errors no retry can cure; they surface at once even though the driver
-# reports them as OperationalError at connect time with no SQLSTATE.
-_FATAL_TEXT: Final = _Pattern(
-    r"password authentication failed"
-    r"|authentication failed for user"
-    r"|role \".*\" does not exist"
-    r"|database \".*\" does not exist"
-    r"|no pg_hba\.conf entry"
-    r"|permission denied for database"
-    r"|could not translate host name"
-    r"|Name or service not known"
-    r"|nodename nor servname provided"
-    r"|invalid (?:dsn|connection option|integer value|sslmode value)"
-    r"|missing \"=\" after"
-    r"|SSL is not enabled on the server"
-    r"|server does not support SSL",
-    re.IGNORECASE,
-)
-
-# Text of a terminating FATAL written by the server: it ended the session
-# before (or instead of) running what was sent.
-_SERVER_TERMINATED_TEXT: Final = _Pattern(
-    r"terminating connection due to (?:serverless scale event timeout"
-    r"|administrator command)"
-    r"|terminating connection because backend initialization completed past"
-    r" serverless scale point"
-    r"|the database system is (?:starting up|shutting down|in recovery mode"
-    r"|not yet accepting connections|not accepting connections)",
-    re.IGNORECASE,
-)
-
-# Text of a connection that died or could not be made (no SQLSTATE arrives).
-_DISCONNECT_TEXT: Final = _Pattern(
-    r"server closed the connection unexpectedly"
-    r"|SSL connection has been closed unexpectedly"
-    r"|SSL SYSCALL error"
-    r"|EOF detected"
-    r"|terminating connection"
-    r"|could not receive data from server"
-    r"|could not send data to server"
-    r"|consuming input failed"
-    r"|connection not open"
-    r"|no connection to the server"
-    r"|the connection is lost"
-    r"|lost synchronization with server"
-    r"|Connection refused"
-    r"|Connection reset by peer"
-    r"|Broken pipe"
-    r"|timeout expired"
-    r"|connection timeout expired"
-    r"|could not connect to server"
-    r"|server is not accepting connections"
-    r"|sorry, too many clients already"
-    r"|remaining connection slots are reserved"
-    r"|the database system is",
-    re.IGNORECASE,
-)
-
-# Text of a server (or PgBouncer) that is full or not ready yet, at connect
-# time where no SQLSTATE reaches the client.
-_STORM_TEXT: Final = _Pattern(
-    r"sorry, too many clients already"
-    r"|remaining connection slots are reserved"
-    r"|the database system is (?:starting up|not yet accepting connections"
-    r"|not accepting connections)"
-    r"|no more connections allowed"
-    r"|server login has been failing",
-    re.IGNORECASE,
-)
-
-# PgBouncer reports its own errors as 08P01 (protocol_violation), a code
-# that otherwise means a client bug and is never retried. These messages
-# mean the query never reached a server: safe to send again.
-_PGBOUNCER_NOT_SENT_TEXT: Final = _Pattern(
-    r"query_wait_timeout"
-    r"|no more connections allowed"
-    r"|server login has been failing"
-    r"|pgbouncer cannot connect to server"
-    r"|client_login_timeout"
-    r"|client_idle_timeout",
-    re.IGNORECASE,
-)
-# The server connection died under a linked client (mid-statement or
-# mid-transaction: what was in flight may have run), or its idle
-# transaction was ended: a lost connection like any other.
-_PGBOUNCER_LOST_TEXT: Final = _Pattern(
-    r"server conn crashed\?|idle transaction timeout",
-    re.IGNORECASE,
-)
-
-# DNS said "try again" (EAI_AGAIN: Lambda's VPC resolver under load): the
-# connect never started.
-_DNS_TEMPORARY_TEXT: Final = _Pattern(r"Temporary failure in name resolution", re.IGNORECASE)
-
-# The connection was already closed on our side: nothing was sent.
-_CLOSED_BEFORE_SEND_TEXT: Final = _Pattern(
-    r"connection already closed|the connection is closed|cursor already closed",
-    re.IGNORECASE,
-)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -233,6 +124,15 @@ def register_transport(errors: type[BaseException], rule: Callable[[Any], Failur
     _TRANSPORTS[errors] = rule
 
 
+def _while_interrupted(error: BaseException) -> bool:
+    """Raised while handling an interrupted statement (psycopg 3 waits
+    again on the socket to cancel a query stopped by Ctrl-C): the statement
+    had been sent, whatever the text says."""
+    return isinstance(error.__context__, KeyboardInterrupt) or (
+        type(error.__context__).__name__ == "CancelledError"
+    )
+
+
 def classify(exc: BaseException) -> Failure:
     """Classify ``exc`` (a driver error, or Django's wrapper of one)."""
     inner = driver_error(exc)
@@ -256,28 +156,28 @@ def classify(exc: BaseException) -> Failure:
         )
     if not _is_connection_level(inner):
         return Failure(False, False, error_type, None, message)
-    if _DNS_TEMPORARY_TEXT.search(message):
+    if DNS_TEMPORARY_TEXT.search(message):
         return Failure(True, True, error_type, None, message)
-    if _FATAL_TEXT.search(message):
+    if FATAL_TEXT.search(message):
         return Failure(False, False, error_type, None, message)
-    if _SERVER_TERMINATED_TEXT.search(message):
-        storm = bool(_STORM_TEXT.search(message))
+    if SERVER_TERMINATED_TEXT.search(message):
+        storm = bool(STORM_TEXT.search(message))
         return Failure(True, True, error_type, None, message, storm=storm)
-    if _STORM_TEXT.search(message) or _PGBOUNCER_NOT_SENT_TEXT.search(message):
+    if STORM_TEXT.search(message) or PGBOUNCER_NOT_SENT_TEXT.search(message):
         # At connect time: the server (or PgBouncer) refused the session.
         return Failure(True, True, error_type, None, message, storm=True)
-    if _CLOSED_BEFORE_SEND_TEXT.search(message):
+    if CLOSED_BEFORE_SEND_TEXT.search(message) and not _while_interrupted(inner):
         return Failure(True, True, error_type, None, message, closed_before_send=True)
-    if _DISCONNECT_TEXT.search(message):
+    if DISCONNECT_TEXT.search(message):
         return Failure(True, False, error_type, None, message)
     return Failure(False, False, error_type, None, message)
 
 
 def _pgbouncer(error_type: str, message: str) -> Failure:
-    if _PGBOUNCER_NOT_SENT_TEXT.search(message):
-        storm = bool(_STORM_TEXT.search(message))
+    if PGBOUNCER_NOT_SENT_TEXT.search(message):
+        storm = bool(STORM_TEXT.search(message))
         return Failure(True, True, error_type, "08P01", message, storm=storm)
-    if _PGBOUNCER_LOST_TEXT.search(message):
+    if PGBOUNCER_LOST_TEXT.search(message):
         return Failure(True, False, error_type, "08P01", message)
     # A real protocol violation, or PgBouncer's query_timeout (the query
     # may have run and would run as long again): surfaces unchanged.

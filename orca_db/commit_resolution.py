@@ -1,13 +1,19 @@
 """What became of a COMMIT whose reply was lost.
 
 A COMMIT whose reply never came may or may not have committed. Before
-COMMIT ``retry_atomic`` reads the transaction's id
-(``pg_current_xact_id_if_assigned()``: no id for a transaction that wrote
-nothing); after a lost reply a new connection asks ``pg_xact_status(id)``:
-"committed" (return the result, run the on_commit callbacks Django
-dropped), "aborted" (run everything again), "in progress" (the old backend
-has not noticed its client is gone: wait a moment, then end it so that the
-status becomes final). Every connection that dies while asking is replaced,
+COMMIT ``retry_atomic`` reads the transaction's id, assigning one if the
+transaction has none yet (rule 5 of docs/retry-safety.md: a transaction
+that took no id can still have effects at COMMIT, a ``NOTIFY``), with the
+identity of the cluster it runs on (``system_identifier``, read once per
+connection); after a lost reply a new connection first checks that it
+reached the same cluster (a blue/green switchover moves the endpoint to
+another one, with its own transaction ids: its answer would be about
+another transaction), then asks ``pg_xact_status(id)``: "committed"
+(return the result, run the on_commit callbacks Django dropped), "aborted"
+(run everything again), "in progress" (the old backend has not noticed its
+client is gone: wait a moment, then end it so that the status becomes
+final). Another cluster, or one whose identity cannot be read, is
+``OutcomeUnknown``. Every connection that dies while asking is replaced,
 within the operation's deadline (the retry engine asks again).
 """
 
@@ -25,10 +31,31 @@ from .exceptions import OutcomeUnknown, TransactionRolledBack
 
 logger = logging.getLogger("orca_db.retry")
 
-# ``_if_assigned`` does not assign an id: a transaction that wrote nothing
-# keeps committing without a WAL flush, and NULL tells that there is
-# nothing to resolve.
-_XACT_ID_SQL = "SELECT pg_current_xact_id_if_assigned()::text, pg_backend_pid()"
+# The transaction's id, assigned now if it has none: a transaction that
+# took none so far (NOTIFY only, advisory locks, reads) can still have
+# effects at COMMIT, and only an id lets another session ask what became of
+# it. A standby cannot assign one, and nothing committed there has effects:
+# there, no id means nothing to resolve.
+_XACT_ID_SQL = (
+    "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_current_xact_id_if_assigned() "
+    "ELSE pg_current_xact_id() END)::text, pg_backend_pid()"
+)
+# The cluster's identity: ``system_identifier``, chosen at initdb and kept by
+# every physical replica (Aurora's readers and failovers share one cluster
+# volume and one xid space); a blue/green switchover's green cluster is
+# another cluster. ``pg_control_system()`` is executable by PUBLIC on
+# PostgreSQL 15 (checked; no superuser, no pg_monitor), but a provider may
+# revoke it, and the application's transaction must never fail on it: the
+# privilege is checked at executor start-up even in a CASE branch never
+# taken, so the call is made through ``query_to_xml``, which plans its text
+# only when the branch runs. NULL where it may not be called: a lost COMMIT
+# is then OutcomeUnknown.
+_CLUSTER_SQL = (
+    "CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') "
+    "THEN substring(query_to_xml('SELECT system_identifier AS s "
+    "FROM pg_catalog.pg_control_system()', false, true, '')::text FROM '<s>([0-9]+)</s>') END"
+)
+_XACT_ID_AND_CLUSTER_SQL = _XACT_ID_SQL + ", " + _CLUSTER_SQL
 _XACT_STATUS_SQL = "SELECT pg_xact_status(%s::xid8)"
 # The old backend may still be finishing the COMMIT (or not have noticed yet
 # that its client is gone): how long to wait for it before ending it.
@@ -48,22 +75,38 @@ class LostCommit:
 
     xid: str | None
     backend_pid: int | None
+    #: The ``system_identifier`` of the cluster the transaction ran on
+    #: (``None``: it could not be read).
+    cluster: str | None
     result: Any
     hooks: list
     cause: BaseException
     failure: Failure
 
 
+#: transaction_status(): the new connection reached another cluster.
+OTHER_CLUSTER = "another cluster"
+
+
 def transaction_status(connection, lost_connection, pending: LostCommit, operation) -> str | None:
     """What became of the transaction whose COMMIT reply was lost:
     "committed", "aborted", "in progress" (still, after waiting and ending
-    the old backend), or ``None`` (the server cannot tell). Asked on a new
+    the old backend), ``OTHER_CLUSTER`` (the new connection reached another
+    cluster than the transaction's), or ``None`` (the server cannot tell,
+    or the cluster's identity could not be read). Asked on a new
     connection; a connection that dies while asking raises, and the caller's
     retry engine asks again on another one within the deadline."""
     assert pending.xid is not None  # a transaction without one had nothing to lose
     if connection.connection is lost_connection:
         drop(connection)  # never ask the connection that was lost
     connection.ensure_connection()
+    cluster = _query(connection, operation.alias, "SELECT " + _CLUSTER_SQL, [])
+    if pending.cluster is None or cluster is None:
+        return None  # no proof that this is the transaction's cluster
+    if cluster != pending.cluster:
+        # Another cluster's pg_xact_status speaks of another transaction
+        # with the same number: never asked.
+        return OTHER_CLUSTER
     started = time.monotonic()
     budget = min(2 * _IN_PROGRESS_WAIT, max(0.0, operation.remaining()))
     terminated = False
@@ -104,6 +147,26 @@ def _query(connection, alias: str, sql: str, params: list) -> Any:
         return None
 
 
+def unresolved(alias: str, pending: LostCommit, status: str | None) -> OutcomeUnknown:
+    """The error for a lost COMMIT the server could not resolve."""
+    lost = (
+        f"The connection to database {alias!r} was lost while COMMIT was in flight "
+        f"({pending.failure.error_type})"
+    )
+    if status == OTHER_CLUSTER:
+        return OutcomeUnknown(
+            f"{lost}, and the new connection reached another cluster (another "
+            f"system_identifier: a blue/green switchover?), whose transaction ids are not "
+            f"this transaction's: whether it committed cannot be told."
+        )
+    why = status or "unknown"
+    if pending.cluster is None:
+        why = "the cluster's identity (pg_control_system) could not be read"
+    return OutcomeUnknown(
+        f"{lost} and the server cannot tell whether the transaction committed (status: {why})."
+    )
+
+
 def drop(connection) -> None:
     """Give up a connection that was lost; its session comes back on the
     next one (the aurora engine), or is simply gone (any other)."""
@@ -114,12 +177,24 @@ def drop(connection) -> None:
         connection.close()
 
 
-def transaction_id(connection) -> tuple[str | None, int]:
+def transaction_id(connection) -> tuple[str | None, int, str | None]:
+    """The open transaction's id (assigned now if need be), its backend's
+    pid, and the identity of the cluster it runs on. The identity is read
+    once per driver connection (a session never changes cluster), in the
+    same round trip as the id."""
+    driver = connection.connection
+    known = getattr(connection, "_orca_cluster_identity", None)
     # Through Django's cursor: execute wrappers, the debug log and
     # assertNumQueries see it, as they see every query sent.
     with connection.cursor() as cursor:
-        cursor.execute(_XACT_ID_SQL)
-        return cursor.fetchone()
+        if known is not None and known[0] is driver:
+            cursor.execute(_XACT_ID_SQL)
+            xid, pid = cursor.fetchone()
+            return xid, pid, known[1]
+        cursor.execute(_XACT_ID_AND_CLUSTER_SQL)
+        xid, pid, cluster = cursor.fetchone()
+    connection._orca_cluster_identity = (driver, cluster)
+    return xid, pid, cluster
 
 
 def commit_error(error: BaseException, handled: BaseException | None = None) -> BaseException:

@@ -29,9 +29,10 @@ for them, see docs/retry-safety.md):
    the statement opens one itself.) Before a statement is sent on a
    connection with no transaction open, a connection the server already
    closed is replaced instead (nothing is lost).
-4. A replayed read runs in a ``READ ONLY`` transaction where it can (an
-   autocommit read on an unnamed cursor): should the classifier ever misjudge
-   a write, the server refuses it instead of running it twice.
+4. A replayed read runs in a ``READ ONLY`` transaction, whatever cursor
+   it came from (a server-side cursor too): the text does not show what a
+   view, a rule or a function behind it does, and should the classifier
+   misjudge a write, the server refuses it instead of running it twice.
 """
 
 from __future__ import annotations
@@ -83,7 +84,6 @@ def after_statement_failure(
     *,
     many: bool,
     in_transaction: bool,
-    named_cursor: bool,
     settings: RetrySettings,
 ) -> Verdict:
     """A statement lost its connection (``failure`` is retryable)."""
@@ -104,9 +104,9 @@ def after_statement_failure(
     from .sql import is_replayable_read  # parses: loaded after a failure only
 
     if is_replayable_read(sql):
-        # A server-side cursor is declared WITH HOLD in autocommit; it is
-        # replayed as it is.
-        return Verdict.REPLAY if named_cursor else Verdict.REPLAY_READ_ONLY
+        # Whatever the cursor (a server-side one too): the text cannot show
+        # what a view or a function behind it does (fact 4).
+        return Verdict.REPLAY_READ_ONLY
     if settings.retry_writes:
         return Verdict.REPLAY  # the application vouched for its writes
     return Verdict.UNKNOWN

@@ -137,6 +137,7 @@ def _execute(func: Callable[..., T], args: tuple, kwargs: dict, call: _Call) -> 
     alias = call.using or DEFAULT_DB_ALIAS
     connection = connections[alias]
     settings = retry_settings(connection)
+    _refuse_if_broken_unseen(connection)
     if _in_transaction(connection) or not settings.enabled or connection.vendor != "postgresql":
         # Only the outermost block owns the transaction: re-running an inner
         # one cannot bring back what the lost connection took with it.
@@ -180,3 +181,18 @@ def _in_transaction(connection) -> bool:
     if driver is None:
         return False
     return not connection.autocommit or drivers.transaction_open(drivers.transaction_status(driver))
+
+
+def _refuse_if_broken_unseen(connection) -> None:
+    """The connection broke outside a statement (a server-side cursor's
+    fetch, the driver used directly): libpq says UNKNOWN, and a transaction
+    begun as SQL may have been open on it. Starting over on a new connection
+    would commit this block while the rest of that transaction is lost
+    (rule 4 of docs/retry-safety.md): the aurora engine refuses, until the
+    application ends the transaction, as it refuses every statement."""
+    driver = connection.connection
+    lose = getattr(connection, "_orca_lose_transaction", None)
+    if lose is None or driver is None or connection.in_atomic_block:
+        return
+    if drivers.transaction_status(driver) == drivers.UNKNOWN:
+        raise lose()

@@ -25,6 +25,7 @@ from .commit_resolution import (
     drop,
     transaction_id,
     transaction_status,
+    unresolved,
 )
 from .exceptions import OutcomeUnknown, ScaleEventError, TransactionRolledBack
 from .retry import Operation
@@ -60,6 +61,7 @@ class _Commit:
     asked: bool
     xid: str | None
     pid: int | None
+    cluster: str | None
     result: Any
     hooks: list
 
@@ -104,7 +106,7 @@ class TransactionRuns:
         connection.ensure_connection()
         self.stage = Stage.BODY
         self.driver_connection = connection.connection
-        commit = _Commit(False, None, None, None, [])
+        commit = _Commit(False, None, None, None, None, [])
         try:
             with transaction.atomic(
                 using=self.options.using,
@@ -128,7 +130,7 @@ class TransactionRuns:
                     or (self.options.resolve_commit is None and self.wrote)
                 )
                 if commit.asked:
-                    commit.xid, commit.pid = transaction_id(connection)
+                    commit.xid, commit.pid, commit.cluster = transaction_id(connection)
                 commit.hooks = [h for h in connection.run_on_commit if h[1] != self._mark_committed]
                 self.stage = Stage.COMMIT
         except Exception as error:
@@ -186,9 +188,8 @@ class TransactionRuns:
                 f"COMMIT was in flight ({failure.error_type}); the transaction may or "
                 f"may not have committed (resolve_commit: {why})."
             ) from driver_error(reason)
-        self.pending = LostCommit(
-            commit.xid, commit.pid, commit.result, commit.hooks, driver_error(reason), failure
-        )
+        asked = (commit.xid, commit.pid, commit.cluster, commit.result, commit.hooks)
+        self.pending = LostCommit(*asked, driver_error(reason), failure)
 
     # ----- a lost COMMIT ----------------------------------------------------
 
@@ -196,8 +197,9 @@ class TransactionRuns:
         pending = self.pending
         assert pending is not None
         if pending.xid is None:
-            # No transaction id: the transaction wrote nothing, so whether
-            # its COMMIT arrived changes nothing on the server.
+            # No transaction id though one is assigned before COMMIT: the
+            # transaction ran on a standby, where nothing it did can have
+            # an effect, so whether its COMMIT arrived changes nothing.
             return self._committed(pending)
         self.stage = Stage.RESOLVE
         status = transaction_status(
@@ -222,11 +224,7 @@ class TransactionRuns:
             self.stage = Stage.ROLLED_BACK
             raise pending.cause  # retryable: the engine runs it all again
         self.pending = None
-        raise OutcomeUnknown(
-            f"The connection to database {self.operation.alias!r} was lost while COMMIT "
-            f"was in flight ({pending.failure.error_type}) and the server cannot tell "
-            f"whether the transaction committed (status: {status or 'unknown'})."
-        ) from pending.cause
+        raise unresolved(self.operation.alias, pending, status) from pending.cause
 
     def _committed(self, pending: LostCommit) -> Any:
         self.pending = None

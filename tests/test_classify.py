@@ -163,6 +163,22 @@ def test_connection_closed_on_our_side_means_nothing_was_sent():
     assert failure.retryable and failure.not_applied and failure.closed_before_send
 
 
+@pytest.mark.skipif(DRIVER != "psycopg", reason="psycopg 3's words")
+def test_no_socket_any_more_means_nothing_was_sent_unless_interrupted():
+    """psycopg 3 asks libpq for the socket before sending anything: "the
+    connection is lost" (none any more) proves the statement never left;
+    except while it cancels a statement interrupted after it was sent."""
+    assert classify(Database.OperationalError("the connection is lost")).closed_before_send
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise Database.OperationalError("the connection is lost")  # noqa: B904
+    except Database.OperationalError as error:
+        failure = classify(error)
+    assert failure.retryable and not failure.closed_before_send
+
+
 def test_similar_words_in_an_application_error_do_not_count():
     # A ProgrammingError whose text mentions a lost connection is still an
     # application error.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from time import monotonic
-from typing import Any
 
 from django.db.utils import Error as DjangoError
 
@@ -25,11 +24,15 @@ from ..exceptions import (
 from ..retry import Operation, active_operation, recover, report
 from ..sql import profile
 from ..sql.lexical import PROFILES
+from .replay import run_again
 
-#: SQLSTATE read_only_sql_transaction: a replayed "read" tried to write.
-_READ_ONLY_VIOLATION = "25006"
-
-_OPEN = frozenset({drivers.ACTIVE, drivers.INTRANS, drivers.INERROR})
+#: libpq's transaction statuses under which a transaction may be open: all
+#: but IDLE. UNKNOWN is a connection that broke outside a statement of ours
+#: (a server-side cursor's fetch, the driver used directly): whether a
+#: transaction was open on it nobody can tell any more, so it counts as
+#: open (rule 4 of docs/retry-safety.md): the statement fails on it, and the
+#: connection refuses work until the application ends the transaction.
+_OPEN = frozenset({drivers.ACTIVE, drivers.INTRANS, drivers.INERROR, drivers.UNKNOWN})
 
 
 def _statement_runner(many: bool):
@@ -200,7 +203,7 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
     operation = Operation(db.alias, "execute", settings, statement=sql, started=started)
     name = getattr(wrapper.cursor, "name", None)
     stage = "execute"
-    guarded = False  # the replay runs in a READ ONLY transaction
+    replay_verdict = decisions.Verdict.REPLAY  # how judge() let it run again
 
     def judge(error: BaseException, failure: Failure) -> BaseException | None:
         if stage == "connect":
@@ -210,7 +213,6 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
             sql,
             many=many,
             in_transaction=in_transaction,
-            named_cursor=name is not None,
             settings=settings,
         )
         if verdict is decisions.Verdict.ROLLED_BACK:
@@ -222,8 +224,8 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
                 f"flight ({failure.error_type}); it may or may not have been applied, and "
                 f"was not retried."
             )
-        nonlocal guarded
-        guarded = verdict is decisions.Verdict.REPLAY_READ_ONLY
+        nonlocal replay_verdict
+        replay_verdict = verdict
         return None
 
     def replay():
@@ -237,7 +239,7 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
         stage = "execute"
         watch = _watch(db)  # after a failure: no fast path needed
         try:
-            result = _read_only(db, execute, sql, params) if guarded else execute(sql, params)
+            result = run_again(wrapper, execute, sql, params, replay_verdict)
         except BaseException as error:
             if watch is not None:
                 watchdog.release(watch)
@@ -251,28 +253,6 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
         return result
 
     return recover(operation, error, replay, judge)
-
-
-def _read_only(db, execute, sql, params) -> Any:
-    """Run a replayed read in a READ ONLY transaction: should it write after
-    all, the server refuses instead of applying it a second time."""
-    raw = db.connection
-    with raw.cursor() as cursor:
-        cursor.execute("BEGIN READ ONLY")
-    try:
-        result = execute(sql, params)
-    except DjangoError as error:
-        with contextlib.suppress(Exception), raw.cursor() as cursor:
-            cursor.execute("ROLLBACK")
-        if drivers.sqlstate(driver_error(error)) == _READ_ONLY_VIOLATION:
-            raise OutcomeUnknown(
-                f"A statement on database {db.alias!r} judged a read was replayed after its "
-                f"reply was lost, and tried to write: its first run may have been applied."
-            ) from driver_error(error)
-        raise
-    with raw.cursor() as cursor:
-        cursor.execute("COMMIT")
-    return result
 
 
 def reconnect_before_send(db, wrapper, sql) -> None:

@@ -155,7 +155,20 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin):
                 f"The transaction on database {self.alias!r} was rolled back when "
                 f"its connection was lost; leave the atomic block and run it again."
             )
-        return super().create_cursor(name)
+        try:
+            return super().create_cursor(name)
+        except Exception as error:
+            connection = self.connection
+            if not self._orca_enabled or connection is None or not drivers.is_broken(connection):
+                raise
+            # The connection broke outside a statement of ours (a server-side
+            # cursor's fetch, the driver used directly): a transaction may
+            # have been open on it (rule 4), and the next statement must not
+            # start a fresh one on a new connection.
+            lost = self._orca_lose_transaction()
+            if active_operation(self.alias) is not None:
+                raise  # retry_atomic's judge decides, as for a statement's error
+            raise lost from error
 
     def make_cursor(self, cursor):
         cls = self._orca_cursor_class

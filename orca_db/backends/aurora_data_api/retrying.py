@@ -24,6 +24,7 @@ it, and reports the one event.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,9 @@ from orca_db.exceptions import (
 )
 from orca_db.retry import Operation, active_operation, recover, remaining_time
 from orca_db.sql import is_replayable_read
+
+#: SQLSTATE read_only_sql_transaction: a replayed "read" tried to write.
+_READ_ONLY_VIOLATION = "25006"
 
 #: Seconds a rollback of a transaction given up may be retried for.
 CLEANUP_DEADLINE = 10.0
@@ -90,7 +94,15 @@ class RetryingCaller:
             statement=call.statement if call.statement is not None else call.operation,
         )
         judge = _Judge(self.wrapper.alias, call, settings)
-        return recover(operation, first, send, judge)
+
+        def replay() -> dict:
+            # Rule 3 (docs/retry-safety.md): a read replayed because it is a
+            # read runs READ ONLY, as on the connection engines.
+            if judge.read_replay:
+                return _read_only(self.wrapper.alias, call, settings)
+            return send()
+
+        return recover(operation, first, replay, judge)
 
 
 def _bounded(
@@ -143,11 +155,47 @@ def _rollback_done_if_gone(call: Call) -> Callable[[], dict]:
     return send
 
 
+def _read_only(alias: str, call: Call, settings: RetrySettings) -> dict:
+    """Run a read again in a READ ONLY transaction of its own (four calls:
+    begin, ``SET TRANSACTION READ ONLY``, the read, commit): should it write
+    after all (a view or a function behind it), the server refuses instead
+    of applying it a second time. Each call is bounded like any other; a
+    failure of the transaction calls is judged as a failure of the read."""
+    base = {k: v for k, v in call.request.items() if k in ("resourceArn", "secretArn")}
+    opening = {k: v for k, v in call.request.items() if k in ("database", "schema")}
+
+    def one(operation: str, request: dict) -> dict:
+        part = dataclasses.replace(call, operation=operation, request=request)
+        return _bounded(part.send, part, alias, settings.statement_deadline)()
+
+    transaction_id = one("BeginTransaction", {**base, **opening})["transactionId"]
+    in_transaction = {**base, "transactionId": transaction_id}
+    try:
+        one(
+            "ExecuteStatement",
+            {**in_transaction, **opening, "sql": "SET TRANSACTION READ ONLY"},
+        )
+        response = one("ExecuteStatement", {**call.request, "transactionId": transaction_id})
+        one("CommitTransaction", in_transaction)
+    except errors.Error as error:
+        with contextlib.suppress(Exception):
+            one("RollbackTransaction", in_transaction)
+        if error.sqlstate == _READ_ONLY_VIOLATION:
+            raise OutcomeUnknown(
+                f"A statement on database {alias!r} judged a read was replayed after its "
+                f"answer was lost, and tried to write: its first run may have been applied."
+            ) from error
+        raise
+    return response
+
+
 class _Judge:
     def __init__(self, alias: str, call: Call, settings: RetrySettings):
         self.alias = alias
         self.call = call
         self.settings = settings
+        #: The call may run again because it is a read: under READ ONLY.
+        self.read_replay = False
 
     def __call__(self, error: BaseException, core_failure: Failure) -> BaseException | None:
         failure = classify(error)
@@ -174,19 +222,17 @@ class _Judge:
             # Gone, or the database ended the transaction's session (57P01
             # relayed): the statement did not run, nor will the transaction.
             return self._rolled_back(failure)
-        if failure.not_applied or self._replayable():
+        if failure.not_applied or self.settings.retry_writes:
+            return None  # proven not run, or vouched for by the application
+        # A batch is many statements: a proof about one says nothing of the rest.
+        if not self.call.many and is_replayable_read(self.call.statement):
+            self.read_replay = self.call.operation == "ExecuteStatement"
             return None
         return OutcomeUnknown(
             f"The answer to a write on database {self.alias!r} was lost "
             f"({failure.error_type}); it may or may not have been applied, and was "
             f"not retried."
         )
-
-    def _replayable(self) -> bool:
-        if self.settings.retry_writes:
-            return True
-        # A batch is many statements: a proof about one says nothing of the rest.
-        return not self.call.many and is_replayable_read(self.call.statement)
 
     def _rolled_back(self, failure: Failure) -> TransactionRolledBack:
         idle = self.call.idle

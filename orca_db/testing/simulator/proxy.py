@@ -42,6 +42,7 @@ class AuroraSimulator:
         self._loop = LoopThread("aurora-simulator")
         self._faults: FaultState | None = None
         self._listener: asyncio.base_events.Server | None = None
+        self._server = ServerAddress(upstream_host, self.upstream_port)
 
     # ----- life cycle -------------------------------------------------------
 
@@ -51,7 +52,7 @@ class AuroraSimulator:
 
     async def _listen(self) -> None:
         faults = self._faults = FaultState(self._counters)
-        server = ServerAddress(self.upstream_host, self.upstream_port)
+        server = self._server
         self._listener = await asyncio.get_running_loop().create_server(
             lambda: Session(faults, server),
             self.listen_host,
@@ -97,6 +98,18 @@ class AuroraSimulator:
         return self._faults
 
     # ----- faults: new connections ------------------------------------------
+
+    def switch_upstream(self, host: str, port: int | str) -> None:
+        """Send every new connection to another server from now on, as a
+        blue/green switchover moves the endpoint to another cluster (with
+        its own history: its own system identifier and transaction ids).
+        Sessions already open stay on the server they started on."""
+
+        def switch() -> None:
+            self._server.host, self._server.port = host, int(port)
+            self.upstream_host, self.upstream_port = host, int(port)
+
+        self._loop.call(switch)
 
     def pause(
         self,
