@@ -72,3 +72,15 @@ def test_close_after_a_broken_job_starts_a_clean_session(tenant_schema, kill_bac
     Note.objects.create(text="job2-row")
     assert server_texts("job2-") == ["job2-row"]
     assert tenant_texts() == []
+
+
+def test_a_connection_atomic_drops_keeps_the_session(tenant_schema, kill_backend):
+    """Django's atomic() drops the connection when its ROLLBACK fails: not
+    the application's close(), so the session comes back on the next one."""
+    run("SET search_path TO tenant42")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Note.objects.create(text="dropped-a")
+        kill_backend()
+        raise RuntimeError("the job fails; atomic() rolls back on a dead connection")
+    Note.objects.create(text="dropped-b")
+    assert tenant_texts() == ["dropped-b"]

@@ -20,12 +20,21 @@ is a new start: both are forgotten.
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from .. import drivers
 from ..classify import classify
 from ..exceptions import SessionStateLost, TransactionRolledBack
 from ..session import SessionState
 from ..sql import profile
+
+
+def _dropped_by_atomic(caller) -> bool:
+    """``close()`` was called by Django's ``Atomic.__exit__`` (it drops the
+    connection when ROLLBACK or COMMIT fails), not by the application."""
+    from django.db.transaction import Atomic
+
+    return caller.f_code is Atomic.__exit__.__code__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,15 +176,17 @@ class LostConnectionMixin:
             session.rolled_back_to(statement.savepoint_name)
 
     def close(self) -> None:
-        connection = self.connection
-        if self._orca_connecting or (connection is not None and drivers.is_closed(connection)):
-            # A connection that is already broken (Django drops it when a
-            # rollback fails): lost, not closed by choice. The session is
-            # brought back on the next one, without what its open
-            # transaction had changed.
+        if self._orca_connecting or _dropped_by_atomic(sys._getframe(1)):
+            # Not the application's choice: orca-db dropping a lost
+            # connection, or Django's atomic() dropping one whose ROLLBACK
+            # failed. The session is brought back on the next connection
+            # (or refused), without what its open transaction had changed.
             self._orca_session.lost = True
             self._orca_session.transaction_ended(False)
         else:
+            # The application's close() (a worker between jobs, the end of
+            # a request): a clean session, whatever state the old
+            # connection was in, broken or not.
             self._orca_forget_session()
         super().close()
 
