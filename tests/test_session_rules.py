@@ -59,6 +59,184 @@ def test_reset_all_keeps_the_role_after_a_reconnect(tenant_role, kill_backend):
     assert run("SELECT current_user") == [("orca_tenant_a",)]
 
 
+# ----- the model against the server ----------------------------------------------------
+
+#: What a session holds, as the server sees it: who runs, every setting the
+#: session changed, and every object that lives only in the session.
+FINGERPRINT = """
+    SELECT current_user, session_user,
+           (SELECT array_agg(name || '=' || setting ORDER BY name)
+              FROM pg_settings WHERE source = 'session' AND name NOT LIKE 'transaction%'),
+           (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()),
+           (SELECT count(*) FROM pg_prepared_statements WHERE from_sql),
+           (SELECT count(*) FROM pg_cursors WHERE is_holdable),
+           (SELECT count(*) FROM pg_locks
+             WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
+           (SELECT count(*) FROM pg_listening_channels())
+"""
+
+RESTORED, REFUSED = "restored", "refused"
+
+SEQUENCES = {
+    # RESET ALL leaves role and session_authorization as they are.
+    "set role, reset all": (["SET ROLE orca_tenant_a", "RESET ALL"], RESTORED),
+    "set session authorization, reset all": (
+        ["SET SESSION AUTHORIZATION orca_tenant_a", "RESET ALL"],
+        RESTORED,
+    ),
+    "reset all then set role": (["RESET ALL", "SET ROLE orca_tenant_a"], RESTORED),
+    "set role, session authorization default": (
+        ["SET ROLE orca_tenant_a", "SET SESSION AUTHORIZATION DEFAULT"],
+        RESTORED,
+    ),
+    "set role, reset session authorization": (
+        ["SET ROLE orca_tenant_a", "SET search_path TO tenant42",
+         "RESET SESSION AUTHORIZATION"],
+        RESTORED,
+    ),
+    "set role, reset role": (["SET ROLE orca_tenant_a", "RESET ROLE"], RESTORED),
+    "set role none": (["SET ROLE orca_tenant_a", "SET ROLE NONE"], RESTORED),
+    "role by set_config": (["SELECT set_config('role', 'orca_tenant_a', false)"], RESTORED),
+    "role by set_config, reset all": (
+        ["SELECT set_config(%s, %s, false)", "RESET ALL"],
+        RESTORED,
+    ),
+    "search_path, reset all": (["SET search_path TO tenant42", "RESET ALL"], RESTORED),
+    "search_path to default": (
+        ["SET search_path TO tenant42", "SET search_path TO DEFAULT"],
+        RESTORED,
+    ),
+    "search_path, reset": (["SET search_path TO tenant42", "RESET search_path"], RESTORED),
+    "odd spelling": (["SeT/**/search_path\n\tTO \"tenant42\"", "set  work_mem='8MB'"], RESTORED),
+    "set_config, session": (["SELECT set_config('search_path', 'tenant42', false)"], RESTORED),
+    "set_config, local, autocommit": (
+        ["SELECT set_config('search_path', 'tenant42', true)"],
+        RESTORED,
+    ),
+    "time zone": (["SET TIME ZONE 'Europe/Paris'"], RESTORED),
+    "session characteristics": (
+        ["SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE"],
+        RESTORED,
+    ),
+    "set in a rolled-back transaction": (
+        ["BEGIN", "SET search_path TO tenant42", "ROLLBACK"],
+        RESTORED,
+    ),
+    "set in a committed transaction": (
+        ["BEGIN", "SET search_path TO tenant42", "COMMIT"],
+        RESTORED,
+    ),
+    "set local": (["BEGIN", "SET LOCAL search_path TO tenant42", "COMMIT"], RESTORED),
+    "set_config local in a transaction": (
+        ["BEGIN", "SELECT set_config('search_path', 'tenant42', true)", "COMMIT"],
+        RESTORED,
+    ),
+    "rollback to a savepoint": (
+        ["BEGIN", "SET work_mem = '8MB'", "SAVEPOINT s", "SET search_path TO tenant42",
+         "ROLLBACK TO SAVEPOINT s", "COMMIT"],
+        RESTORED,
+    ),
+    "rollback to the first of two savepoints of one name": (
+        ["BEGIN", "SAVEPOINT s", "SET work_mem = '8MB'", "SAVEPOINT s",
+         "SET search_path TO tenant42", "RELEASE s", "ROLLBACK TO s", "COMMIT"],
+        RESTORED,
+    ),
+    "released savepoint": (
+        ["BEGIN", "SAVEPOINT s", "SET search_path TO tenant42", "RELEASE SAVEPOINT s",
+         "COMMIT"],
+        RESTORED,
+    ),
+    "reset all rolled back": (
+        ["SET search_path TO tenant42", "SET ROLE orca_tenant_a", "BEGIN", "RESET ALL",
+         "RESET ROLE", "ROLLBACK"],
+        RESTORED,
+    ),
+    "discard all": (
+        ["SET ROLE orca_tenant_a", "SET search_path TO tenant42", "CREATE TEMP TABLE d (x int)",
+         "PREPARE d AS SELECT 1", "LISTEN d", "DISCARD ALL"],
+        RESTORED,
+    ),
+    "discard plans, sequences": (
+        ["SET search_path TO tenant42", "DISCARD PLANS", "DISCARD SEQUENCES"],
+        RESTORED,
+    ),
+    "discard temp": (["CREATE TEMP TABLE d (x int)", "DISCARD TEMP"], RESTORED),
+    "several settings in one text": (
+        ["SET search_path TO tenant42; SET work_mem = '8MB'; RESET ALL; SET ROLE orca_tenant_a"],
+        RESTORED,
+    ),
+    # What a new session cannot get back, or what orca-db cannot follow.
+    "set_config in a larger select": (
+        ["SELECT 1, set_config('search_path', 'tenant42', false)"],
+        REFUSED,
+    ),
+    "set_config in a CTE": (
+        ["WITH x AS (SELECT set_config('search_path', 'tenant42', false)) SELECT * FROM x"],
+        REFUSED,
+    ),
+    # Running the text again would run the other statements again too.
+    "a setting after another statement": (
+        ["SELECT 1; SET search_path TO tenant42"],
+        REFUSED,
+    ),
+    "set_config after another statement": (
+        ["SELECT 1; SELECT set_config('search_path', 'tenant42', false)"],
+        REFUSED,
+    ),
+    "temp table": (["CREATE TEMP TABLE t (x int)"], REFUSED),
+    "table in pg_temp": (["CREATE TABLE pg_temp.t (x int)"], REFUSED),
+    "select into temp": (["SELECT 1 AS x INTO TEMP t"], REFUSED),
+    "temp view": (["CREATE TEMP VIEW v AS SELECT 1"], REFUSED),
+    "temp sequence": (["CREATE TEMP SEQUENCE q"], REFUSED),
+    "prepared statement": (["PREPARE p AS SELECT 1"], REFUSED),
+    "advisory lock in a larger select": (
+        ["SELECT x FROM (SELECT pg_advisory_lock(5) AS x) AS locked"],
+        REFUSED,
+    ),
+    "listen": (["LISTEN c"], REFUSED),
+    "cursor with hold": (
+        ["BEGIN", "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "COMMIT"],
+        REFUSED,
+    ),
+    "unlisten rolled back": (["LISTEN c", "BEGIN", "UNLISTEN c", "ROLLBACK"], REFUSED),
+    "unlisten all rolled back": (["LISTEN c", "BEGIN", "UNLISTEN *", "ROLLBACK"], REFUSED),
+    "discard temp rolled back": (
+        ["CREATE TEMP TABLE t (x int)", "BEGIN", "DISCARD TEMP", "ROLLBACK"],
+        REFUSED,
+    ),
+    "load": (["LOAD 'auto_explain'"], REFUSED),
+    "do block": (["DO $$BEGIN PERFORM set_config('search_path', 'tenant42', false); END$$"],
+                 REFUSED),
+}  # fmt: skip
+
+#: Parameters of the statements that take some.
+PARAMS = {"SELECT set_config(%s, %s, false)": ["role", "orca_tenant_a"]}
+
+
+def fingerprint() -> tuple:
+    with connection.cursor() as cursor:
+        cursor.execute(FINGERPRINT)
+        return tuple(cursor.fetchone())
+
+
+@pytest.mark.parametrize("case", list(SEQUENCES))
+def test_the_session_model_matches_the_server(case, tenant_role, tenant_schema, kill_backend):
+    """Run the statements on a real connection; then, after a scale event,
+    the replacement session must be the one the server had, as the server
+    reports it (``FINGERPRINT``), or the backend must refuse."""
+    statements, expected = SEQUENCES[case]
+    connection.close()
+    for statement in statements:
+        run(statement, PARAMS.get(statement))
+    before = fingerprint()
+    kill_backend()
+    if expected == REFUSED:
+        with pytest.raises(SessionStateLost):
+            fingerprint()
+    else:
+        assert fingerprint() == before
+
+
 # ----- close() is a clean start --------------------------------------------------------
 
 
