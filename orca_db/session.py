@@ -54,11 +54,21 @@ _HELD_NAMES = {
 }
 
 
+#: Settings that RESET ALL leaves as they are (GUC_NO_RESET_ALL; the
+#: transaction_* ones are transaction-scoped, never followed), and changes
+#: whose setting is not known.
+_NOT_RESET_BY_ALL = frozenset({"role", "session_authorization", None})
+
+#: Releases that a rolled-back transaction undoes.
+_TRANSACTIONAL_RELEASES = frozenset({"discard_temp", "unlisten", "unlisten_all"})
+
+
 @dataclasses.dataclass
 class _Change:
-    key: str | None  # the parameter a restorable change sets, when known
+    key: str | None  # the one setting a change sets, when known
     sql: object
     params: Any
+    kind: str = "set"  # "set", "reset" or "reset_all"
 
 
 class SessionState:
@@ -91,20 +101,33 @@ class SessionState:
         """A statement that may change session state succeeded."""
         from .sql import session_effects
 
+        settings: list[SessionEffect] = []
         for effect in session_effects(sql):
             if effect.transaction_scoped:
                 continue
             if effect.kind in _SETTINGS:
-                if not effect.restorable:
-                    self._count("unknown")  # e.g. set_config(..., %s): local or not?
-                    continue
-                change = _Change(_key(effect), sql, params)
-                if in_transaction:
-                    self.pending.append(change)
-                else:
-                    self._apply(effect, change)
+                settings.append(effect)
+            elif effect.kind in _TRANSACTIONAL_RELEASES and in_transaction:
+                # UNLISTEN and DISCARD TEMP take effect at COMMIT, and a
+                # rollback (of the transaction or to a savepoint) undoes
+                # them: not followed, the state counts as still held (a
+                # refusal too many, never one too few).
+                continue
             else:
                 self._hold(effect)
+        if not settings:
+            return
+        if not all(effect.restorable for effect in settings):
+            self._count("unknown")  # e.g. set_config(..., %s): local or not?
+            return
+        # One change per text, re-run as a whole: a text of several
+        # settings is kept whole, in its place (no key to supersede it).
+        only = settings[0] if len(settings) == 1 else None
+        change = _Change(_key(only), sql, params, only.kind if only else "set")
+        if in_transaction:
+            self.pending.append(change)
+        else:
+            self._apply(change)
 
     def transaction_ended(self, committed: bool | None) -> None:
         """The open transaction committed (True), rolled back (False), or
@@ -112,7 +135,7 @@ class SessionState:
         pending, self.pending, self._savepoints = self.pending, [], []
         if committed:
             for change in pending:
-                self._apply(_effect_of(change), change)
+                self._apply(change)
         elif committed is None and pending:
             self._count("unknown")
 
@@ -153,18 +176,37 @@ class SessionState:
 
     # ----- bookkeeping --------------------------------------------------------
 
-    def _apply(self, effect: SessionEffect, change: _Change) -> None:
-        if effect.kind == "reset_all":
-            self._restorable.clear()
-            return
-        if change.key is not None:
+    def _apply(self, change: _Change) -> None:
+        """Follow one committed change, keeping the list of changes to re-run
+        short where that provably gives the same session: a later change of
+        one setting supersedes an earlier one of the same setting, and
+        ``RESET ALL`` every earlier one it resets. Everything else is kept
+        in order, so re-running the list re-creates the session exactly."""
+        if change.kind == "reset_all":
+            # PostgreSQL's RESET ALL leaves role and session_authorization
+            # as they are; a change whose setting is not known (a text of
+            # several, set_config with a parameter) is kept: RESET ALL
+            # re-run after it resets what it must.
+            self._restorable = [c for c in self._restorable if c.key in _NOT_RESET_BY_ALL]
+        elif change.key is not None:
             self._restorable = [c for c in self._restorable if c.key != change.key]
         self._restorable.append(change)
 
     def _hold(self, effect: SessionEffect) -> None:
         kind = effect.kind
         if kind == "discard_all":
+            # SET SESSION AUTHORIZATION DEFAULT, RESET ALL, and every object
+            # of the session released; not what a loaded library or an
+            # unknown change did. Re-run as its two settings (DISCARD ALL
+            # cannot run inside the restore's transaction): they also undo
+            # what Django set up on connecting, as the original did.
+            kept = {k: n for k, n in self._held.items() if k in ("load", "unknown")}
             self.reset()
+            self._held = kept
+            self._restorable = [
+                _Change("session_authorization", "SET SESSION AUTHORIZATION DEFAULT", None),
+                _Change(None, "RESET ALL", None, "reset_all"),
+            ]
             return
         if kind == "discard_temp":
             self._held.pop("temp_table", None)
@@ -195,13 +237,7 @@ class SessionState:
             self._held.pop(kind, None)
 
 
-def _key(effect: SessionEffect) -> str | None:
-    if effect.kind in ("set", "reset") and effect.name:
+def _key(effect: SessionEffect | None) -> str | None:
+    if effect is not None and effect.kind in ("set", "reset") and effect.name:
         return effect.name
     return None
-
-
-def _effect_of(change: _Change) -> SessionEffect:
-    from .sql import session_effects
-
-    return next(e for e in session_effects(change.sql) if e.kind in _SETTINGS)
