@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from orca_db.exceptions import SessionStateLost
 from tests import test_guarantee
 from tests.conftest import admin_connection
+from tests.driver import DRIVER
 from tests.test_guarantee import server_texts, tenant_texts
 from tests.testapp.models import Note
 
@@ -262,3 +263,138 @@ def test_a_connection_atomic_drops_keeps_the_session(tenant_schema, kill_backend
         raise RuntimeError("the job fails; atomic() rolls back on a dead connection")
     Note.objects.create(text="dropped-b")
     assert tenant_texts() == ["dropped-b"]
+
+
+# ----- changes the statement text does not show -----------------------------------------
+
+
+@pytest.fixture
+def functions():
+    """A function that moves the session to another schema, and one that
+    changes nothing."""
+    admin = admin_connection()
+    try:
+        cur = admin.cursor()
+        cur.execute(
+            "CREATE OR REPLACE FUNCTION orca_enter(schema text) RETURNS text LANGUAGE sql "
+            "AS $$ SELECT set_config('search_path', schema, false) $$"
+        )
+        cur.execute(
+            "CREATE OR REPLACE FUNCTION orca_double(x int) RETURNS int LANGUAGE sql "
+            "AS $$ SELECT 2 * x $$"
+        )
+        admin.commit()
+        yield
+        connection.close()
+        cur.execute("DROP FUNCTION orca_enter(text)")
+        cur.execute("DROP FUNCTION orca_double(int)")
+        admin.commit()
+    finally:
+        admin.close()
+
+
+def assert_refused_after_a_loss(kill_backend) -> None:
+    kill_backend()
+    with pytest.raises(SessionStateLost):
+        Note.objects.create(text="hidden-a")
+    connection.close()
+    Note.objects.create(text="hidden-b")
+    assert server_texts("hidden-") == ["hidden-b"]
+
+
+def test_a_function_that_changes_the_session_is_refused(tenant_schema, functions, kill_backend):
+    """On main the write after the loss went to public, silently."""
+    assert run("SELECT orca_enter('tenant42')") == [("tenant42",)]
+    assert_refused_after_a_loss(kill_backend)
+
+
+def test_a_function_that_changes_the_session_in_a_transaction_is_refused(
+    tenant_schema, functions, kill_backend
+):
+    with transaction.atomic():
+        run("SELECT upper(orca_enter('tenant42'))")
+    assert_refused_after_a_loss(kill_backend)
+
+
+def test_a_function_that_changes_nothing_does_not_refuse(tenant_schema, functions, kill_backend):
+    """Availability: an application's own functions do not make every
+    reconnect refuse, when the server shows they changed nothing."""
+    run("SET search_path TO tenant42")
+    assert run("SELECT public.orca_double(21)") == [(42,)]
+    with transaction.atomic():
+        assert run("SELECT public.orca_double(1)") == [(2,)]
+    kill_backend()
+    Note.objects.create(text="tenant-after-function")
+    assert tenant_texts() == ["tenant-after-function"]
+    assert run("SELECT public.orca_double(2)") == [(4,)]
+    kill_backend()
+    Note.objects.create(text="tenant-after-function-2")
+    assert tenant_texts() == ["tenant-after-function", "tenant-after-function-2"]
+
+
+def test_callproc_that_changes_the_session_is_refused(tenant_schema, kill_backend):
+    with connection.cursor() as cursor:
+        cursor.callproc("set_config", ["search_path", "tenant42", False])
+    assert_refused_after_a_loss(kill_backend)
+
+
+def test_callproc_of_a_function_that_changes_nothing_does_not_refuse(
+    tenant_schema, functions, kill_backend
+):
+    with connection.cursor() as cursor:
+        cursor.callproc("orca_double", [4])
+    kill_backend()
+    Note.objects.create(text="callproc-public")
+    assert server_texts("callproc-") == ["callproc-public"]
+
+
+def test_copy_that_changes_the_session_is_refused(tenant_schema, kill_backend):
+    statement = "COPY (SELECT set_config('search_path', 'tenant42', false)) TO STDOUT"
+    with connection.cursor() as cursor:
+        if DRIVER == "psycopg":
+            with cursor.copy(statement) as copy:
+                assert [bytes(row) for row in copy] == [b"tenant42\n"]
+        else:
+            import io
+
+            out = io.StringIO()
+            cursor.copy_expert(statement, out)
+            assert out.getvalue() == "tenant42\n"
+    assert run("SHOW search_path") == [("tenant42",)]
+    assert_refused_after_a_loss(kill_backend)
+
+
+def test_executemany_of_a_setting_is_followed_or_refused(tenant_schema, kill_backend):
+    with connection.cursor() as cursor:
+        cursor.executemany("SET search_path TO %s", [["public"], ["tenant42"]])
+    assert run("SHOW search_path") == [("tenant42",)]
+    kill_backend()
+    try:
+        Note.objects.create(text="many-row")
+    except SessionStateLost:
+        return  # refused: also right
+    assert tenant_texts() == ["many-row"]
+
+
+def test_a_composed_statement_is_followed_exactly(tenant_schema, kill_backend):
+    """psycopg's sql.SQL/Composed objects and bytes are statements too."""
+    from importlib import import_module
+
+    sql = import_module(f"{DRIVER}.sql")
+    with connection.cursor() as cursor:
+        cursor.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier("tenant42")))
+        cursor.execute(b"SET work_mem = '8MB'")
+    kill_backend()
+    Note.objects.create(text="composed-row")
+    assert tenant_texts() == ["composed-row"]
+    assert run("SHOW work_mem") == [("8MB",)]
+
+
+def test_a_function_that_changes_the_session_in_a_larger_statement_is_refused(
+    tenant_schema, functions, kill_backend
+):
+    run(
+        "WITH t AS (SELECT orca_enter('tenant42') AS s) "
+        "SELECT count(*) FROM testapp_note, t WHERE text = s"
+    )
+    assert_refused_after_a_loss(kill_backend)
