@@ -51,7 +51,24 @@ _HELD_NAMES = {
     "held_cursor": "a cursor WITH HOLD",
     "load": "a loaded library (LOAD)",
     "unknown": "a session change orca-db could not follow",
+    "unverified": "a function call whose session changes could not be checked",
 }
+
+#: The session as the server sees it, as one hash (no value is kept or
+#: logged): who runs, every setting the session changed (the transaction_*
+#: ones are the transaction's), and every object that lives only in the
+#: session. One round trip, asked only once the application has called a
+#: function the tracker cannot see inside.
+FINGERPRINT = """
+    SELECT md5(concat_ws('|', current_user, session_user,
+        (SELECT string_agg(name || '=' || setting, ',' ORDER BY name)
+           FROM pg_settings WHERE source = 'session' AND name NOT LIKE 'transaction%'),
+        (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()),
+        (SELECT count(*) FROM pg_prepared_statements WHERE from_sql),
+        (SELECT count(*) FROM pg_cursors WHERE is_holdable),
+        (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
+        (SELECT count(*) FROM pg_listening_channels())))
+"""
 
 
 #: Settings that RESET ALL leaves as they are (GUC_NO_RESET_ALL; the
@@ -90,19 +107,41 @@ class SessionState:
         #: The session was lost (the connection replaced after a fault)
         #: since the application last had it.
         self.lost = False
+        #: The application called a function the tracker cannot see inside
+        #: (``hidden_call``): from then on the session is checked against
+        #: the server (docs/retry-safety.md, "Rule 1").
+        self.verifying = False
+        #: The server's fingerprint of the session (``FINGERPRINT``) after
+        #: the last change, when it could be taken; None: unverified.
+        self.expected: str | None = None
 
     @property
     def empty(self) -> bool:
         return not (self._restorable or self.pending or self._held)
 
+    def hidden_call(self) -> None:
+        """A statement called a function whose effects nobody can see from
+        its text: what the session holds is now known only to the server
+        (until ``verified``)."""
+        self.verifying = True
+        self.expected = None
+
+    def verified(self, fingerprint: str | None) -> None:
+        """The server's fingerprint after the last change (None: it could
+        not be taken, e.g. inside a transaction)."""
+        self.expected = fingerprint
+
     # ----- what the application did -----------------------------------------
 
-    def observe(self, sql: object, params: Any, in_transaction: bool) -> None:
-        """A statement that may change session state succeeded."""
+    def observe(
+        self, sql: object, params: Any, in_transaction: bool, text: object = None
+    ) -> None:
+        """A statement that may change session state succeeded (``text``:
+        its text, when ``sql`` is a psycopg ``Composed``)."""
         from .sql import session_effects
 
         settings: list[SessionEffect] = []
-        for effect in session_effects(sql):
+        for effect in session_effects(sql if text is None else text):
             if effect.transaction_scoped:
                 continue
             if effect.kind in _SETTINGS:
@@ -128,6 +167,15 @@ class SessionState:
             self.pending.append(change)
         else:
             self._apply(change)
+
+    def unfollowed(self, text: object) -> None:
+        """A statement whose session changes are not followed (sent by
+        ``executemany``, or ``COPY``): it makes the session unknown if it
+        may change anything at all (``text`` None: it may)."""
+        from .sql import session_effects
+
+        if text is None or any(not e.transaction_scoped for e in session_effects(text)):
+            self._count("unknown")
 
     def transaction_ended(self, committed: bool | None) -> None:
         """The open transaction committed (True), rolled back (False), or
@@ -165,7 +213,10 @@ class SessionState:
 
     def lost_items(self) -> tuple[str, ...]:
         """What a new session could not get back, in words."""
-        return tuple(_HELD_NAMES[kind] for kind in sorted(self._held))
+        held = set(self._held)
+        if self.verifying and self.expected is None:
+            held.add("unverified")
+        return tuple(_HELD_NAMES[kind] for kind in sorted(held))
 
     def restore(self, execute: Callable[[object, Any], None]) -> int:
         """Apply the restorable changes again through ``execute(sql,

@@ -93,8 +93,8 @@ def _statement_runner(many: bool):
                 watchdog.release(watch)
                 if watch.cut:
                     db._orca_lose_connection()  # the answer came, the socket is shut
-        if statement.observed and (statement.session or db._orca_session.pending):
-            db._orca_observe(wrapper, statement, sql, params, in_transaction)
+        if statement.observed and (statement.tracked or db._orca_session.pending):
+            db._orca_observe(wrapper, statement, sql, params, in_transaction, many)
         return result
 
     run.__name__ = run.__qualname__ = "_executemany" if many else "_execute"
@@ -118,7 +118,27 @@ class RetryingCursorMixin:
         refusal = self.db._orca_refusal
         if refusal is not None:
             raise refusal.error()
-        return super().callproc(procname, params, kparams)
+        result = super().callproc(procname, params, kparams)
+        self.db._orca_called(procname)
+        return result
+
+    # COPY goes to the driver's cursor, past execute(): what its text may
+    # change in the session is counted before it runs (a COPY is never a
+    # plain SET: nothing of it can be restored).
+
+    def copy(self, statement, *args, **kwargs):  # psycopg 3
+        return self._orca_copy("copy", statement, args, kwargs)
+
+    def copy_expert(self, sql, *args, **kwargs):  # psycopg2
+        return self._orca_copy("copy_expert", sql, args, kwargs)
+
+    def _orca_copy(self, method, statement, args, kwargs):
+        refusal = self.db._orca_refusal
+        if refusal is not None:
+            raise refusal.error()
+        self.db._orca_unfollowed(statement)
+        parent = getattr(super(), method, None) or getattr(self.cursor, method)
+        return parent(statement, *args, **kwargs)
 
 
 def retrying_class(cursor_class: type) -> type:
