@@ -133,9 +133,7 @@ class SessionState:
 
     # ----- what the application did -----------------------------------------
 
-    def observe(
-        self, sql: object, params: Any, in_transaction: bool, text: object = None
-    ) -> None:
+    def observe(self, sql: object, params: Any, in_transaction: bool, text: object = None) -> None:
         """A statement that may change session state succeeded (``text``:
         its text, when ``sql`` is a psycopg ``Composed``)."""
         from .sql import session_effects

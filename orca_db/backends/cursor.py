@@ -25,6 +25,7 @@ from ..exceptions import (
 from ..retry import Operation, active_operation, recover, report
 from ..sql import profile
 from ..sql.lexical import PROFILES
+from .session_check import SessionCursorMixin
 
 #: SQLSTATE read_only_sql_transaction: a replayed "read" tried to write.
 _READ_ONLY_VIOLATION = "25006"
@@ -101,7 +102,7 @@ def _statement_runner(many: bool):
     return run
 
 
-class RetryingCursorMixin:
+class RetryingCursorMixin(SessionCursorMixin):
     """Retries ``execute``/``executemany`` after their first failure.
 
     Sits below Django's execute wrappers, so each retried call is one call
@@ -121,24 +122,6 @@ class RetryingCursorMixin:
         result = super().callproc(procname, params, kparams)
         self.db._orca_called(procname)
         return result
-
-    # COPY goes to the driver's cursor, past execute(): what its text may
-    # change in the session is counted before it runs (a COPY is never a
-    # plain SET: nothing of it can be restored).
-
-    def copy(self, statement, *args, **kwargs):  # psycopg 3
-        return self._orca_copy("copy", statement, args, kwargs)
-
-    def copy_expert(self, sql, *args, **kwargs):  # psycopg2
-        return self._orca_copy("copy_expert", sql, args, kwargs)
-
-    def _orca_copy(self, method, statement, args, kwargs):
-        refusal = self.db._orca_refusal
-        if refusal is not None:
-            raise refusal.error()
-        self.db._orca_unfollowed(statement)
-        parent = getattr(super(), method, None) or getattr(self.cursor, method)
-        return parent(statement, *args, **kwargs)
 
 
 def retrying_class(cursor_class: type) -> type:

@@ -22,32 +22,15 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from .. import deadlines, drivers
+from .. import drivers
 from ..classify import classify
 from ..exceptions import SessionStateLost, TransactionRolledBack
 from ..session import SessionState
 from ..sql import profile
-
+from .session_check import SessionCheckMixin, hidden_calls, statement_text
 
 #: Transaction control after which the tracker's picture may have changed.
 _ENDS = frozenset({"commit", "rollback", "rollback_to", "prepare_transaction", "mixed"})
-
-
-def _text(sql: object, connection) -> object:
-    """The text of a statement: a psycopg ``sql.Composed`` (or ``SQL``) as
-    the driver will send it; anything else as it is."""
-    if isinstance(sql, str | bytes) or connection is None:
-        return sql
-    try:
-        return sql.as_string(connection)  # type: ignore[attr-defined]
-    except Exception:
-        return sql  # not text: followed as unknown
-
-
-def _hidden_calls(text: object) -> bool:
-    from ..sql.effects import hidden_calls
-
-    return hidden_calls(text)
 
 
 def _dropped_by_atomic(caller) -> bool:
@@ -74,7 +57,7 @@ class _Refusal:
         return TransactionRolledBack(self.message)
 
 
-class LostConnectionMixin:
+class LostConnectionMixin(SessionCheckMixin):
     """Refusals and the session record; mixed into ``AuroraRetryMixin``."""
 
     _orca_refusal: _Refusal | None = None
@@ -87,6 +70,11 @@ class LostConnectionMixin:
         session = self._orca_session
         if session.lost:
             lost = session.lost_items()
+            if not lost and not session.empty:
+                self._restore_session(session)
+            if not lost and session.verifying:
+                differs = self._orca_session_differs()
+                lost = (differs,) if differs else ()
             if lost:
                 message = (
                     f"The connection to database {self.alias!r} was replaced after a scale "
@@ -95,10 +83,6 @@ class LostConnectionMixin:
                 )
                 self._orca_refusal = _Refusal("session", message, lost)
                 raise SessionStateLost(message, lost)
-            if not session.empty:
-                self._restore_session(session)
-            if session.verifying:
-                self._orca_check_session(session)
             session.lost = False
         wish, self._orca_autocommit_wish = self._orca_autocommit_wish, None
         if wish is not None and wish != self.autocommit:
@@ -122,24 +106,6 @@ class LostConnectionMixin:
             )
             self._orca_refusal = _Refusal("session", message, ("session settings",))
             raise SessionStateLost(message, ("session settings",)) from error
-
-    def _orca_check_session(self, session: SessionState) -> None:
-        try:
-            matches = self._orca_session_matches()
-        except Exception as error:
-            if classify(error).retryable:
-                raise  # lost again: the connect is retried
-            matches = False
-        if not matches:
-            lost = ("a session change made inside a function",)
-            message = (
-                f"The connection to database {self.alias!r} was replaced after a scale event, "
-                f"and a function the application called had changed its session (the new "
-                f"session differs from the old one on the server); close the connection and "
-                f"start over."
-            )
-            self._orca_refusal = _Refusal("session", message, lost)
-            raise SessionStateLost(message, lost)
 
     # ----- losing a connection ------------------------------------------------
 
@@ -200,7 +166,7 @@ class LostConnectionMixin:
         self, wrapper, statement, sql, params, in_transaction: bool, many: bool = False
     ) -> None:
         session = self._orca_session
-        text = _text(sql, self.connection)
+        text = statement_text(sql, self.connection)
         control = statement.control
         changed = False
         if statement.session and control is None:
@@ -209,7 +175,7 @@ class LostConnectionMixin:
             else:
                 session.observe(sql, params, in_transaction, text)
             changed = True
-        if statement.calls and _hidden_calls(text):
+        if statement.calls and hidden_calls(text):
             session.hidden_call()
             changed = True
         if control == "commit":
@@ -228,71 +194,6 @@ class LostConnectionMixin:
             session.rolled_back_to(statement.savepoint_name)
         if session.verifying and (changed or control in _ENDS):
             self._orca_fingerprint()
-
-    def _orca_called(self, function: str) -> None:
-        """``cursor.callproc(function)`` succeeded."""
-        from ..sql.effects import function_is_known
-
-        if not function_is_known(str(function)):
-            self._orca_session.hidden_call()
-            self._orca_fingerprint()
-
-    def _orca_unfollowed(self, statement: object) -> None:
-        """A statement is sent past ``execute`` (COPY): whatever its text may
-        change in the session is not followed."""
-        text = _text(statement, self.connection)
-        found = profile(text)
-        if found.session:
-            self._orca_session.unfollowed(text)
-        if found.calls and _hidden_calls(text):
-            self._orca_session.hidden_call()
-            self._orca_session.unfollowed(None)
-
-    def _orca_fingerprint(self) -> None:
-        """Once the application has called a function the tracker cannot
-        see inside, the session is checked against the server: its
-        fingerprint now, after a change, compared with the new session's
-        after a reconnect. Not inside a transaction (what it shows may
-        still roll back): the session is then unverified until the next
-        change outside one, or the transaction's end."""
-        from ..session import FINGERPRINT
-
-        session = self._orca_session
-        connection = self.connection
-        if connection is None or drivers.transaction_status(connection) != drivers.IDLE:
-            session.verified(None)
-            return
-        session.verified(None)  # until the answer comes
-        link = self._orca_link
-        watch = None
-        if link is not None and (deadlines.open_caps or self._orca_statement_deadline):
-            watch = deadlines.watch_statement(link.fd, self._orca_statement_deadline)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(FINGERPRINT)
-                found = cursor.fetchone()[0]
-            if drivers.transaction_status(connection) != drivers.IDLE:
-                connection.rollback()  # autocommit off: the query opened one
-            session.verified(found)
-        except Exception:
-            pass  # unverified: the next reconnect refuses
-        finally:
-            if watch is not None:
-                deadlines.watchdog.release(watch)
-                if watch.cut:
-                    session.verified(None)
-
-    def _orca_session_matches(self) -> bool:
-        """On a new connection, after the restore: is the session the one
-        the server had (same fingerprint)?"""
-        from ..session import FINGERPRINT
-
-        with self.connection.cursor() as cursor:
-            cursor.execute(FINGERPRINT)
-            found = cursor.fetchone()[0]
-        if drivers.transaction_status(self.connection) != drivers.IDLE:
-            self.connection.rollback()  # AUTOCOMMIT=False in settings
-        return found == self._orca_session.expected
 
     def close(self) -> None:
         if self._orca_connecting or _dropped_by_atomic(sys._getframe(1)):

@@ -14,7 +14,7 @@ import functools
 from typing import Any, Final
 
 from . import tree
-from .analysis import OPAQUE_SESSION_FUNCTIONS, SESSION_FUNCTIONS
+from .analysis import OPAQUE_SESSION_FUNCTIONS
 
 # Why the kinds that are not restorable are not:
 # - advisory_lock / advisory_unlock / advisory_unlock_all: between the loss
@@ -284,46 +284,3 @@ def _literal_or_param(node: Any) -> bool:
 def _temporary(rangevar: Any) -> bool:
     schema = rangevar.schemaname or ""
     return rangevar.relpersistence == "t" or schema == "pg_temp" or schema.startswith("pg_temp_")
-
-
-def hidden_calls(sql: object) -> bool:
-    """Does ``sql`` call a function whose effects on the session nobody can
-    see from the text: one that is neither a built-in known to be free of
-    side effects nor a session function ``session_effects`` follows (a
-    function of the application's, a procedure, an extension's)? Unparsable
-    text, or what is not text: True."""
-    if isinstance(sql, bytes):
-        sql = sql.decode("utf-8", "replace")
-    if not isinstance(sql, str):
-        return True
-    return _hidden_calls(sql)
-
-
-@functools.lru_cache(maxsize=256)
-def _hidden_calls(sql: str) -> bool:
-    statements = tree.parse(sql)
-    if statements is None:
-        return True
-    from ._pg_catalog import FUNCTIONS
-
-    for raw in statements:
-        for node in tree.walk(raw.stmt):
-            if tree.node_type(node) != "FuncCall":
-                continue
-            name = tree.names(node.funcname)
-            if len(name) == 2 and name[0] == "pg_catalog":
-                name = name[1:]
-            if len(name) != 1 or not (name[0] in FUNCTIONS or name[0] in SESSION_FUNCTIONS):
-                return True
-    return False
-
-
-def function_is_known(name: str) -> bool:
-    """A function called by name (``cursor.callproc``) whose effects on the
-    session are known: a side-effect-free built-in."""
-    from ._pg_catalog import FUNCTIONS
-
-    parts = name.split(".")
-    if len(parts) == 2 and parts[0] == "pg_catalog":
-        parts = parts[1:]
-    return len(parts) == 1 and parts[0] in FUNCTIONS

@@ -1,0 +1,53 @@
+"""Calls to functions whose effects on the session nobody can see from the
+statement text: asked for the rare statements whose lexical profile says
+``calls``. Parses (pglast), once per text."""
+
+from __future__ import annotations
+
+import functools
+
+from . import tree
+from .analysis import SESSION_FUNCTIONS
+
+
+def hidden_calls(sql: object) -> bool:
+    """Does ``sql`` call a function whose effects on the session nobody can
+    see from the text: one that is neither a built-in known to be free of
+    side effects nor a session function ``session_effects`` follows (a
+    function of the application's, a procedure, an extension's)? Unparsable
+    text, or what is not text: True."""
+    if isinstance(sql, bytes):
+        sql = sql.decode("utf-8", "replace")
+    if not isinstance(sql, str):
+        return True
+    return _hidden_calls(sql)
+
+
+@functools.lru_cache(maxsize=256)
+def _hidden_calls(sql: str) -> bool:
+    statements = tree.parse(sql)
+    if statements is None:
+        return True
+    from ._pg_catalog import FUNCTIONS
+
+    for raw in statements:
+        for node in tree.walk(raw.stmt):
+            if tree.node_type(node) != "FuncCall":
+                continue
+            name = tree.names(node.funcname)
+            if len(name) == 2 and name[0] == "pg_catalog":
+                name = name[1:]
+            if len(name) != 1 or not (name[0] in FUNCTIONS or name[0] in SESSION_FUNCTIONS):
+                return True
+    return False
+
+
+def function_is_known(name: str) -> bool:
+    """A function called by name (``cursor.callproc``) whose effects on the
+    session are known: a side-effect-free built-in."""
+    from ._pg_catalog import FUNCTIONS
+
+    parts = name.split(".")
+    if len(parts) == 2 and parts[0] == "pg_catalog":
+        parts = parts[1:]
+    return len(parts) == 1 and parts[0] in FUNCTIONS
