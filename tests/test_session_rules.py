@@ -290,11 +290,19 @@ def functions():
             "CREATE OR REPLACE FUNCTION orca_double(x int) RETURNS int LANGUAGE sql "
             "AS $$ SELECT 2 * x $$"
         )
+        cur.execute(
+            "CREATE OR REPLACE FUNCTION orca_lock() RETURNS void LANGUAGE sql "
+            "AS $$ SELECT pg_advisory_lock(77) $$"
+        )
+        cur.execute(
+            "CREATE OR REPLACE FUNCTION orca_scratch() RETURNS void LANGUAGE plpgsql "
+            "AS $$ BEGIN CREATE TEMP TABLE IF NOT EXISTS scratch (x int); END $$"
+        )
         admin.commit()
         yield
         connection.close()
-        cur.execute("DROP FUNCTION orca_enter(text)")
-        cur.execute("DROP FUNCTION orca_double(int)")
+        for function in ("orca_enter(text)", "orca_double(int)", "orca_lock()", "orca_scratch()"):
+            cur.execute(f"DROP FUNCTION {function}")
         admin.commit()
     finally:
         admin.close()
@@ -321,6 +329,26 @@ def test_a_function_that_changes_the_session_in_a_transaction_is_refused(
     with transaction.atomic():
         run("SELECT upper(orca_enter('tenant42'))")
     assert_refused_after_a_loss(kill_backend)
+
+
+@pytest.mark.parametrize("call", ["SELECT orca_lock()", "SELECT orca_scratch()"])
+def test_session_objects_a_function_makes_are_refused(functions, kill_backend, call):
+    """An advisory lock or a temporary table, however it was made."""
+    run(call)
+    assert_refused_after_a_loss(kill_backend)
+
+
+def test_a_function_in_a_rolled_back_transaction_does_not_refuse(
+    tenant_schema, functions, kill_backend
+):
+    """The server undid the function's SET with the transaction: nothing to
+    refuse."""
+    with pytest.raises(RuntimeError), transaction.atomic():
+        run("SELECT orca_enter('tenant42')")
+        raise RuntimeError("roll back")
+    kill_backend()
+    Note.objects.create(text="rolled-back-public")
+    assert server_texts("rolled-back-") == ["rolled-back-public"]
 
 
 def test_a_function_that_changes_nothing_does_not_refuse(tenant_schema, functions, kill_backend):
@@ -403,3 +431,76 @@ def test_a_function_that_changes_the_session_in_a_larger_statement_is_refused(
     run("WITH t AS (SELECT orca_enter('tenant42') AS s) SELECT count(*) FROM t WHERE s > ''")
     assert run("SHOW search_path") == [("tenant42",)]
     assert_refused_after_a_loss(kill_backend)
+
+
+# ----- the lexical flag misses no call the parser finds ------------------------------
+
+CALLS = [
+    "SELECT f(1)",
+    'SELECT "MyFunc"(1)',
+    "SELECT public . f (1)",
+    "SELECT f/**/(1)",
+    "SELECT x FROM t JOIN u ON f(t.x)",
+    "DELETE FROM t USING f(1) AS g WHERE t.x = g",
+    "SELECT * FROM f(1)",
+    "INSERT INTO t SELECT f(1)",
+    "INSERT INTO t (a) VALUES (f(1))",
+    "UPDATE t SET a = f(1)",
+    "SELECT x FROM t WHERE x IN (f(1))",
+    "SELECT ARRAY(SELECT f(1))",
+    "SELECT CAST(f(1) AS int), f(2)::int",
+    "SELECT 1 AS a, f(1)",
+    "CALL p(1)",
+    "SELECT coalesce(f(1), 2)",
+    "SELECT pg_catalog.f_of_mine(1)",
+    'SELECT U&"\\0066"(1)',
+    "SELECT count(*) FILTER (WHERE f(x)) FROM t",
+    "WITH RECURSIVE r(n) AS (SELECT f(1)) SELECT * FROM r",
+    "SELECT cube(1, 2)",
+    "SELECT * FROM t AS a(b) WHERE f(b)",
+    "COPY (SELECT f(1)) TO STDOUT",
+    "SELECT x FROM t GROUP BY ROLLUP (f(x))",
+    "SELECT 1; SELECT f(2)",
+]
+
+
+@pytest.mark.parametrize("sql", CALLS)
+def test_the_lexical_flag_misses_no_call(sql):
+    from orca_db.sql import profile
+    from orca_db.sql.calls import hidden_calls
+
+    assert hidden_calls(sql)
+    assert profile(sql).calls
+
+
+def test_djangos_own_statements_stay_on_the_fast_path():
+    """The ORM's statements call built-ins only: no parse, no check."""
+    from django.db.models import Count, F, Max, Q, Sum
+    from django.db.models.functions import ExtractYear, Lower, TruncDay
+
+    from orca_db.sql import profile
+    from tests.testapp.models import Tag
+
+    sent: list[str] = []
+
+    def capture(execute, sql, params, many, context):
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        note = Note.objects.create(text="fast-a")
+        Tag.objects.bulk_create([Tag(note=note, name="x"), Tag(note=note, name="y")])
+        Note.objects.filter(text="fast-a").exists()
+        list(Note.objects.annotate(c=Count("tag")).filter(c__gt=0))
+        Note.objects.aggregate(Sum("id"), Max("created"))
+        list(Note.objects.annotate(y=ExtractYear("created"), d=TruncDay("created")).values("y"))
+        list(Note.objects.annotate(low=Lower("text")).order_by("?")[:2])
+        list(Note.objects.filter(Q(id__in=Tag.objects.values("note_id")) | Q(text="z")))
+        with transaction.atomic():
+            list(Note.objects.select_for_update().filter(id=note.id))
+            Note.objects.filter(id=note.id).update(text=F("text"))
+            Note.objects.get_or_create(text="fast-b")
+        Note.objects.filter(text="fast-b").delete()
+    assert len(sent) >= 10
+    for sql in sent:
+        assert not profile(sql).calls, sql
