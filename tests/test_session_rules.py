@@ -11,7 +11,7 @@ import pytest
 from django.db import connection, transaction
 
 from orca_db.exceptions import SessionStateLost
-from tests import test_guarantee
+from tests import test_guarantee, test_pools
 from tests.conftest import admin_connection
 from tests.driver import DRIVER
 from tests.test_guarantee import server_texts, tenant_texts
@@ -504,3 +504,33 @@ def test_djangos_own_statements_stay_on_the_fast_path():
     assert len(sent) >= 10
     for sql in sent:
         assert not profile(sql).calls, sql
+
+
+# ----- a pool hands out a clean session after close() -----------------------------------
+
+dbname = test_pools.dbname
+pooled = test_pools.pooled
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "SET work_mem = '8MB'",
+        "SELECT set_config('work_mem', '8MB', false)",
+        "SELECT x FROM (SELECT set_config('work_mem', '8MB', false) AS x) AS one",
+    ],
+)
+def test_a_pooled_connection_closed_after_a_change_is_a_clean_session(pooled, change):
+    """close() is a new session with a pool too: the pool must not lend the
+    connection that still holds the last request's settings."""
+    from django.db import connections
+
+    db = connections[pooled]
+    with db.cursor() as cursor:
+        cursor.execute(change)
+    db.close()
+    for _ in range(3):  # whichever pooled connection comes next
+        with db.cursor() as cursor:
+            cursor.execute("SHOW work_mem")
+            assert cursor.fetchone()[0] != "8MB"
+        db.close()
