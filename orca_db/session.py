@@ -119,6 +119,11 @@ class SessionState:
     def empty(self) -> bool:
         return not (self._restorable or self.pending or self._held)
 
+    @property
+    def changed(self) -> bool:
+        """The application changed its session, or may have."""
+        return self.verifying or not self.empty
+
     def hidden_call(self) -> None:
         """A statement called a function whose effects nobody can see from
         its text: what the session holds is now known only to the server

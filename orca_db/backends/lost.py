@@ -206,7 +206,11 @@ class LostConnectionMixin(SessionCheckMixin):
         else:
             # The application's close() (a worker between jobs, the end of
             # a request): a clean session, whatever state the old
-            # connection was in, broken or not.
+            # connection was in, broken or not. A pool would lend the
+            # connection again with its session: one whose session changed
+            # is closed for good instead (the pool opens a fresh one).
+            if self._orca_session.changed and not self.in_atomic_block:
+                self._discard_connection()
             self._orca_forget_session()
         super().close()
 
