@@ -173,6 +173,14 @@ SEQUENCES = {
         ["SET search_path TO tenant42; SET work_mem = '8MB'; RESET ALL; SET ROLE orca_tenant_a"],
         RESTORED,
     ),
+    # Not transactional: the release stands after the rollback.
+    "deallocate rolled back": (["PREPARE p AS SELECT 1", "BEGIN", "DEALLOCATE p", "ROLLBACK"],
+                               RESTORED),
+    "advisory unlock rolled back": (
+        ["SELECT pg_advisory_lock(5)", "BEGIN", "SELECT pg_advisory_unlock(5)", "ROLLBACK"],
+        RESTORED,
+    ),
+    "bytes": ([b"SET search_path TO tenant42"], RESTORED),
     # What a new session cannot get back, or what orca-db cannot follow.
     "set_config in a larger select": (
         ["SELECT 1, set_config('search_path', 'tenant42', false)"],
@@ -213,6 +221,8 @@ SEQUENCES = {
         REFUSED,
     ),
     "load": (["LOAD 'auto_explain'"], REFUSED),
+    # A refusal too many (LISTEN takes effect at COMMIT), never one too few.
+    "listen rolled back": (["BEGIN", "LISTEN c", "ROLLBACK"], REFUSED),
     "do block": (["DO $$BEGIN PERFORM set_config('search_path', 'tenant42', false); END$$"],
                  REFUSED),
 }  # fmt: skip
@@ -534,3 +544,41 @@ def test_a_pooled_connection_closed_after_a_change_is_a_clean_session(pooled, ch
             cursor.execute("SHOW work_mem")
             assert cursor.fetchone()[0] != "8MB"
         db.close()
+
+
+def test_a_server_side_cursor_that_changes_the_session_is_refused(
+    tenant_schema, functions, kill_backend
+):
+    """QuerySet.iterator()'s named cursor goes through execute() too."""
+    with connection.chunked_cursor() as cursor:
+        cursor.execute("SELECT orca_enter('tenant42')")
+        assert cursor.fetchall() == [("tenant42",)]
+    assert run("SHOW search_path") == [("tenant42",)]
+    assert_refused_after_a_loss(kill_backend)
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: the driver's connection is not watched")
+def test_known_gap_a_change_through_the_driver_connection(tenant_schema, kill_backend):
+    connection.ensure_connection()
+    with connection.connection.cursor() as cursor:
+        cursor.execute("SET search_path TO tenant42")
+    assert_refused_after_a_loss(kill_backend)
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: a view's calls do not show in the text")
+def test_known_gap_a_view_that_changes_the_session(tenant_schema, kill_backend):
+    admin = admin_connection()
+    try:
+        cur = admin.cursor()
+        cur.execute(
+            "CREATE OR REPLACE VIEW orca_enter_view AS "
+            "SELECT set_config('search_path', 'tenant42', false) AS s"
+        )
+        admin.commit()
+        assert run("SELECT s FROM public.orca_enter_view") == [("tenant42",)]
+        assert_refused_after_a_loss(kill_backend)
+    finally:
+        connection.close()
+        cur.execute("DROP VIEW orca_enter_view")
+        admin.commit()
+        admin.close()
