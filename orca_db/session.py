@@ -124,6 +124,12 @@ class SessionState:
         """The application changed its session, or may have."""
         return self.verifying or not self.empty
 
+    @property
+    def settings_only(self) -> bool:
+        """Only settings were changed, all followed: RESET ALL and RESET
+        SESSION AUTHORIZATION undo them all."""
+        return not (self.verifying or self._held or self.pending)
+
     def hidden_call(self) -> None:
         """A statement called a function whose effects nobody can see from
         its text: what the session holds is now known only to the server

@@ -537,6 +537,7 @@ def test_a_pooled_connection_closed_after_a_change_is_a_clean_session(pooled, ch
 
     db = connections[pooled]
     with db.cursor() as cursor:
+        cursor.execute("SET ROLE NONE")  # a role change, reset too
         cursor.execute(change)
     db.close()
     for _ in range(3):  # whichever pooled connection comes next
@@ -582,3 +583,28 @@ def test_known_gap_a_view_that_changes_the_session(tenant_schema, kill_backend):
         cur.execute("DROP VIEW orca_enter_view")
         admin.commit()
         admin.close()
+
+
+def test_a_pooled_connection_with_only_settings_changed_is_reset_not_closed(pooled):
+    """The pool keeps its connection: a reset costs one round trip, a new
+    connection far more."""
+    from django.db import connections
+
+    db = connections[pooled]
+    db.ensure_connection()
+    pid = _backend_pid(db)
+    with db.cursor() as cursor:
+        cursor.execute("SET work_mem = '8MB'")
+    db.close()
+    db.ensure_connection()
+    assert _backend_pid(db) == pid
+    with db.cursor() as cursor:
+        cursor.execute("SHOW work_mem")
+        assert cursor.fetchone()[0] != "8MB"
+    db.close()
+
+
+def _backend_pid(db) -> int:
+    with db.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]

@@ -33,6 +33,18 @@ from .session_check import SessionCheckMixin, hidden_calls, statement_text
 _ENDS = frozenset({"commit", "rollback", "rollback_to", "prepare_transaction", "mixed"})
 
 
+#: Every setting back to the connection's defaults (RESET ALL leaves the
+#: role and the session authorization alone; resetting the latter resets
+#: the role too).
+_RESET_SETTINGS = "RESET SESSION AUTHORIZATION; RESET ALL"
+
+
+def _pooled(connection) -> bool:
+    """A connection lent by a pool: psycopg_pool marks its connections with
+    their pool; django-db-connection-pool's are SQLAlchemy proxies."""
+    return getattr(connection, "_pool", None) is not None or hasattr(connection, "invalidate")
+
+
 def _dropped_by_atomic(caller) -> bool:
     """``close()`` was called by Django's ``Atomic.__exit__`` (it drops the
     connection when ROLLBACK or COMMIT fails), not by the application."""
@@ -210,9 +222,30 @@ class LostConnectionMixin(SessionCheckMixin):
             # connection again with its session: one whose session changed
             # is closed for good instead (the pool opens a fresh one).
             if self._orca_session.changed and not self.in_atomic_block:
-                self._discard_connection()
+                self._orca_clean_pooled()
             self._orca_forget_session()
         super().close()
+
+    def _orca_clean_pooled(self) -> None:
+        """A pooled connection whose session the application changed goes
+        back to its pool clean: reset when only settings were changed (one
+        round trip; Django sets its own up again on the next checkout),
+        closed for good otherwise (the pool opens a fresh one)."""
+        connection = self.connection
+        if connection is None or not _pooled(connection):
+            return  # closed below anyway
+        if (
+            self._orca_session.settings_only
+            and self.autocommit
+            and drivers.transaction_status(connection) == drivers.IDLE
+        ):
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(_RESET_SETTINGS)
+                return
+            except Exception:
+                pass  # closed for good below
+        self._discard_connection()
 
     def close_if_unusable_or_obsolete(self) -> None:
         super().close_if_unusable_or_obsolete()
