@@ -1,5 +1,5 @@
 """What rule 1's server check costs: one read of the session's fingerprint
-(``orca_db.session.FINGERPRINT``) against ``SELECT 1``, on a throwaway
+(``FINGERPRINT`` in orca_db/backends/session_check.py) against ``SELECT 1``, on a throwaway
 local PostgreSQL, through psycopg 3 in autocommit. Paid only by an
 application that calls functions outside the side-effect-free allowlist
 (docs/retry-safety.md, "Changes the text does not show").
@@ -31,7 +31,7 @@ def _median_micros(cursor, sql: str, runs: int) -> float:
 def main() -> None:
     import psycopg
 
-    from orca_db.session import FINGERPRINT
+    from orca_db.backends.session_check import FINGERPRINT
     from orca_db.testing.postgres import PostgresServer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -54,22 +54,6 @@ _HELD_NAMES = {
     "unverified": "a function call whose session changes could not be checked",
 }
 
-#: The session as the server sees it, as one hash (no value is kept or
-#: logged): who runs, every setting the session changed (the transaction_*
-#: ones are the transaction's), and every object that lives only in the
-#: session. One round trip, asked only once the application has called a
-#: function the tracker cannot see inside.
-FINGERPRINT = """
-    SELECT md5(concat_ws('|', current_user, session_user,
-        (SELECT string_agg(name || '=' || setting, ',' ORDER BY name)
-           FROM pg_settings WHERE source = 'session' AND name NOT LIKE 'transaction%'),
-        (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()),
-        (SELECT count(*) FROM pg_prepared_statements WHERE from_sql),
-        (SELECT count(*) FROM pg_cursors WHERE is_holdable),
-        (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
-        (SELECT count(*) FROM pg_listening_channels())))
-"""
-
 
 #: Settings that RESET ALL leaves as they are (GUC_NO_RESET_ALL; the
 #: transaction_* ones are transaction-scoped, never followed), and changes

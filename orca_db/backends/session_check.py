@@ -4,7 +4,7 @@ the side-effect-free allowlist), ``callproc``, ``COPY``, ``executemany``.
 
 Once the application has called such a function, its session is checked
 against the server: after each change the server's fingerprint of the
-session (``orca_db.session.FINGERPRINT``, one round trip) is kept, and a
+session (``FINGERPRINT``, one round trip) is kept, and a
 replacement connection must show the same fingerprint after the restore,
 or it refuses with ``SessionStateLost``. Until the first such call nothing
 here runs: an application that calls none pays nothing.
@@ -20,6 +20,23 @@ from ..sql import profile
 
 if TYPE_CHECKING:
     from ..session import SessionState
+
+
+#: The session as the server sees it, as one hash (no value is kept or
+#: logged): who runs, every setting the session changed (the transaction_*
+#: ones are the transaction's), and every object that lives only in the
+#: session. One round trip, asked only once the application has called a
+#: function the tracker cannot see inside.
+FINGERPRINT = """
+    SELECT encode(sha256(convert_to(concat_ws('|', current_user, session_user,
+        (SELECT string_agg(name || '=' || setting, ',' ORDER BY name)
+           FROM pg_settings WHERE source = 'session' AND name NOT LIKE 'transaction%'),
+        (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()),
+        (SELECT count(*) FROM pg_prepared_statements WHERE from_sql),
+        (SELECT count(*) FROM pg_cursors WHERE is_holdable),
+        (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
+        (SELECT count(*) FROM pg_listening_channels())), 'UTF8')), 'hex')
+"""
 
 
 def hidden_calls(text: object) -> bool:
@@ -75,8 +92,6 @@ class SessionCheckMixin:
         after a reconnect. Not inside a transaction (what it shows may
         still roll back): the session is then unverified until the next
         change outside one, or the transaction's end."""
-        from ..session import FINGERPRINT
-
         session = self._orca_session
         connection = self.connection
         if connection is None or drivers.transaction_status(connection) != drivers.IDLE:
@@ -105,8 +120,6 @@ class SessionCheckMixin:
     def _orca_session_matches(self) -> bool:
         """On a new connection, after the restore: is the session the one
         the server had (same fingerprint)?"""
-        from ..session import FINGERPRINT
-
         with self.connection.cursor() as cursor:
             cursor.execute(FINGERPRINT)
             found = cursor.fetchone()[0]
