@@ -69,7 +69,7 @@ class _Change:
     key: str | None  # the one setting a change sets, when known
     sql: object
     params: Any
-    kind: str = "set"  # "set", "reset" or "reset_all"
+    kind: str = "set"  # "set", "reset", "reset_all"; "check": see hidden_call
 
 
 class SessionState:
@@ -114,12 +114,15 @@ class SessionState:
         SESSION AUTHORIZATION undo them all."""
         return not (self.verifying or self._held or self.pending)
 
-    def hidden_call(self) -> None:
+    def hidden_call(self, in_transaction: bool = False) -> None:
         """A statement called a function whose effects nobody can see from
         its text: what the session holds is now known only to the server
-        (until ``verified``)."""
+        (until ``verified``). In a transaction, a mark waits on its end,
+        so that the backend sees the end and checks again."""
         self.verifying = True
         self.expected = None
+        if in_transaction:
+            self.pending.append(_Change(None, None, None, "check"))
 
     def verified(self, fingerprint: str | None) -> None:
         """The server's fingerprint after the last change (None: it could
@@ -174,10 +177,11 @@ class SessionState:
         """The open transaction committed (True), rolled back (False), or
         ended in a way nobody saw (None: e.g. through the driver itself)."""
         pending, self.pending, self._savepoints = self.pending, [], []
+        changes = [change for change in pending if change.kind != "check"]
         if committed:
-            for change in pending:
+            for change in changes:
                 self._apply(change)
-        elif committed is None and pending:
+        elif committed is None and changes:
             self._count("unknown")
 
     def savepoint(self, name: str | None) -> None:

@@ -608,3 +608,16 @@ def _backend_pid(db) -> int:
     with db.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         return cursor.fetchone()[0]
+
+
+def test_a_function_in_a_transaction_sent_as_sql_does_not_refuse(
+    tenant_schema, functions, kill_backend
+):
+    """BEGIN and COMMIT as SQL: the check runs again at the COMMIT."""
+    run("SET search_path TO tenant42")
+    run("BEGIN")
+    assert run("SELECT public.orca_double(3)") == [(6,)]
+    run("COMMIT")
+    kill_backend()
+    Note.objects.create(text="sql-transaction-row")
+    assert tenant_texts() == ["sql-transaction-row"]

@@ -188,7 +188,7 @@ class LostConnectionMixin(SessionCheckMixin):
                 session.observe(sql, params, in_transaction, text)
             changed = True
         if statement.calls and hidden_calls(text):
-            session.hidden_call()
+            session.hidden_call(in_transaction)
             changed = True
         if control == "commit":
             # COMMIT of a failed transaction answers ROLLBACK, no error.
