@@ -24,7 +24,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def clean_session():
-    """Each test ends with a clean session, refused or not."""
+    """Each test starts and ends with a clean session, refused or not (the
+    test database's set-up calls setval(), which starts the server check)."""
+    connection.close()
     yield
     connection.close()
 
@@ -621,3 +623,20 @@ def test_a_function_in_a_transaction_sent_as_sql_does_not_refuse(
     kill_backend()
     Note.objects.create(text="sql-transaction-row")
     assert tenant_texts() == ["sql-transaction-row"]
+
+
+def test_a_composed_call_of_a_function_that_changes_the_session_is_refused(
+    tenant_schema, functions, kill_backend
+):
+    from importlib import import_module
+
+    sql = import_module(f"{DRIVER}.sql")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.SQL("SELECT {}(%s)").format(sql.Identifier("public", "orca_enter")), ["tenant42"]
+        )
+    assert run("SHOW search_path") == [("tenant42",)]
+    kill_backend()
+    with pytest.raises(SessionStateLost) as raised:
+        Note.objects.create(text="hidden-a")
+    assert raised.value.lost == ("a session change made inside a function",)
