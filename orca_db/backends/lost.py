@@ -187,7 +187,8 @@ class LostConnectionMixin(SessionCheckMixin):
             else:
                 session.observe(sql, params, in_transaction, text)
             changed = True
-        if statement.calls and hidden_calls(text):
+        calls = statement.calls or (text is not sql and profile(text).calls)
+        if calls and hidden_calls(text):
             session.hidden_call(in_transaction)
             changed = True
         if control == "commit":

@@ -5,9 +5,21 @@ statement text: asked for the rare statements whose lexical profile says
 from __future__ import annotations
 
 import functools
+from typing import Final
 
 from . import tree
 from .analysis import SESSION_FUNCTIONS
+
+#: Built-ins kept off the side-effect-free allowlist because they write or
+#: act, whose effect on the session is nothing a new session would lack
+#: unnoticed (after nextval(), currval() on a new session raises).
+SESSION_NEUTRAL: Final = frozenset(
+    {
+        "nextval", "setval", "currval", "lastval", "pg_notify", "txid_current",
+        "pg_current_xact_id", "pg_current_xact_id_if_assigned", "pg_terminate_backend",
+        "pg_cancel_backend", "pg_stat_reset", "pg_stat_clear_snapshot",
+    }
+)  # fmt: skip
 
 
 def hidden_calls(sql: object) -> bool:
@@ -37,7 +49,9 @@ def _hidden_calls(sql: str) -> bool:
             name = tree.names(node.funcname)
             if len(name) == 2 and name[0] == "pg_catalog":
                 name = name[1:]
-            if len(name) != 1 or not (name[0] in FUNCTIONS or name[0] in SESSION_FUNCTIONS):
+            if len(name) != 1 or not (
+                name[0] in FUNCTIONS or name[0] in SESSION_FUNCTIONS or name[0] in SESSION_NEUTRAL
+            ):
                 return True
     return False
 
