@@ -185,7 +185,6 @@ def row(
     *,
     in_transaction: bool = False,
     many: bool = False,
-    named_cursor: bool = False,
     retry_writes: bool = False,
     marks=(),
 ):
@@ -194,7 +193,6 @@ def row(
         sql,
         in_transaction,
         many,
-        named_cursor,
         retry_writes,
         expected,
         why,
@@ -281,9 +279,6 @@ TABLE = [
     row("write in a transaction, retry_writes", LOST_REPLY, WRITE, Verdict.ROLLED_BACK,
         "fact 3: retry_writes cannot bring a transaction back", in_transaction=True,
         retry_writes=True),
-    row("named cursor in a transaction", LOST_REPLY, READ, Verdict.ROLLED_BACK,
-        "fact 3: a cursor without HOLD ends with its transaction", in_transaction=True,
-        named_cursor=True),
     row("executemany in a transaction, 57P01", SCALE_EVENT, WRITE, Verdict.ROLLED_BACK,
         "fact 3", in_transaction=True, many=True),
     row("CALL in a transaction, 25P03", IDLE_IN_TRANSACTION, "CALL archive_items(%s)",
@@ -369,9 +364,6 @@ TABLE = [
         "fact 4: SHOW is a read"),
     row("read as bytes, reply lost", LOST_REPLY, b"SELECT 1", Verdict.REPLAY_READ_ONLY,
         "fact 4: bytes are read as text"),
-    row("read on a named cursor, reply lost", LOST_REPLY, READ, Verdict.REPLAY,
-        "fact 4: a cursor WITH HOLD cannot run in a READ ONLY wrapper; replayed as it is",
-        named_cursor=True),
     row("nextval, reply lost", LOST_REPLY, "SELECT nextval('testapp_item_id_seq')",
         Verdict.UNKNOWN, "fact 2: a SELECT that writes is a write"),
     row("two reads in one text, reply lost", LOST_REPLY, "SELECT 1; SELECT 2",
@@ -390,18 +382,13 @@ TABLE = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "failure, sql, in_transaction, many, named_cursor, retry_writes, expected, why", TABLE
-)
-def test_after_statement_failure(
-    failure, sql, in_transaction, many, named_cursor, retry_writes, expected, why
-):
+@pytest.mark.parametrize("failure, sql, in_transaction, many, retry_writes, expected, why", TABLE)
+def test_after_statement_failure(failure, sql, in_transaction, many, retry_writes, expected, why):
     verdict = after_statement_failure(
         failure,
         sql,
         many=many,
         in_transaction=in_transaction,
-        named_cursor=named_cursor,
         settings=RetrySettings(retry_writes=retry_writes),
     )
     assert verdict is expected, why
@@ -415,10 +402,10 @@ def test_the_table_has_every_verdict_and_every_fact():
     """Every Verdict is expected by some row that passes today, every row
     names the fact it rests on, and every fact is named."""
     passing = [p.values for p in TABLE if not p.marks]
-    assert {values[6] for values in passing} == set(Verdict)
+    assert {values[5] for values in passing} == set(Verdict)
     facts = set()
     for p in TABLE:
-        match = re.match(r"fact (\d)\b", p.values[7])
+        match = re.match(r"fact (\d)\b", p.values[6])
         assert match, f"row {p.id!r} names no fact"
         facts.add(int(match.group(1)))
     assert facts == {1, 2, 3, 4}
@@ -428,7 +415,7 @@ def test_the_table_has_every_input_dimension():
     """Each input takes each of its values in some row, and each failure
     kind (PROOF, NO_PROOF, NOTHING_SENT) meets each statement kind."""
     values = _param_values(TABLE)
-    for index in (2, 3, 4, 5):  # in_transaction, many, named_cursor, retry_writes
+    for index in (2, 3, 4):  # in_transaction, many, retry_writes
         assert {v[index] for v in values} == {True, False}
     failures = {id(v[0]) for v in values}
     assert {id(f) for f in FAILURES.values()} <= failures
@@ -445,19 +432,18 @@ def test_the_table_has_every_input_dimension():
 
 def _verdicts():
     """(inputs, verdict) for every failure, statement and flag combination."""
-    for (name, failure), index, in_transaction, many, named, retry_writes in itertools.product(
-        FAILURES.items(), range(len(ALL_STATEMENTS)), *([(False, True)] * 4)
+    for (name, failure), index, in_transaction, many, retry_writes in itertools.product(
+        FAILURES.items(), range(len(ALL_STATEMENTS)), *([(False, True)] * 3)
     ):
         verdict = after_statement_failure(
             failure,
             ALL_STATEMENTS[index],
             many=many,
             in_transaction=in_transaction,
-            named_cursor=named,
             settings=RetrySettings(retry_writes=retry_writes),
         )
         # keyed by the statement's index: composed statements are unhashable
-        yield (name, index, in_transaction, many, named, retry_writes), verdict
+        yield (name, index, in_transaction, many, retry_writes), verdict
 
 
 VERDICTS = None
@@ -499,33 +485,23 @@ def test_retry_writes_only_turns_unknown_into_replay():
     """retry_writes never refuses what was replayed without it, and the only
     verdict it changes is UNKNOWN (outside a transaction, not a commit)."""
     table = verdicts()
-    for (name, index, in_transaction, many, named, retry_writes), verdict in table.items():
+    for (name, index, in_transaction, many, retry_writes), verdict in table.items():
         sql = ALL_STATEMENTS[index]
         if retry_writes:
             continue
-        vouched = table[(name, index, in_transaction, many, named, True)]
+        vouched = table[(name, index, in_transaction, many, True)]
         if verdict is not vouched:
             assert verdict is Verdict.UNKNOWN and vouched is Verdict.REPLAY, (name, sql)
             assert not in_transaction and not may_commit(sql)
 
 
-def test_a_named_cursor_only_skips_the_read_only_wrapper():
-    table = verdicts()
-    for (name, index, in_transaction, many, named, retry_writes), verdict in table.items():
-        if named:
-            continue
-        on_cursor = table[(name, index, in_transaction, many, True, retry_writes)]
-        if verdict is not on_cursor:
-            assert (verdict, on_cursor) == (Verdict.REPLAY_READ_ONLY, Verdict.REPLAY)
-
-
 def test_only_a_replayable_read_is_replayed_read_only():
-    """Fact 4: REPLAY_READ_ONLY only for one read, on an unnamed cursor,
+    """Fact 4: REPLAY_READ_ONLY only for one read, whatever its cursor,
     outside a transaction, after a failure that proves nothing."""
-    for (name, index, in_transaction, many, named, _), verdict in verdicts().items():
+    for (name, index, in_transaction, many, _), verdict in verdicts().items():
         sql = ALL_STATEMENTS[index]
         if verdict is Verdict.REPLAY_READ_ONLY:
-            assert name in NO_PROOF and not (in_transaction or many or named), (name, sql)
+            assert name in NO_PROOF and not (in_transaction or many), (name, sql)
             assert sql in (READ, "SHOW search_path", b"SELECT 1")
 
 
@@ -593,7 +569,6 @@ def test_commit_lost_agrees_with_the_table_for_a_commit_in_a_transaction():
             "COMMIT",
             many=False,
             in_transaction=True,
-            named_cursor=False,
             settings=RetrySettings(),
         )
         assert commit_lost(failure) is table

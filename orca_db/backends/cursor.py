@@ -25,6 +25,7 @@ from ..retry import Operation, active_operation, recover, report
 from ..sql import profile
 from ..sql.lexical import PROFILES
 from .replay import run_again
+from .session_check import SessionCursorMixin
 
 #: libpq's transaction statuses under which a transaction may be open: all
 #: but IDLE. UNKNOWN is a connection that broke outside a statement of ours
@@ -96,15 +97,15 @@ def _statement_runner(many: bool):
                 watchdog.release(watch)
                 if watch.cut:
                     db._orca_lose_connection()  # the answer came, the socket is shut
-        if statement.observed and (statement.session or db._orca_session.pending):
-            db._orca_observe(wrapper, statement, sql, params, in_transaction)
+        if statement.observed and (statement.tracked or db._orca_session.pending):
+            db._orca_observe(wrapper, statement, sql, params, in_transaction, many)
         return result
 
     run.__name__ = run.__qualname__ = "_executemany" if many else "_execute"
     return run
 
 
-class RetryingCursorMixin:
+class RetryingCursorMixin(SessionCursorMixin):
     """Retries ``execute``/``executemany`` after their first failure.
 
     Sits below Django's execute wrappers, so each retried call is one call
@@ -121,7 +122,9 @@ class RetryingCursorMixin:
         refusal = self.db._orca_refusal
         if refusal is not None:
             raise refusal.error()
-        return super().callproc(procname, params, kparams)
+        result = super().callproc(procname, params, kparams)
+        self.db._orca_called(procname)
+        return result
 
 
 def retrying_class(cursor_class: type) -> type:

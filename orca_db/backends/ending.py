@@ -56,6 +56,8 @@ class TransactionEndMixin:
                 self._orca_lose_connection()  # the answer came, the socket is shut
         if session.pending:
             session.transaction_ended(not failed)
+        if session.verifying:
+            self._orca_fingerprint()  # rule 1: the session as committed
         return result
 
     def _orca_commit_connection_gone(self) -> None:
@@ -103,7 +105,10 @@ class TransactionEndMixin:
             self._orca_refusal = None  # the server rolled it back already
         if self._orca_session.pending:
             self._orca_session.transaction_ended(False)
-        return super()._rollback()
+        result = super()._rollback()
+        if self._orca_session.verifying:
+            self._orca_fingerprint()  # rule 1: the session as rolled back to
+        return result
 
     def _commit_failure(self, error: DjangoError) -> BaseException:
         settings = self.retry_settings
