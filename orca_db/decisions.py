@@ -44,26 +44,31 @@ from .sql import profile
 
 _MAY_COMMIT = frozenset({"commit", "prepare_transaction", "commit_prepared", "mixed"})
 
-# Statements that may commit part of their work before they end (fact 2).
-_COMMIT_ALONG_THE_WAY = frozenset({"CALL", "DO", "VACUUM"})
-_CONCURRENT_DDL = frozenset({"CREATE", "DROP", "REINDEX", "ALTER"})
-
 
 def may_commit(sql: object) -> bool:
-    """Whether ``sql`` ends a transaction by committing it (COMMIT, END,
-    PREPARE TRANSACTION, COMMIT PREPARED, or a text of several statements
-    with one of these): a lost reply leaves its outcome unknown."""
+    """Whether ``sql`` may end a transaction by committing it (COMMIT, END,
+    PREPARE TRANSACTION, COMMIT PREPARED, a text of several statements with
+    one of these, or anything that is not text, such as a
+    ``psycopg.sql.Composed``: nothing is known of it, so it may be one of
+    these): a lost reply leaves its outcome unknown (fact 1)."""
+    if not isinstance(sql, (str, bytes)):
+        return True
     return profile(sql).control in _MAY_COMMIT
 
 
+def shown_to_end_transaction(sql: object) -> bool:
+    """Whether the text of ``sql`` shows it ends the transaction it runs in
+    (:func:`may_commit`, and text). A composed statement may commit, but
+    may as well leave the transaction open: after its connection is lost,
+    the rest of that transaction must still be refused (fact 3)."""
+    return isinstance(sql, (str, bytes)) and may_commit(sql)
+
+
 def _commits_along_the_way(sql: object) -> bool:
-    if not isinstance(sql, (str, bytes)):
-        return True  # a composed statement: nothing known, nothing promised
-    first = profile(sql).first
-    if first in _COMMIT_ALONG_THE_WAY:
-        return True
-    text = sql.upper() if isinstance(sql, str) else sql.decode("utf-8", "replace").upper()
-    return first in _CONCURRENT_DDL and "CONCURRENTLY" in text
+    # Parses: loaded after a failure only (fact 2 says which statements).
+    from .sql.along import commits_along_the_way
+
+    return commits_along_the_way(sql)
 
 
 class Verdict(enum.Enum):

@@ -157,6 +157,18 @@ ALONG_THE_WAY = (
     "DROP INDEX CONCURRENTLY item_name",
     "REINDEX INDEX CONCURRENTLY item_name",
     "ALTER TABLE testapp_item DETACH PARTITION item_2024 CONCURRENTLY",
+    "ANALYZE",
+    "ANALYZE testapp_item",
+    "REINDEX SCHEMA public",
+    "REINDEX TABLE testapp_item",
+    "CLUSTER",
+    "SELECT dblink_exec('archive', 'INSERT INTO log VALUES (1)')",
+    "SELECT * FROM dblink('archive', 'DELETE FROM log RETURNING id') AS t(id int)",
+    "COPY testapp_item FROM PROGRAM 'fetch-items'",
+    "SELECT FROM WHERE",
+    composition.SQL("INSERT INTO {} (name) VALUES (%s)").format(
+        composition.Identifier("testapp_item")
+    ),
 )
 STATEMENTS = (
     READ,
@@ -203,34 +215,6 @@ def row(
     )
 
 
-def _bug(reason: str):
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
-COMPOSED_COMMIT_BUG = _bug(
-    "may_commit() answers False for a composed statement (psycopg's sql.Composed, "
-    "psycopg2's sql.Composed): profile() knows nothing of it, and the table then reads "
-    "'not a commit'. A composed PREPARE TRANSACTION / COMMIT whose reply was lost inside "
-    "a transaction is judged ROLLED_BACK (TransactionRolledBack) although it may have "
-    "prepared or committed. _commits_along_the_way() already says of composed statements "
-    "'nothing known, nothing promised'; may_commit() does not."
-)
-ALONG_THE_WAY_BUG = _bug(
-    "fact 2 says a statement that commits part of its work along the way is judged like any "
-    "other write, but _COMMIT_ALONG_THE_WAY lists only CALL, DO, VACUUM and the CONCURRENTLY "
-    "forms: this one also runs one transaction per table in autocommit (PostgreSQL's "
-    "vacuum.c use_own_xacts for ANALYZE of several relations; ReindexMultipleTables; "
-    "cluster_multiple_rels), so 57P01 proves only that the last table's work was undone, "
-    "and it is replayed. Harmless in effect for these maintenance commands: the fix may be "
-    "to the list or to the docstring."
-)
-REMOTE_COMMIT_BUG = _bug(
-    "dblink_exec() commits on another server inside an autocommit SELECT: 57P01 proves the "
-    "local transaction never committed, not the remote one, so a replay may apply the "
-    "remote write twice (fact 2's 'commits on its own along the way'). Only the first "
-    "keyword is looked at."
-)
-
 TABLE = [
     # --- a statement that may commit: fact 1 ---------------------------------
     row("COMMIT, reply lost", LOST_REPLY, "COMMIT", Verdict.UNKNOWN,
@@ -267,7 +251,17 @@ TABLE = [
     row("composed PREPARE TRANSACTION, reply lost", LOST_REPLY,
         composition.SQL("PREPARE TRANSACTION {}").format(composition.Literal("orca-1")),
         Verdict.UNKNOWN, "fact 1: nothing is known of a composed statement",
-        in_transaction=True, marks=COMPOSED_COMMIT_BUG),
+        in_transaction=True),
+    row("composed write in a transaction, reply lost", LOST_REPLY,
+        composition.SQL("INSERT INTO {} (name) VALUES (%s)").format(
+            composition.Identifier("testapp_item")
+        ), Verdict.UNKNOWN, "fact 1: a composed statement may be a COMMIT",
+        in_transaction=True),
+    row("composed write, retry_writes", LOST_REPLY,
+        composition.SQL("INSERT INTO {} (name) VALUES (%s)").format(
+            composition.Identifier("testapp_item")
+        ), Verdict.UNKNOWN, "fact 1: retry_writes never vouches for what may be a commit",
+        retry_writes=True),
     # --- inside a transaction: fact 3 -----------------------------------------
     row("read in a transaction, reply lost", LOST_REPLY, READ, Verdict.ROLLED_BACK,
         "fact 3: the new session holds none of the transaction", in_transaction=True),
@@ -350,14 +344,28 @@ TABLE = [
             composition.Identifier("testapp_item")
         ), Verdict.UNKNOWN, "fact 2: nothing is known of a composed statement"),
     row("ANALYZE of every table, 57P01", SCALE_EVENT, "ANALYZE", Verdict.UNKNOWN,
-        "fact 2: one transaction per table", marks=ALONG_THE_WAY_BUG),
+        "fact 2: one transaction per table"),
     row("REINDEX SCHEMA, 57P01", SCALE_EVENT, "REINDEX SCHEMA public", Verdict.UNKNOWN,
-        "fact 2: one transaction per table", marks=ALONG_THE_WAY_BUG),
+        "fact 2: one transaction per table"),
     row("CLUSTER of every table, 57P01", SCALE_EVENT, "CLUSTER", Verdict.UNKNOWN,
-        "fact 2: one transaction per table", marks=ALONG_THE_WAY_BUG),
+        "fact 2: one transaction per table"),
     row("dblink_exec, 57P01", SCALE_EVENT,
         "SELECT dblink_exec('archive', 'INSERT INTO log VALUES (1)')", Verdict.UNKNOWN,
-        "fact 2: the remote server committed on its own", marks=REMOTE_COMMIT_BUG),
+        "fact 2: the remote server committed on its own"),
+    row("dblink(), 57P01", SCALE_EVENT,
+        "SELECT * FROM dblink('archive', 'DELETE FROM log RETURNING id') AS t(id int)",
+        Verdict.UNKNOWN, "fact 2: dblink() runs any statement on the other server"),
+    row("ANALYZE of one table, 57P01", SCALE_EVENT, "ANALYZE testapp_item", Verdict.UNKNOWN,
+        "fact 2: a partitioned table is analyzed a transaction per partition"),
+    row("REINDEX TABLE, 57P01", SCALE_EVENT, "REINDEX TABLE testapp_item", Verdict.UNKNOWN,
+        "fact 2: a partitioned table is reindexed a transaction per partition"),
+    row("COPY FROM PROGRAM, 57P01", SCALE_EVENT, "COPY testapp_item FROM PROGRAM 'fetch-items'",
+        Verdict.UNKNOWN, "fact 2: the program's effects are in no transaction"),
+    row("unparsable, 57P01", SCALE_EVENT, "SELECT FROM WHERE", Verdict.UNKNOWN,
+        "fact 2: nothing proven"),
+    row("update calling a built-in, 57P01", SCALE_EVENT,
+        "UPDATE testapp_item SET name = upper(name) WHERE id = %s", Verdict.REPLAY,
+        "fact 2: one transaction, on this server"),
     # --- autocommit, the reply lost, nothing proven: facts 2 and 4 ------------
     row("read, reply lost", LOST_REPLY, READ, Verdict.REPLAY_READ_ONLY,
         "fact 4: a read is replayed READ ONLY"),
@@ -519,6 +527,16 @@ def test_a_named_cursor_only_skips_the_read_only_wrapper():
             assert (verdict, on_cursor) == (Verdict.REPLAY_READ_ONLY, Verdict.REPLAY)
 
 
+def test_what_may_commit_along_the_way_is_judged_a_write_after_a_proof():
+    """Fact 2: 57P01/57P03 proves only that the statement's own transaction
+    did not commit; a statement that commits along the way, or on another
+    server, is replayed only when the application vouched for its writes."""
+    for (name, index, in_transaction, many, named, retry_writes), verdict in verdicts().items():
+        sql = ALL_STATEMENTS[index]
+        if name in PROOF and sql in ALONG_THE_WAY and not retry_writes:
+            assert verdict not in REPLAYS, (name, sql)
+
+
 def test_only_a_replayable_read_is_replayed_read_only():
     """Fact 4: REPLAY_READ_ONLY only for one read, on an unnamed cursor,
     outside a transaction, after a failure that proves nothing."""
@@ -558,6 +576,9 @@ def test_only_a_replayable_read_is_replayed_read_only():
         (READ, False),
         (WRITE, False),
         ("", False),
+        # nothing is known of a composed statement: it may be a COMMIT
+        (composition.SQL("COMMIT"), True),
+        (composition.SQL("SELECT {}").format(composition.Literal(1)), True),
     ],
     ids=lambda value: repr(value) if not isinstance(value, bool) else str(value),
 )
