@@ -1,6 +1,6 @@
 """Statements whose outcome a lost connection leaves open, against a real
-server with real faults: what commits elsewhere or along the way (fact 2),
-and composed statements that may commit (fact 1).
+server with real faults: what commits elsewhere or along the way (F2),
+and composed statements that may commit (F1).
 
 docs/retry-safety.md, "The facts the proofs rest on", and the docstring of
 orca_db.decisions give the reasoning.
@@ -14,7 +14,12 @@ import pytest
 from django.db import connection, connections, transaction
 
 from orca_db.backends.aurora.base import DatabaseWrapper
-from orca_db.exceptions import OutcomeUnknown, ScaleEventError, TransactionRolledBack
+from orca_db.exceptions import (
+    OutcomeUnknown,
+    ScaleEventError,
+    TransactionRolledBack,
+    WriteDeadlineExceeded,
+)
 from tests.conftest import admin_connection
 from tests.driver_errors import composition
 from tests.waiting import wait_until
@@ -53,7 +58,10 @@ def remote_log():
 
 def _dsn() -> str:
     s = connection.settings_dict
-    return f"host={s['HOST']} port={s['PORT']} user={s['USER']} password={s['PASSWORD']} dbname={s['NAME']}"
+    return (
+        f"host={s['HOST']} port={s['PORT']} user={s['USER']} "
+        f"password={s['PASSWORD']} dbname={s['NAME']}"
+    )
 
 
 def test_a_remote_write_by_dblink_is_not_run_again_after_57P01(remote_log):
@@ -110,7 +118,7 @@ def _count(what: str) -> int:
 
 
 def test_a_composed_commit_whose_reply_was_lost_is_outcome_unknown(lossy):
-    """Fact 1: a COMMIT in flight may have committed, composed or not; it
+    """F1: a COMMIT in flight may have committed, composed or not; it
     did here, so TransactionRolledBack would be a lie."""
     db = connections[LOSSY]
     db.set_autocommit(False)
@@ -128,7 +136,7 @@ def test_a_composed_commit_whose_reply_was_lost_is_outcome_unknown(lossy):
 
 def test_a_composed_write_lost_in_an_atomic_block_ends_the_block(lossy):
     """A composed statement may have been a COMMIT, so its outcome is
-    unknown; but if it was not, its transaction is gone (fact 3): what the
+    unknown; but if it was not, its transaction is gone (F7): what the
     block runs after it must not run on a new connection."""
     lossy.lose_replies(1, contains="composed-b")
     raised = []
@@ -147,3 +155,45 @@ def test_a_composed_write_lost_in_an_atomic_block_ends_the_block(lossy):
             cursor.execute("INSERT INTO composed_log VALUES ('composed-c')")
     assert raised == [OutcomeUnknown]
     assert (_count("composed-a"), _count("composed-b"), _count("composed-c")) == (0, 0, 0)
+
+
+def test_a_composed_statement_cut_at_its_deadline_in_a_block_ends_the_block(aurora_simulator):
+    """The same when the network goes silent and statement_deadline cuts the
+    statement off: it may have been a COMMIT (WriteDeadlineExceeded, an
+    OutcomeUnknown), and the rest of the block is refused (F7)."""
+    alias = "silenced"
+    settings_dict = aurora_simulator.django_settings(connection.settings_dict)
+    settings_dict = {
+        **settings_dict,
+        "OPTIONS": {"connect_timeout": 10, "aurora": {"statement_deadline": 1.0}},
+    }
+    connections[alias] = DatabaseWrapper(settings_dict, alias)
+    admin = admin_connection()
+    admin.cursor().execute("DROP TABLE IF EXISTS composed_log; CREATE TABLE composed_log (w text)")
+    admin.commit()
+    raised = []
+    try:
+        with pytest.raises(TransactionRolledBack), transaction.atomic(using=alias):
+            with connections[alias].cursor() as cursor:
+                cursor.execute("INSERT INTO composed_log VALUES ('silenced-a')")
+                aurora_simulator.silence(new_connections=False)
+                try:
+                    cursor.execute(
+                        composition.SQL("INSERT INTO {} VALUES ('silenced-b')").format(
+                            composition.Identifier("composed_log")
+                        )
+                    )
+                except ScaleEventError as error:
+                    raised.append(type(error))
+                finally:
+                    aurora_simulator.unsilence()
+            with connections[alias].cursor() as cursor:
+                cursor.execute("INSERT INTO composed_log VALUES ('silenced-c')")
+        assert raised == [WriteDeadlineExceeded]
+        assert server("SELECT count(*) FROM composed_log") == 0
+    finally:
+        connections[alias].close()
+        del connections[alias]
+        admin.cursor().execute("DROP TABLE composed_log")
+        admin.commit()
+        admin.close()
