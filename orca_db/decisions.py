@@ -75,11 +75,12 @@ def shown_to_end_transaction(sql: object) -> bool:
     return isinstance(sql, (str, bytes)) and may_commit(sql)
 
 
-def _commits_along_the_way(sql: object) -> bool:
-    # Parses: loaded after a failure only (F2 says which statements).
-    from .sql.along import commits_along_the_way
+def commits_along_the_way(sql: object) -> bool:
+    """Whether ``sql`` may commit part of what it does outside the one
+    transaction of its text: then 57P01/57P03 proves nothing of it (F2)."""
+    from .sql import along  # parses: loaded after a failure only
 
-    return commits_along_the_way(sql)
+    return along.commits_along_the_way(sql)
 
 
 class Verdict(enum.Enum):
@@ -115,7 +116,7 @@ def after_statement_failure(
         # executemany runs statement after statement: a proof about the
         # failed one says nothing of those before it.
         return Verdict.REPLAY if settings.retry_writes else Verdict.UNKNOWN
-    if failure.not_applied and not _commits_along_the_way(sql):
+    if failure.not_applied and not commits_along_the_way(sql):
         return Verdict.REPLAY  # F2: the server ended it unrun
     from .sql import is_replayable_read  # parses: loaded after a failure only
 

@@ -92,6 +92,35 @@ def test_a_remote_write_by_dblink_is_not_run_again_after_57P01(remote_log):
     assert server("SELECT count(*) FROM remote_log") == 1
 
 
+def test_a_remote_write_by_dblink_is_not_run_again_after_57P01_on_the_data_api(
+    remote_log, data_api_connection
+):
+    """The same through the Data API engine, whose endpoint relays the
+    session's 57P01 as a DatabaseErrorException."""
+    errors: list[BaseException] = []
+
+    def kill_after_the_remote_commit():
+        try:
+            wait_until(lambda: server("SELECT count(*) FROM remote_log") == 1, timeout=30)
+            server(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE query LIKE 'SELECT dblink_exec(%%' AND pid <> pg_backend_pid()"
+            )
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    killer = threading.Thread(target=kill_after_the_remote_commit, daemon=True)
+    killer.start()
+    with pytest.raises(OutcomeUnknown), data_api_connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT dblink_exec(%s, 'INSERT INTO remote_log VALUES (''data-api'')'), pg_sleep(30)",
+            [_dsn()],
+        )
+    killer.join(timeout=60)
+    assert not errors, errors
+    assert server("SELECT count(*) FROM remote_log") == 1
+
+
 LOSSY = "lossy"
 
 

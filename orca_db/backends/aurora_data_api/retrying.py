@@ -28,7 +28,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from orca_db.classify import Failure, classify
+from orca_db import decisions
+from orca_db.classify import Failure, classify, driver_error
 from orca_db.conf import RetrySettings, retry_settings
 from orca_db.data_api import Call, errors
 from orca_db.deadlines import TimedOut, run_within
@@ -166,13 +167,23 @@ class _Judge:
             if failure.not_applied and not gone:
                 return None  # refused before it ran: run it again in the transaction
             return self._rolled_back(failure)
-        if failure.not_applied or self._replayable():
+        if failure.not_applied and self._proof_covers(error):
+            return None
+        if self._replayable():
             return None
         return OutcomeUnknown(
             f"The answer to a write on database {self.alias!r} was lost "
             f"({failure.error_type}); it may or may not have been applied, and was "
             f"not retried."
         )
+
+    def _proof_covers(self, error: BaseException) -> bool:
+        """The service's own refusals never reached the server; a 57P01/57P03
+        the server sent (relayed as a DatabaseErrorException) proves only
+        that the statement's own transaction did not commit (F2)."""
+        if getattr(driver_error(error), "aws_code", None) != "DatabaseErrorException":
+            return True
+        return not decisions.commits_along_the_way(self.call.statement)
 
     def _replayable(self) -> bool:
         if self.settings.retry_writes:
