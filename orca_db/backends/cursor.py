@@ -165,8 +165,14 @@ def _watch(db):
 def _cut_off(db, sql, in_transaction: bool) -> DeadlineExceeded:
     """The statement was still running at its deadline and its socket was
     shut: the connection is gone, and with it any transaction."""
-    if in_transaction and not decisions.may_commit(sql):
+    if in_transaction and not decisions.shown_to_end_transaction(sql):
         db._orca_lose_transaction()
+        if decisions.may_commit(sql):  # composed: it may have been a COMMIT
+            return WriteDeadlineExceeded(
+                f"A statement on database {db.alias!r} was still running at its deadline "
+                f"and was cut off; it may have committed its transaction, or the server "
+                f"rolls it back."
+            )
         return DeadlineExceeded(
             f"A statement on database {db.alias!r} was still running at its deadline; it "
             f"was cut off, and the server rolls its transaction back."
@@ -221,7 +227,10 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
         if verdict is decisions.Verdict.ROLLED_BACK:
             return db._orca_lose_transaction()
         if verdict is decisions.Verdict.UNKNOWN:
-            db._orca_lose_connection()
+            if in_transaction and not decisions.shown_to_end_transaction(sql):
+                db._orca_lose_transaction()  # a composed statement: the rest is refused
+            else:
+                db._orca_lose_connection()
             return OutcomeUnknown(
                 f"The connection to database {db.alias!r} was lost while a write was in "
                 f"flight ({failure.error_type}); it may or may not have been applied, and "
