@@ -13,12 +13,29 @@ Two bounds end such waits on time:
 - ``OPTIONS["aurora"]["statement_deadline"]``: the same cut for every
   statement of a database, outside Lambda.
 
-A statement is cut off by shutting its socket down from a watchdog thread:
-the driver, blocked in ``recv``, sees the stream end at once and raises a
-lost-connection error, which the backend turns into ``DeadlineExceeded``.
-(A cancel request would travel over the same silent network.) The watchdog
-is one daemon thread, started on first use, that sleeps until the earliest
-registered deadline; nothing runs when no deadline applies.
+A blocking call is cut off by shutting its socket down from a watchdog
+thread: the driver, blocked in ``recv``, sees the stream end at once and
+raises a lost-connection error, which the backend turns into
+``DeadlineExceeded``. (A cancel request would travel over the same silent
+network.) The watchdog is one daemon thread, started on first use, that
+sleeps until the earliest registered deadline; nothing runs when no
+deadline applies.
+
+Two kinds of watch:
+
+- a **held** watch (:func:`hold`) covers a connection's socket from the
+  moment the backend first uses it inside a :func:`deadline_cap` block until
+  the block closes (or the connection does): every blocking call on that
+  socket, whoever makes it (a statement, ``ROLLBACK``, a fetch from a
+  server-side cursor, Django's connection set-up, a session restore, a
+  close), ends at the cap, including calls nobody thought of;
+- a **call** watch (:meth:`_Watchdog.watch`) covers one call, for
+  ``statement_deadline`` (a bound per call, not an instant) and for a
+  connection's set-up within an operation's deadline.
+
+A held watch outlives the calls it covers, so the descriptor number it
+holds may be closed and reused meanwhile: it remembers the socket's inode
+and cuts nothing that is not that same socket.
 """
 
 from __future__ import annotations
@@ -27,6 +44,7 @@ import contextlib
 import contextvars
 import heapq
 import itertools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +61,11 @@ _cap: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 #: a database has no statement_deadline, statements skip the watchdog.
 open_caps = 0
 _open_caps_lock = threading.Lock()
+#: The held watches armed within the innermost deadline_cap block of this
+#: context: disarmed when the block closes.
+_held: contextvars.ContextVar[list[Watch] | None] = contextvars.ContextVar(
+    "orca_db_held_watches", default=None
+)
 
 
 @contextlib.contextmanager
@@ -53,6 +76,8 @@ def deadline_cap(seconds: float) -> Iterator[None]:
     at = time.monotonic() + seconds
     outer = _cap.get()
     token = _cap.set(at if outer is None else min(at, outer))
+    held: list[Watch] = []
+    held_token = _held.set(held)
     with _open_caps_lock:
         open_caps += 1
     try:
@@ -60,7 +85,10 @@ def deadline_cap(seconds: float) -> Iterator[None]:
     finally:
         with _open_caps_lock:
             open_caps -= 1
+        _held.reset(held_token)
         _cap.reset(token)
+        for entry in held:
+            watchdog.disarm(entry)
 
 
 def cap() -> float | None:
@@ -69,15 +97,20 @@ def cap() -> float | None:
 
 
 class Watch:
-    """One statement under watch; ``cut`` tells whether it was cut off."""
+    """One call (or, held, one connection) under watch; ``cut`` tells
+    whether its socket was shut at the deadline."""
 
-    __slots__ = ("at", "cut", "fd", "key")
+    __slots__ = ("at", "cut", "fd", "held", "inode", "key")
 
-    def __init__(self, at: float, fd: int, key: int):
+    def __init__(self, at: float, fd: int, key: int, inode: int | None = None):
         self.at = at
         self.fd = fd
         self.key = key
         self.cut = False
+        #: Held watches stay armed after each call (``release`` leaves them
+        #: alone) until ``disarm``: the cap closes or the connection does.
+        self.held = inode is not None
+        self.inode = inode
 
     def __lt__(self, other: Watch) -> bool:
         return self.at < other.at
@@ -91,8 +124,8 @@ class _Watchdog:
         self._keys = itertools.count()
         self._thread: threading.Thread | None = None
 
-    def watch(self, fd: int, at: float) -> Watch:
-        entry = Watch(at, fd, next(self._keys))
+    def watch(self, fd: int, at: float, inode: int | None = None) -> Watch:
+        entry = Watch(at, fd, next(self._keys), inode)
         with self._lock:
             self._live[entry.key] = entry
             heapq.heappush(self._heap, entry)
@@ -106,10 +139,20 @@ class _Watchdog:
         return entry
 
     def release(self, entry: Watch) -> None:
-        """The statement returned: its socket must not be touched any more
-        (the descriptor may be closed and its number reused)."""
+        """The call returned: its socket must not be touched any more (the
+        descriptor may be closed and its number reused). A held watch stays
+        armed for the next call on its connection."""
+        with self._lock:  # also held: a cut under way is over (and ``cut`` set)
+            if not entry.held:
+                self._live.pop(entry.key, None)
+
+    def disarm(self, entry: Watch) -> None:
+        """Whatever the kind of watch: its socket is left alone from now."""
         with self._lock:
             self._live.pop(entry.key, None)
+
+    def armed(self, entry: Watch) -> bool:
+        return entry.key in self._live
 
     def _run(self) -> None:
         from .drivers import cut_socket
@@ -127,10 +170,11 @@ class _Watchdog:
                     continue
                 entry = heapq.heappop(self._heap)
                 del self._live[entry.key]
-                entry.cut = True
                 # Under the lock: release() cannot return (and the caller
                 # close the descriptor) while the socket is being shut down.
-                cut_socket(entry.fd)
+                entry.cut = True  # before the shutdown wakes the caller up
+                if not cut_socket(entry.fd, entry.inode):
+                    entry.cut = False  # not its socket any more
 
 
 watchdog = _Watchdog()
@@ -145,6 +189,22 @@ def watch_statement(fd: int, statement_deadline: float | None) -> Watch | None:
         own = time.monotonic() + statement_deadline
         at = own if at is None else min(at, own)
     return None if at is None else watchdog.watch(fd, at)
+
+
+def hold(fd: int, at: float) -> Watch | None:
+    """A held watch on socket ``fd`` until ``at``, disarmed when the
+    innermost :func:`deadline_cap` block closes (``None`` outside one, or
+    when ``fd`` is not a socket any more)."""
+    held = _held.get()
+    if held is None:
+        return None
+    try:
+        inode = os.fstat(fd).st_ino
+    except OSError:
+        return None
+    entry = watchdog.watch(fd, at, inode)
+    held.append(entry)
+    return entry
 
 
 class ConnectTimeout(OperationalError):

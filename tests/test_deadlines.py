@@ -359,3 +359,269 @@ def test_a_silent_network_at_commit_ends_within_the_remaining_time(aurora_simula
     finally:
         aurora_simulator.unsilence()
     assert time.monotonic() - started < 3.0
+
+
+# ----- every blocking call, not only statements (rule 2) ----------------------------
+
+
+@pytest.fixture
+def safety_net(aurora_simulator):
+    """Ends a silence that the code under test failed to cut, so that a
+    failing test fails instead of hanging (it asserts on the time taken)."""
+    import threading
+
+    timer = threading.Timer(12.0, aurora_simulator.unsilence)
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
+    aurora_simulator.unsilence()
+
+
+def _timed(function) -> tuple[float, BaseException | None]:
+    started = time.monotonic()
+    try:
+        function()
+    except BaseException as error:  # noqa: BLE001 - the caller asserts on it
+        return time.monotonic() - started, error
+    return time.monotonic() - started, None
+
+
+def test_leaving_atomic_with_an_exception_on_a_silent_network_ends_at_the_cap(
+    aurora_simulator, simulated, safety_net
+):
+    """On main: ROLLBACK waited until the network came back (12 s here,
+    as long as TCP allows in production) under a 2 s cap."""
+
+    @database_handler
+    def handler(event, context):
+        with transaction.atomic(using=simulated):
+            Note.objects.using(simulated).create(text="rolled-back")
+            aurora_simulator.silence(new_connections=False)
+            raise ValueError("the application's own error")
+
+    elapsed, error = _timed(lambda: handler({}, FakeContext(3_000)))
+    print(f"ROLLBACK on a silent network, 2 s cap: {elapsed:.2f} s")
+    assert isinstance(error, ValueError)  # the application's error, not the rollback's
+    assert elapsed < 3.0
+    aurora_simulator.unsilence()
+    assert not Note.objects.filter(text="rolled-back").exists()
+
+
+def test_rollback_on_a_silent_network_is_cut_and_says_the_server_rolls_back(
+    aurora_simulator, simulated, safety_net
+):
+    """rollback() called by the application (no atomic block) is cut at the
+    cap; the error says that the server rolls the transaction back."""
+    db = connections[simulated]
+
+    @database_handler
+    def handler(event, context):
+        db.set_autocommit(False)
+        Note.objects.using(simulated).create(text="rolled-back")
+        aurora_simulator.silence(new_connections=False)
+        db.rollback()
+
+    elapsed, error = _timed(lambda: handler({}, FakeContext(3_000)))
+    print(f"rollback() on a silent network, 2 s cap: {elapsed:.2f} s")
+    assert isinstance(error, DeadlineExceeded), error
+    assert not isinstance(error, OutcomeUnknown)
+    assert "the server rolls it back" in str(error)
+    assert elapsed < 3.0
+    aurora_simulator.unsilence()
+    assert not Note.objects.filter(text="rolled-back").exists()
+
+
+def test_rollback_on_a_silent_network_is_cut_at_statement_deadline(
+    aurora_simulator, simulated, safety_net
+):
+    db = connections[simulated]
+    db.settings_dict["OPTIONS"]["aurora"] = {"statement_deadline": 1.0}
+
+    def work():
+        db.set_autocommit(False)
+        try:
+            Note.objects.using(simulated).create(text="rolled-back")
+            aurora_simulator.silence(new_connections=False)
+            db.rollback()
+        finally:
+            aurora_simulator.unsilence()
+            db.set_autocommit(True)
+
+    elapsed, error = _timed(work)
+    assert isinstance(error, DeadlineExceeded), error
+    assert elapsed < 5.0
+
+
+def test_leaving_atomic_on_a_silent_network_keeps_the_session_for_the_next_connection(
+    aurora_simulator, simulated, safety_net
+):
+    """The ROLLBACK cut at statement_deadline loses the connection, not the
+    application's session: Django's close() after the failed rollback is no
+    fresh start, and the next connection gets the search_path back."""
+    db = connections[simulated]
+    db.settings_dict["OPTIONS"]["aurora"] = {"statement_deadline": 1.0}
+    with db.cursor() as cursor:
+        cursor.execute("SET search_path TO pg_catalog, public")
+
+    def work():
+        with transaction.atomic(using=simulated):
+            Note.objects.using(simulated).create(text="rolled-back")
+            aurora_simulator.silence(new_connections=False)
+            raise ValueError("the application's own error")
+
+    elapsed, error = _timed(work)
+    aurora_simulator.unsilence()
+    assert isinstance(error, ValueError)
+    assert elapsed < 5.0
+    assert db.connection is None
+    with db.cursor() as cursor:
+        cursor.execute("SHOW search_path")
+        assert cursor.fetchone() == ("pg_catalog, public",)
+    assert not Note.objects.filter(text="rolled-back").exists()
+
+
+def test_a_savepoint_rollback_on_a_silent_network_ends_at_the_cap(
+    aurora_simulator, simulated, safety_net
+):
+    @database_handler
+    def handler(event, context):
+        with transaction.atomic(using=simulated):
+            Note.objects.using(simulated).create(text="outer")
+            with transaction.atomic(using=simulated):
+                Note.objects.using(simulated).create(text="inner")
+                aurora_simulator.silence(new_connections=False)
+                raise ValueError("the application's own error")
+
+    elapsed, error = _timed(lambda: handler({}, FakeContext(3_000)))
+    print(f"savepoint rollback on a silent network, 2 s cap: {elapsed:.2f} s")
+    assert isinstance(error, ValueError)
+    assert elapsed < 3.0
+    aurora_simulator.unsilence()
+    assert not Note.objects.filter(text__in=["outer", "inner"]).exists()
+
+
+def _notes(n: int) -> None:
+    Note.objects.bulk_create(Note(text=f"row{i}") for i in range(n))
+
+
+def test_a_fetch_from_a_server_side_cursor_on_a_silent_network_ends_at_the_cap(
+    aurora_simulator, simulated, safety_net
+):
+    """QuerySet.iterator() fetches its rows in chunks from a server-side
+    cursor: each fetch is a round trip, bounded like a statement."""
+    _notes(5)
+    db = connections[simulated]
+
+    @database_handler
+    def handler(event, context):
+        rows = Note.objects.using(simulated).order_by("pk").iterator(chunk_size=1)
+        next(rows)
+        aurora_simulator.silence(new_connections=False)
+        list(rows)
+
+    elapsed, error = _timed(lambda: handler({}, FakeContext(3_000)))
+    print(f"server-side cursor fetch on a silent network, 2 s cap: {elapsed:.2f} s")
+    assert isinstance(error, DeadlineExceeded), error
+    assert not isinstance(error, OutcomeUnknown)  # a read
+    assert elapsed < 3.0
+    assert db.connection is None
+
+
+def test_a_fetch_from_a_server_side_cursor_is_cut_at_statement_deadline(
+    aurora_simulator, simulated, safety_net
+):
+    _notes(5)
+    db = connections[simulated]
+    db.settings_dict["OPTIONS"]["aurora"] = {"statement_deadline": 1.0}
+
+    def work():
+        with transaction.atomic(using=simulated):
+            rows = Note.objects.using(simulated).order_by("pk").iterator(chunk_size=1)
+            next(rows)
+            aurora_simulator.silence(new_connections=False)
+            list(rows)
+
+    elapsed, error = _timed(work)
+    assert isinstance(error, DeadlineExceeded), error
+    assert elapsed < 5.0
+
+
+def test_connection_set_up_on_a_silent_network_ends_at_the_cap(
+    aurora_simulator, simulated, safety_net
+):
+    """Django's init_connection_state sets TimeZone when the database's
+    time zone is not the server's; its reply never comes."""
+    db = connections[simulated]
+    db.settings_dict["TIME_ZONE"] = "Asia/Tokyo"
+    aurora_simulator.lose_replies(1, contains="TimeZone", silent=True)
+
+    @database_handler
+    def handler(event, context):
+        db.connect()
+
+    elapsed, error = _timed(lambda: handler({}, FakeContext(3_000)))
+    print(f"connection set-up on a silent network, 2 s cap: {elapsed:.2f} s")
+    assert isinstance(error, DeadlineExceeded), error
+    assert elapsed < 3.0
+
+
+def test_session_restore_on_a_silent_network_ends_at_the_cap(
+    aurora_simulator, simulated, safety_net
+):
+    """The connection is replaced after a scale event; the session's
+    search_path is applied again on the new one, and that reply never
+    comes."""
+    db = connections[simulated]
+
+    @database_handler
+    def handler(event, context):
+        with db.cursor() as cursor:
+            cursor.execute("SET search_path TO public")
+            aurora_simulator.lose_replies(1, contains="search_path", silent=True)
+            aurora_simulator.drop_connections()
+            cursor.execute("SELECT 1")
+
+    elapsed, error = _timed(lambda: handler({}, FakeContext(3_000)))
+    print(f"session restore on a silent network, 2 s cap: {elapsed:.2f} s")
+    assert isinstance(error, DeadlineExceeded), error
+    assert elapsed < 3.0
+
+
+def test_the_end_of_a_request_never_connects_into_a_database_that_did_not_come_back(
+    aurora_simulator, simulated, events
+):
+    """deadline 3 against a paused cluster: on main the request took 5.0 s,
+    the last 2 s spent at request_finished connecting into the same paused
+    cluster to store the deferred event."""
+    from django.core.signals import request_finished, request_started
+
+    db = connections[simulated]
+    db.settings_dict["OPTIONS"]["aurora"] = {"deadline": 3.0}
+    aurora_simulator.pause()
+
+    def request():
+        request_started.send(sender=None)
+        try:
+            with pytest.raises(RetriesExhausted):
+                db.connect()
+        finally:
+            request_finished.send(sender=None)
+
+    try:
+        with override_settings(ORCA_DB_EVENTS_DATABASE=None), _events_into(simulated):
+            elapsed, error = _timed(request)
+            held = aurora_simulator.stats["held"]
+            assert receivers.deferred_count() == 1
+            aurora_simulator.resume()
+            # Once the database answers again, the event is written.
+            db.connect()
+            receivers.flush_deferred_events()
+    finally:
+        aurora_simulator.resume()
+    print(f"request with deadline 3 against a paused cluster: {elapsed:.2f} s")
+    assert error is None, error
+    assert elapsed < 3.5
+    assert held == events[0].attempts  # no connection made to store the event
+    assert receivers.deferred_count() == 0
+    assert RetryEvent.objects.get().outcome == "exhausted"

@@ -50,6 +50,7 @@ class LostConnectionMixin:
     _orca_refusal: _Refusal | None = None
     _orca_autocommit_wish: bool | None = None
     _orca_connecting = False
+    _orca_dropped = False
 
     def _orca_resume_session(self) -> None:
         """On a connection that replaces a lost one: the application's
@@ -168,11 +169,16 @@ class LostConnectionMixin:
 
     def close(self) -> None:
         connection = self.connection
-        if self._orca_connecting or (connection is not None and drivers.is_closed(connection)):
+        dropped, self._orca_dropped = self._orca_dropped, False
+        if (
+            self._orca_connecting
+            or dropped
+            or (connection is not None and drivers.is_closed(connection))
+        ):
             # A connection that is already broken (Django drops it when a
-            # rollback fails): lost, not closed by choice. The session is
-            # brought back on the next one, without what its open
-            # transaction had changed.
+            # rollback fails, or a ROLLBACK cut at its deadline dropped it):
+            # lost, not closed by choice. The session is brought back on the
+            # next one, without what its open transaction had changed.
             self._orca_session.lost = True
             self._orca_session.transaction_ended(False)
         else:

@@ -19,16 +19,18 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from .. import drivers
+from .. import deadlines, drivers
 from ..aws.credentials import apply_credentials, connect_with_credentials
 from ..conf import OPTIONS_KEY, RetrySettings, retry_settings
-from ..deadlines import bounded_connect
+from ..classify import driver_error
+from ..deadlines import ConnectTimeout, bounded_connect
 from ..exceptions import TransactionRolledBack
 from ..retry import Operation, active_operation, remaining_time, run
 from ..session import SessionState
 from .cursor import RetryingCursorMixin, retrying_class
 from .ending import TransactionEndMixin
 from .lost import LostConnectionMixin
+from .watching import ConnectionWatchMixin
 
 __all__ = ["AuroraRetryMixin", "RetryingCursorMixin"]
 
@@ -44,7 +46,7 @@ TCP_DEFAULTS = {
 }
 
 
-class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin):
+class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatchMixin):
     """Connect and execute through scale events, pauses and restarts."""
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -57,6 +59,7 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin):
         self._orca_connecting = False
         self._orca_enabled = True
         self._orca_cursor_class: type | None = None
+        self._orca_pool_wait: float | None = None
 
     @property
     def retry_settings(self) -> RetrySettings:
@@ -75,16 +78,31 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin):
     def get_new_connection(self, conn_params: dict[str, Any]):
         parent = super().get_new_connection
 
+        remaining = remaining_time()
+
         def connect(params: dict[str, Any]):
             # A login refused after a rotation is refreshed and retried once.
-            return connect_with_credentials(self, params, parent)
+            if remaining is None or not self.settings_dict["OPTIONS"].get("pool"):
+                return connect_with_credentials(self, params, parent)
+            # Django's psycopg pool waits for a free connection up to its own
+            # timeout (30 s by default): no longer than the deadline allows.
+            self._orca_pool_wait = remaining
+            try:
+                return connect_with_credentials(self, params, parent)
+            finally:
+                self._orca_pool_wait = None
 
         # Bounded by what is left of the operation's deadline (or of the
         # Lambda function's time): an attempt that cannot end in time is not
         # started, and one libpq cannot bound is abandoned at the bound.
-        connection = bounded_connect(connect, conn_params, remaining_time(), drivers.close_broken)
+        connection = bounded_connect(connect, conn_params, remaining, drivers.close_broken)
         settings = self.retry_settings
         self._orca_statement_deadline = settings.statement_deadline
+        if settings.enabled:
+            # Django's set-up and the session's restore, about to run on it,
+            # end by the same bounds as any call (watching.py).
+            operation = active_operation(self.alias)
+            self._orca_watch_setup(connection, None if operation is None else operation.deadline_at)
         self._orca_enabled = settings.enabled
         # No link while the connection refuses work: the hot path then takes
         # the slow way, which says so.
@@ -111,14 +129,21 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin):
 
     def _connect_once(self) -> None:
         self._orca_connecting = True
+        self._orca_dropped = False
         try:
             super().connect()
             self._orca_resume_session()
-        except BaseException:
+        except BaseException as error:
+            cut = self._orca_setup_ended()
             # A half-made connection (init_connection_state failed) must not
             # linger: the next attempt starts clean.
             self._discard_connection()
+            if cut:
+                raise self._orca_setup_cut_off() from driver_error(error)
             raise
+        else:
+            if self._orca_setup_ended():
+                self._orca_lose_connection()  # the answer came, the socket is shut
         finally:
             self._orca_connecting = False
 
@@ -136,6 +161,22 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin):
         if connection is not None:
             with contextlib.suppress(Exception):
                 self._close_broken_connection(connection)
+        self._orca_disarm()
+
+    def _close(self) -> None:
+        try:
+            super()._close()  # type: ignore[misc]
+        finally:
+            # After the close, which the watch covered too.
+            self._orca_disarm()
+
+    @property
+    def pool(self):
+        pool = super().pool  # type: ignore[misc]
+        wait = self._orca_pool_wait
+        if pool is None or wait is None:
+            return pool
+        return _BoundedPool(pool, wait)
 
     def _close_broken_connection(self, connection) -> None:
         drivers.close_broken(connection)
@@ -166,6 +207,29 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin):
         if cls is None:
             cls = _retrying(type(self), True, type(super().make_debug_cursor(cursor)))
         return cls(cursor, self)
+
+
+class _BoundedPool:
+    """Django's psycopg pool, whose ``getconn`` waits no longer than
+    ``wait`` seconds for a free connection: ``ConnectTimeout`` after."""
+
+    def __init__(self, pool: Any, wait: float):
+        self._pool = pool
+        self._wait = wait
+
+    def getconn(self, timeout: float | None = None) -> Any:
+        from psycopg_pool import PoolTimeout
+
+        wait = self._wait if timeout is None else min(timeout, self._wait)
+        if wait <= 0:
+            raise ConnectTimeout()
+        try:
+            return self._pool.getconn(timeout=wait)
+        except PoolTimeout:
+            raise ConnectTimeout() from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
 
 
 def _retry_any_connect_failure(error: BaseException, failure) -> None:
