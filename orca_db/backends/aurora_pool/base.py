@@ -11,6 +11,7 @@ frozen function keeps its pool's connections open (check orca_db.W030).
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
@@ -26,7 +27,12 @@ except ImportError as error:  # pragma: no cover - depends on the install
         "pip install 'orca-db[pool]'."
     ) from error
 
+from sqlalchemy import exc as sqlalchemy_errors
+from sqlalchemy.pool import QueuePool
+
 from ...aws.credentials import apply_credentials
+from ...deadlines import ConnectTimeout
+from ...retry import remaining_time
 from ..aurora.features import DatabaseFeatures
 from ..mixins import AuroraRetryMixin
 
@@ -43,6 +49,28 @@ POOL_DEFAULTS = {
 CONNECT_TIMEOUT = 10
 
 
+#: Seconds the pool may wait for a free connection in this context, or None.
+_pool_wait: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "orca_db_pool_wait", default=None
+)
+
+
+class _BoundedQueuePool(QueuePool):
+    """SQLAlchemy's QueuePool whose wait for a free connection ends by the
+    operation's deadline (or the Lambda cap) when that comes first. The
+    pool reads its timeout only where it waits."""
+
+    @property  # type: ignore[override]
+    def _timeout(self) -> float:
+        own = self.__dict__["_timeout"]
+        wait = _pool_wait.get()
+        return own if wait is None else min(own, wait)
+
+    @_timeout.setter
+    def _timeout(self, value: float) -> None:
+        self.__dict__["_timeout"] = value
+
+
 class DatabaseWrapper(AuroraRetryMixin, PGDatabaseWrapperMixin, postgresql.DatabaseWrapper):
     features_class = DatabaseFeatures
 
@@ -52,7 +80,26 @@ class DatabaseWrapper(AuroraRetryMixin, PGDatabaseWrapperMixin, postgresql.Datab
 
     def get_new_connection(self, conn_params: dict[str, Any]):
         conn_params = {"connect_timeout": CONNECT_TIMEOUT, **conn_params}
-        return super().get_new_connection(conn_params)
+        remaining = remaining_time()
+        if remaining is None:
+            return super().get_new_connection(conn_params)
+        # The pool (made by django-db-connection-pool on first use: a new
+        # pool has free slots) waits for a free connection no longer than
+        # the deadline allows.
+        from dj_db_conn_pool.core import pool_container
+
+        pool = pool_container.get(self.alias) if pool_container.has(self.alias) else None
+        if type(pool) is QueuePool:
+            pool.__class__ = _BoundedQueuePool
+        token = _pool_wait.set(max(remaining, 0.0))
+        try:
+            return super().get_new_connection(conn_params)
+        except sqlalchemy_errors.TimeoutError:
+            if pool is not None and remaining < pool.__dict__.get("_timeout", 0):
+                raise ConnectTimeout() from None
+            raise
+        finally:
+            _pool_wait.reset(token)
 
     def _get_new_connection(self, conn_params: dict[str, Any]):
         # The pool's creator: it was handed the parameters of the moment the
