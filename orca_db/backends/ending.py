@@ -102,9 +102,7 @@ class TransactionEndMixin:
             self._orca_refusal = None  # the server rolled it back already
         if self._orca_session.pending:
             self._orca_session.transaction_ended(False)
-        if self.connection is not None and (
-            deadlines.open_caps or self._orca_statement_deadline
-        ):
+        if self.connection is not None and (deadlines.open_caps or self._orca_statement_deadline):
             return self._orca_bounded_rollback(super()._rollback)
         return super()._rollback()
 

@@ -21,9 +21,9 @@ from typing import Any
 
 from .. import deadlines, drivers
 from ..aws.credentials import apply_credentials, connect_with_credentials
-from ..conf import OPTIONS_KEY, RetrySettings, retry_settings
 from ..classify import driver_error
-from ..deadlines import ConnectTimeout, bounded_connect
+from ..conf import OPTIONS_KEY, RetrySettings, retry_settings
+from ..deadlines import bounded_connect
 from ..exceptions import TransactionRolledBack
 from ..retry import Operation, active_operation, remaining_time, run
 from ..session import SessionState
@@ -59,7 +59,6 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatch
         self._orca_connecting = False
         self._orca_enabled = True
         self._orca_cursor_class: type | None = None
-        self._orca_pool_wait: float | None = None
 
     @property
     def retry_settings(self) -> RetrySettings:
@@ -86,11 +85,8 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatch
                 return connect_with_credentials(self, params, parent)
             # Django's psycopg pool waits for a free connection up to its own
             # timeout (30 s by default): no longer than the deadline allows.
-            self._orca_pool_wait = remaining
-            try:
+            with deadlines.pool_wait_bounded(self.pool, remaining):
                 return connect_with_credentials(self, params, parent)
-            finally:
-                self._orca_pool_wait = None
 
         # Bounded by what is left of the operation's deadline (or of the
         # Lambda function's time): an attempt that cannot end in time is not
@@ -165,18 +161,10 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatch
 
     def _close(self) -> None:
         try:
-            super()._close()  # type: ignore[misc]
+            super()._close()
         finally:
             # After the close, which the watch covered too.
             self._orca_disarm()
-
-    @property
-    def pool(self):
-        pool = super().pool  # type: ignore[misc]
-        wait = self._orca_pool_wait
-        if pool is None or wait is None:
-            return pool
-        return _BoundedPool(pool, wait)
 
     def _close_broken_connection(self, connection) -> None:
         drivers.close_broken(connection)
@@ -207,29 +195,6 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatch
         if cls is None:
             cls = _retrying(type(self), True, type(super().make_debug_cursor(cursor)))
         return cls(cursor, self)
-
-
-class _BoundedPool:
-    """Django's psycopg pool, whose ``getconn`` waits no longer than
-    ``wait`` seconds for a free connection: ``ConnectTimeout`` after."""
-
-    def __init__(self, pool: Any, wait: float):
-        self._pool = pool
-        self._wait = wait
-
-    def getconn(self, timeout: float | None = None) -> Any:
-        from psycopg_pool import PoolTimeout
-
-        wait = self._wait if timeout is None else min(timeout, self._wait)
-        if wait <= 0:
-            raise ConnectTimeout()
-        try:
-            return self._pool.getconn(timeout=wait)
-        except PoolTimeout:
-            raise ConnectTimeout() from None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pool, name)
 
 
 def _retry_any_connect_failure(error: BaseException, failure) -> None:

@@ -183,7 +183,7 @@ class ConnectionWatchMixin:
     # ----- fetches from server-side cursors -------------------------------------
 
     def chunked_cursor(self):
-        cursor = super().chunked_cursor()  # type: ignore[misc]
+        cursor = super().chunked_cursor()
         if getattr(cursor, "db", None) is self and getattr(cursor.cursor, "name", None):
             cursor.__class__ = _fetching(type(cursor))
         return cursor

@@ -11,7 +11,6 @@ frozen function keeps its pool's connections open (check orca_db.W030).
 
 from __future__ import annotations
 
-import contextvars
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
@@ -27,11 +26,8 @@ except ImportError as error:  # pragma: no cover - depends on the install
         "pip install 'orca-db[pool]'."
     ) from error
 
-from sqlalchemy import exc as sqlalchemy_errors
-from sqlalchemy.pool import QueuePool
-
 from ...aws.credentials import apply_credentials
-from ...deadlines import ConnectTimeout
+from ...deadlines import pool_wait_bounded
 from ...retry import remaining_time
 from ..aurora.features import DatabaseFeatures
 from ..mixins import AuroraRetryMixin
@@ -47,28 +43,6 @@ POOL_DEFAULTS = {
 #: function is fixed when the pool is made, so it cannot follow the
 #: remaining deadline of each operation as the plain engine does.
 CONNECT_TIMEOUT = 10
-
-
-#: Seconds the pool may wait for a free connection in this context, or None.
-_pool_wait: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "orca_db_pool_wait", default=None
-)
-
-
-class _BoundedQueuePool(QueuePool):
-    """SQLAlchemy's QueuePool whose wait for a free connection ends by the
-    operation's deadline (or the Lambda cap) when that comes first. The
-    pool reads its timeout only where it waits."""
-
-    @property  # type: ignore[override]
-    def _timeout(self) -> float:
-        own = self.__dict__["_timeout"]
-        wait = _pool_wait.get()
-        return own if wait is None else min(own, wait)
-
-    @_timeout.setter
-    def _timeout(self, value: float) -> None:
-        self.__dict__["_timeout"] = value
 
 
 class DatabaseWrapper(AuroraRetryMixin, PGDatabaseWrapperMixin, postgresql.DatabaseWrapper):
@@ -89,17 +63,8 @@ class DatabaseWrapper(AuroraRetryMixin, PGDatabaseWrapperMixin, postgresql.Datab
         from dj_db_conn_pool.core import pool_container
 
         pool = pool_container.get(self.alias) if pool_container.has(self.alias) else None
-        if type(pool) is QueuePool:
-            pool.__class__ = _BoundedQueuePool
-        token = _pool_wait.set(max(remaining, 0.0))
-        try:
+        with pool_wait_bounded(pool, remaining, attribute="_timeout"):
             return super().get_new_connection(conn_params)
-        except sqlalchemy_errors.TimeoutError:
-            if pool is not None and remaining < pool.__dict__.get("_timeout", 0):
-                raise ConnectTimeout() from None
-            raise
-        finally:
-            _pool_wait.reset(token)
 
     def _get_new_connection(self, conn_params: dict[str, Any]):
         # The pool's creator: it was handed the parameters of the moment the
