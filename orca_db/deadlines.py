@@ -288,8 +288,8 @@ class ConnectTimeout(OperationalError):
     """A connect attempt bounded by the caller ran out of time. Classified
     like libpq's own "timeout expired": retryable, nothing was applied."""
 
-    def __init__(self) -> None:
-        super().__init__("timeout expired (the attempt was bounded by the operation's deadline)")
+    def __init__(self, detail: str = "the attempt was bounded by the operation's deadline") -> None:
+        super().__init__(f"timeout expired ({detail})")
 
 
 # libpq (and psycopg 3, which mimics it) round a connect_timeout below 2 s

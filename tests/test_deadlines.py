@@ -481,6 +481,30 @@ def test_leaving_atomic_on_a_silent_network_keeps_the_session_for_the_next_conne
     assert not Note.objects.filter(text="rolled-back").exists()
 
 
+def test_the_applications_close_after_a_cut_rollback_starts_a_clean_session(
+    aurora_simulator, simulated, safety_net
+):
+    db = connections[simulated]
+    db.settings_dict["OPTIONS"]["aurora"] = {"statement_deadline": 1.0}
+    with db.cursor() as cursor:
+        cursor.execute("SHOW search_path")
+        default = cursor.fetchone()
+        cursor.execute("SET search_path TO pg_catalog, public")
+    db.set_autocommit(False)
+    try:
+        Note.objects.using(simulated).create(text="rolled-back")
+        aurora_simulator.silence(new_connections=False)
+        with pytest.raises(DeadlineExceeded):
+            db.rollback()
+        aurora_simulator.unsilence()
+        db.close()  # "each job gets a fresh session"
+    finally:
+        db.set_autocommit(True)
+    with db.cursor() as cursor:
+        cursor.execute("SHOW search_path")
+        assert cursor.fetchone() == default
+
+
 def test_a_savepoint_rollback_on_a_silent_network_ends_at_the_cap(
     aurora_simulator, simulated, safety_net
 ):
@@ -562,7 +586,7 @@ def test_connection_set_up_on_a_silent_network_ends_at_the_cap(
 
     elapsed, error = _timed(lambda: handler({}, FakeContext(3_000)))
     print(f"connection set-up on a silent network, 2 s cap: {elapsed:.2f} s")
-    assert isinstance(error, DeadlineExceeded), error
+    assert isinstance(error, RetriesExhausted), error  # a connect that timed out
     assert elapsed < 3.0
 
 
@@ -584,7 +608,7 @@ def test_session_restore_on_a_silent_network_ends_at_the_cap(
 
     elapsed, error = _timed(lambda: handler({}, FakeContext(3_000)))
     print(f"session restore on a silent network, 2 s cap: {elapsed:.2f} s")
-    assert isinstance(error, DeadlineExceeded), error
+    assert isinstance(error, RetriesExhausted), error  # a connect that timed out
     assert elapsed < 3.0
 
 

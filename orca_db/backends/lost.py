@@ -20,12 +20,17 @@ is a new start: both are forgotten.
 from __future__ import annotations
 
 import dataclasses
+import sys
+
+from django.db.transaction import Atomic
 
 from .. import drivers
 from ..classify import classify
 from ..exceptions import SessionStateLost, TransactionRolledBack
 from ..session import SessionState
 from ..sql import profile
+
+_ATOMIC_EXIT = Atomic.__exit__.__code__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +174,10 @@ class LostConnectionMixin:
 
     def close(self) -> None:
         connection = self.connection
-        dropped, self._orca_dropped = self._orca_dropped, False
+        # Django's atomic() closes the connection after a failed rollback:
+        # that close is part of the loss, not the application's choice.
+        dropped = self._orca_dropped and sys._getframe(1).f_code is _ATOMIC_EXIT
+        self._orca_dropped = False
         if (
             self._orca_connecting
             or dropped

@@ -27,7 +27,7 @@ from django.db.utils import Error as DjangoError
 
 from .. import deadlines, drivers
 from ..classify import driver_error
-from ..deadlines import Watch, watchdog
+from ..deadlines import ConnectTimeout, Watch, watchdog
 from ..exceptions import DeadlineExceeded
 
 
@@ -132,12 +132,13 @@ class ConnectionWatchMixin:
         watchdog.release(watch)
         return watch.cut
 
-    def _orca_setup_cut_off(self) -> DeadlineExceeded:
-        return DeadlineExceeded(
-            f"Connecting to database {self.alias!r}: the new connection's set-up (Django's "  # type: ignore[attr-defined]
-            f"session settings, or the session restored after a reconnect) was still waiting "
-            f"for the server at its deadline and was cut off; no statement of the "
-            f"application's ran on it."
+    def _orca_setup_cut_off(self) -> ConnectTimeout:
+        # A connect that did not finish in time: retried within what is left
+        # of the operation's deadline, then RetriesExhausted.
+        return ConnectTimeout(
+            "the new connection's set-up (Django's session settings, or the session "
+            "restored after a reconnect) was still waiting for the server at its deadline "
+            "and was cut off; no statement of the application's ran on it"
         )
 
     # ----- ROLLBACK -------------------------------------------------------------
@@ -167,9 +168,10 @@ class ConnectionWatchMixin:
         session.transaction_ended(False)
         self._discard_connection()  # type: ignore[attr-defined]
         # Leaving atomic() must not reconnect at once (into the network that
-        # just went silent, past the deadline), and Django's close() after a
-        # failed rollback is part of the loss: the session comes back on the
-        # next connection.
+        # just went silent, past the deadline), and the close() atomic() makes
+        # after a failed rollback is part of the loss: the session comes back
+        # on the next connection. (The application's own close() still
+        # starts a clean session.)
         self.closed_in_transaction = True
         self._orca_dropped = True
         return DeadlineExceeded(
