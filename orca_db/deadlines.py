@@ -61,6 +61,9 @@ _cap: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 #: a database has no statement_deadline, statements skip the watchdog.
 open_caps = 0
 _open_caps_lock = threading.Lock()
+#: Called with the cap's instant when a deadline_cap block opens: the aurora
+#: backend holds the connections already open in this context.
+on_open: list[Callable[[float], None]] = []
 #: The held watches armed within the innermost deadline_cap block of this
 #: context: disarmed when the block closes.
 _held: contextvars.ContextVar[list[Watch] | None] = contextvars.ContextVar(
@@ -75,12 +78,16 @@ def deadline_cap(seconds: float) -> Iterator[None]:
     global open_caps
     at = time.monotonic() + seconds
     outer = _cap.get()
-    token = _cap.set(at if outer is None else min(at, outer))
+    if outer is not None:
+        at = min(at, outer)
+    token = _cap.set(at)
     held: list[Watch] = []
     held_token = _held.set(held)
     with _open_caps_lock:
         open_caps += 1
     try:
+        for hook in on_open:
+            hook(at)
         yield
     finally:
         with _open_caps_lock:
@@ -178,6 +185,17 @@ class _Watchdog:
 
 
 watchdog = _Watchdog()
+
+
+def _after_fork() -> None:
+    # The watchdog thread does not survive a fork (a pre-forking server that
+    # connected in its master): the child starts its own on first use, and
+    # never cuts the sockets it inherited (shutting one down would cut the
+    # parent's connection too).
+    watchdog.__init__()  # type: ignore[misc]
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def watch_statement(fd: int, statement_deadline: float | None) -> Watch | None:

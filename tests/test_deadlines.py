@@ -649,3 +649,37 @@ def test_the_end_of_a_request_never_connects_into_a_database_that_did_not_come_b
     assert held == events[0].attempts  # no connection made to store the event
     assert receivers.deferred_count() == 0
     assert RetryEvent.objects.get().outcome == "exhausted"
+
+
+@pytest.mark.parametrize("connected", ["before the cap", "inside the cap"])
+def test_a_call_nobody_listed_is_cut_at_the_cap_too(
+    aurora_simulator, simulated, safety_net, connected
+):
+    """A driver call straight on the connection (no Django cursor, no
+    orca-db call site) on a silent network: the watch held on the
+    connection for as long as the cap is open cuts it as well."""
+    from orca_db.deadlines import deadline_cap
+
+    db = connections[simulated]
+    if connected == "before the cap":
+        db.connect()
+    # An alias of DATABASES, as an application's are (connections.all()
+    # lists only those).
+    connections.settings[simulated] = db.settings_dict
+
+    def work():
+        with deadline_cap(2.0):
+            if db.connection is None:
+                db.connect()
+            aurora_simulator.silence(new_connections=False)
+            cursor = db.connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+
+    try:
+        elapsed, error = _timed(work)
+    finally:
+        del connections.settings[simulated]
+    print(f"a raw driver call on a silent network ({connected}), 2 s cap: {elapsed:.2f} s")
+    assert error is not None  # the driver's own lost-connection error
+    assert elapsed < 3.0

@@ -191,6 +191,20 @@ class ConnectionWatchMixin:
         return cursor
 
 
+def _hold_open_connections(at: float) -> None:
+    """A deadline cap opens: the aurora connections already open in this
+    context are held from now on, whatever call comes first."""
+    from django.db import connections
+
+    for db in connections.all(initialized_only=True):
+        if isinstance(db, ConnectionWatchMixin) and db.connection is not None:
+            link = db._orca_link  # type: ignore[attr-defined]
+            if link is not None:
+                db._orca_hold(link.fd, at)
+
+
+deadlines.on_open.append(_hold_open_connections)
+
 _FETCHING: dict[type, type] = {}
 
 
