@@ -478,7 +478,32 @@ def test_leaving_atomic_on_a_silent_network_keeps_the_session_for_the_next_conne
     with db.cursor() as cursor:
         cursor.execute("SHOW search_path")
         assert cursor.fetchone() == ("pg_catalog, public",)
+    assert db.get_autocommit()  # as before the block
     assert not Note.objects.filter(text="rolled-back").exists()
+
+
+def test_after_a_cut_rollback_the_applications_autocommit_setting_holds(
+    aurora_simulator, simulated, safety_net
+):
+    """set_autocommit(False), rollback() cut: the work that follows on the
+    next connection is still in a transaction, not committed statement by
+    statement."""
+    db = connections[simulated]
+    db.settings_dict["OPTIONS"]["aurora"] = {"statement_deadline": 1.0}
+    db.set_autocommit(False)
+    try:
+        Note.objects.using(simulated).create(text="rolled-back")
+        aurora_simulator.silence(new_connections=False)
+        with pytest.raises(DeadlineExceeded):
+            db.rollback()
+        aurora_simulator.unsilence()
+        Note.objects.using(simulated).create(text="not-yet")
+        assert not db.get_autocommit()
+        assert not Note.objects.filter(text="not-yet").exists()  # uncommitted
+        db.rollback()
+    finally:
+        db.set_autocommit(True)
+    assert not Note.objects.filter(text__in=["rolled-back", "not-yet"]).exists()
 
 
 def test_the_applications_close_after_a_cut_rollback_starts_a_clean_session(

@@ -187,6 +187,9 @@ class LostConnectionMixin:
             # rollback fails, or a ROLLBACK cut at its deadline dropped it):
             # lost, not closed by choice. The session is brought back on the
             # next one, without what its open transaction had changed.
+            if dropped:
+                # atomic() had turned autocommit off, not the application.
+                self._orca_autocommit_wish = None
             self._orca_session.lost = True
             self._orca_session.transaction_ended(False)
         else:

@@ -166,6 +166,10 @@ class ConnectionWatchMixin:
         session = self._orca_session  # type: ignore[attr-defined]
         session.lost = True
         session.transaction_ended(False)
+        if self._orca_autocommit_wish is None:  # type: ignore[has-type]
+            # set_autocommit(False) of the application's holds on the next
+            # connection (unless atomic() turned it off: see close()).
+            self._orca_autocommit_wish = self.autocommit  # type: ignore[attr-defined]
         self._discard_connection()  # type: ignore[attr-defined]
         # Leaving atomic() must not reconnect at once (into the network that
         # just went silent, past the deadline), and the close() atomic() makes
