@@ -72,9 +72,14 @@ _held: contextvars.ContextVar[list[Watch] | None] = contextvars.ContextVar(
 
 
 @contextlib.contextmanager
-def deadline_cap(seconds: float) -> Iterator[None]:
+def deadline_cap(seconds: float, *, hold_open: bool = True) -> Iterator[None]:
     """Within this block nothing (retries, connect attempts, statements)
-    runs more than ``seconds`` from now."""
+    runs more than ``seconds`` from now.
+
+    With ``hold_open`` (the default) the connections already open in this
+    context are held from the start; without, only those used or made in
+    the block (a bound on some work of orca-db's own, such as storing
+    events, that must not cut the application's connections)."""
     global open_caps
     at = time.monotonic() + seconds
     outer = _cap.get()
@@ -86,8 +91,9 @@ def deadline_cap(seconds: float) -> Iterator[None]:
     with _open_caps_lock:
         open_caps += 1
     try:
-        for hook in on_open:
-            hook(at)
+        if hold_open:
+            for hook in on_open:
+                hook(at)
         yield
     finally:
         with _open_caps_lock:

@@ -12,7 +12,8 @@ Storing must never hurt the application, so the row is written:
   ``transaction.on_commit`` is no better: an event from a rolled-back
   transaction would never be written;
 - with one attempt (no retries), a 2 s connect timeout and a statement
-  deadline, all within what is left of the Lambda function's time;
+  deadline, all within ``STORE_TIME`` seconds (connect, insert, close) and
+  within what is left of the Lambda function's time;
 - never into a database that did not come back within an operation's
   deadline, until a connection to it has been made again (by the
   application: Django's ``connection_created``), and never with the
@@ -33,6 +34,7 @@ dropping one is logged too. Failures to store are logged on
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import copy
 import logging
@@ -77,6 +79,8 @@ EVENTS_STATEMENT_DEADLINE = 5.0
 #: Seconds the end of a request or invocation may spend storing deferred
 #: events, all included (within what is left of the invocation, in Lambda).
 END_STORE_TIME = 3.0
+#: Seconds one store (connect, insert, close) may take.
+STORE_TIME = 3.0
 
 _deferred: collections.deque[tuple[str, SettledEvent]] = collections.deque()
 _deferred_lock = threading.Lock()
@@ -105,14 +109,14 @@ def store_retry_event(sender: Any, event: SettledEvent, **kwargs: Any) -> None:
 @receiver(request_finished, dispatch_uid="orca_db_app.receivers.flush_after_request")
 def _flush_after_request(**kwargs: Any) -> None:
     if _deferred:
-        with deadline_cap(END_STORE_TIME):
+        with deadline_cap(END_STORE_TIME, hold_open=False):
             flush_deferred_events()
 
 
 @receiver(invocation_finished, dispatch_uid="orca_db_app.receivers.flush_after_invocation")
 def _flush_after_invocation(**kwargs: Any) -> None:
     if _deferred:
-        with deadline_cap(END_STORE_TIME):
+        with deadline_cap(END_STORE_TIME, hold_open=False):
             flush_deferred_events()
 
 
@@ -223,10 +227,19 @@ def _store(target: str, events: list[SettledEvent]) -> int:
     token = _storing.set(True)
     wrapper = events_connection(target)
     try:
-        query = sql.InsertQuery(RetryEvent)
-        fields = [f for f in RetryEvent._meta.concrete_fields if not f.primary_key]
-        query.insert_values(fields, [RetryEvent.from_event(event) for event in batch])
-        query.get_compiler(connection=wrapper).execute_sql()
+        # Connect, insert and close within STORE_TIME (and what is left of
+        # any cap around), on a silent network too.
+        with deadline_cap(STORE_TIME, hold_open=False):
+            try:
+                query = sql.InsertQuery(RetryEvent)
+                fields = [f for f in RetryEvent._meta.concrete_fields if not f.primary_key]
+                query.insert_values(fields, [RetryEvent.from_event(event) for event in batch])
+                query.get_compiler(connection=wrapper).execute_sql()
+            finally:
+                # Written is written: a failing close must not defer (and
+                # later write again) what the insert stored.
+                with contextlib.suppress(Exception):
+                    wrapper.close()
     except BaseException:
         with _deferred_lock:
             _deferred.extendleft((target, event) for event in reversed(batch))
@@ -234,7 +247,6 @@ def _store(target: str, events: list[SettledEvent]) -> int:
                 _deferred.pop()
         raise
     finally:
-        wrapper.close()
         _storing.reset(token)
     return len(batch)
 

@@ -708,3 +708,26 @@ def test_a_call_nobody_listed_is_cut_at_the_cap_too(
     print(f"a raw driver call on a silent network ({connected}), 2 s cap: {elapsed:.2f} s")
     assert error is not None  # the driver's own lost-connection error
     assert elapsed < 3.0
+
+
+def test_storing_an_event_on_a_network_gone_silent_ends_within_store_time(
+    aurora_simulator, simulated, safety_net, events
+):
+    """The INSERT of the event never gets its reply: the store (connect,
+    insert, close) ends within STORE_TIME, not the events connection's
+    5 s statement deadline, and the event waits, not lost."""
+    db = connections[simulated]
+    db.connect()
+    with override_settings(ORCA_DB_EVENTS_DATABASE=None), _events_into(simulated):
+        aurora_simulator.lose_replies(1, contains="retryevent", silent=True)
+        aurora_simulator.drop_connections()
+        started = time.monotonic()
+        with db.cursor() as cursor:
+            cursor.execute("SELECT 1")  # recovered; its event goes to the same database
+        elapsed = time.monotonic() - started
+    print(f"storing an event on a silent network: the read took {elapsed:.2f} s")
+    assert [e.outcome for e in events] == ["recovered"]
+    # STORE_TIME (3 s) and the reconnect; the statement deadline alone
+    # (before: 5.15 s) would take 5 s at least.
+    assert elapsed < receivers.EVENTS_STATEMENT_DEADLINE
+    assert receivers.deferred_count() == 1
