@@ -42,15 +42,27 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import heapq
-import itertools
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import OperationalError
+
+from .watches import Watch, held_in_cap, hold, watchdog
+
+__all__ = [
+    "ConnectTimeout",
+    "TimedOut",
+    "Watch",
+    "bounded_connect",
+    "cap",
+    "deadline_cap",
+    "hold",
+    "run_within",
+    "watch_statement",
+    "watchdog",
+]
 
 #: Absolute ``time.monotonic()`` instant past which nothing may run in this
 #: context, or ``None``.
@@ -64,11 +76,6 @@ _open_caps_lock = threading.Lock()
 #: Called with the cap's instant when a deadline_cap block opens: the aurora
 #: backend holds the connections already open in this context.
 on_open: list[Callable[[float], None]] = []
-#: The held watches armed within the innermost deadline_cap block of this
-#: context: disarmed when the block closes.
-_held: contextvars.ContextVar[list[Watch] | None] = contextvars.ContextVar(
-    "orca_db_held_watches", default=None
-)
 
 
 @contextlib.contextmanager
@@ -87,7 +94,7 @@ def deadline_cap(seconds: float, *, hold_open: bool = True) -> Iterator[None]:
         at = min(at, outer)
     token = _cap.set(at)
     held: list[Watch] = []
-    held_token = _held.set(held)
+    held_token = held_in_cap.set(held)
     with _open_caps_lock:
         open_caps += 1
     try:
@@ -98,7 +105,7 @@ def deadline_cap(seconds: float, *, hold_open: bool = True) -> Iterator[None]:
     finally:
         with _open_caps_lock:
             open_caps -= 1
-        _held.reset(held_token)
+        held_in_cap.reset(held_token)
         _cap.reset(token)
         for entry in held:
             watchdog.disarm(entry)
@@ -107,101 +114,6 @@ def deadline_cap(seconds: float, *, hold_open: bool = True) -> Iterator[None]:
 def cap() -> float | None:
     """The instant set by the innermost :func:`deadline_cap`, or ``None``."""
     return _cap.get()
-
-
-class Watch:
-    """One call (or, held, one connection) under watch; ``cut`` tells
-    whether its socket was shut at the deadline."""
-
-    __slots__ = ("at", "cut", "fd", "held", "inode", "key")
-
-    def __init__(self, at: float, fd: int, key: int, inode: int | None = None):
-        self.at = at
-        self.fd = fd
-        self.key = key
-        self.cut = False
-        #: Held watches stay armed after each call (``release`` leaves them
-        #: alone) until ``disarm``: the cap closes or the connection does.
-        self.held = inode is not None
-        self.inode = inode
-
-    def __lt__(self, other: Watch) -> bool:
-        return self.at < other.at
-
-
-class _Watchdog:
-    def __init__(self) -> None:
-        self._lock = threading.Condition()
-        self._heap: list[Watch] = []
-        self._live: dict[int, Watch] = {}
-        self._keys = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, fd: int, at: float, inode: int | None = None) -> Watch:
-        entry = Watch(at, fd, next(self._keys), inode)
-        with self._lock:
-            self._live[entry.key] = entry
-            heapq.heappush(self._heap, entry)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="orca-db-watchdog", daemon=True
-                )
-                self._thread.start()
-            elif self._heap[0] is entry:
-                self._lock.notify()
-        return entry
-
-    def release(self, entry: Watch) -> None:
-        """The call returned: its socket must not be touched any more (the
-        descriptor may be closed and its number reused). A held watch stays
-        armed for the next call on its connection."""
-        with self._lock:  # also held: a cut under way is over (and ``cut`` set)
-            if not entry.held:
-                self._live.pop(entry.key, None)
-
-    def disarm(self, entry: Watch) -> None:
-        """Whatever the kind of watch: its socket is left alone from now."""
-        with self._lock:
-            self._live.pop(entry.key, None)
-
-    def armed(self, entry: Watch) -> bool:
-        return entry.key in self._live
-
-    def _run(self) -> None:
-        from .drivers import cut_socket
-
-        with self._lock:
-            while True:
-                while self._heap and self._heap[0].key not in self._live:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._lock.wait()
-                    continue
-                wait = self._heap[0].at - time.monotonic()
-                if wait > 0:
-                    self._lock.wait(wait)
-                    continue
-                entry = heapq.heappop(self._heap)
-                del self._live[entry.key]
-                # Under the lock: release() cannot return (and the caller
-                # close the descriptor) while the socket is being shut down.
-                entry.cut = True  # before the shutdown wakes the caller up
-                if not cut_socket(entry.fd, entry.inode):
-                    entry.cut = False  # not its socket any more
-
-
-watchdog = _Watchdog()
-
-
-def _after_fork() -> None:
-    # The watchdog thread does not survive a fork (a pre-forking server that
-    # connected in its master): the child starts its own on first use, and
-    # never cuts the sockets it inherited (shutting one down would cut the
-    # parent's connection too).
-    watchdog.__init__()  # type: ignore[misc]
-
-
-os.register_at_fork(after_in_child=_after_fork)
 
 
 def watch_statement(fd: int, statement_deadline: float | None) -> Watch | None:
@@ -213,99 +125,6 @@ def watch_statement(fd: int, statement_deadline: float | None) -> Watch | None:
         own = time.monotonic() + statement_deadline
         at = own if at is None else min(at, own)
     return None if at is None else watchdog.watch(fd, at)
-
-
-def hold(fd: int, at: float) -> Watch | None:
-    """A held watch on socket ``fd`` until ``at``, disarmed when the
-    innermost :func:`deadline_cap` block closes (``None`` outside one, or
-    when ``fd`` is not a socket any more)."""
-    held = _held.get()
-    if held is None:
-        return None
-    try:
-        inode = os.fstat(fd).st_ino
-    except OSError:
-        return None
-    entry = watchdog.watch(fd, at, inode)
-    held.append(entry)
-    return entry
-
-
-#: Seconds a connection pool may wait for a free connection in this
-#: context (:func:`pool_wait_bounded`), or ``None``.
-_pool_wait: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "orca_db_pool_wait", default=None
-)
-
-
-def pool_wait(own: float) -> float:
-    """The wait a bounded pool allows, its own timeout being ``own``."""
-    wait = _pool_wait.get()
-    return own if wait is None else min(own, wait)
-
-
-_BOUNDED_POOLS: dict[tuple[type, str], type] = {}
-
-
-def _bounded_pool_class(cls: type, attribute: str) -> type:
-    """``cls`` whose ``attribute`` (the timeout its wait for a free
-    connection reads) is capped by :func:`pool_wait`."""
-    made = _BOUNDED_POOLS.get((cls, attribute))
-    if made is None:
-
-        def get(pool: Any) -> float:
-            return pool_wait(pool.__dict__[attribute])
-
-        def set_(pool: Any, value: float) -> None:
-            pool.__dict__[attribute] = value
-
-        made = _BOUNDED_POOLS.setdefault(
-            (cls, attribute),
-            type(f"Bounded{cls.__name__}", (cls,), {attribute: property(get, set_)}),
-        )
-    return made
-
-
-@contextlib.contextmanager
-def pool_wait_bounded(pool: Any, seconds: float, attribute: str = "timeout") -> Iterator[None]:
-    """Within the block, ``pool`` (psycopg's, or SQLAlchemy's with
-    ``attribute="_timeout"``) waits for a free connection ``seconds`` at
-    most; a wait cut short by that raises :class:`ConnectTimeout`. The
-    pool's class is made a subclass whose timeout reads this bound: the
-    pool is shared by threads, its own attribute is left alone."""
-    if pool is None or attribute not in getattr(pool, "__dict__", {}):
-        yield
-        return
-    cls = type(pool)
-    if cls not in {made for made in _BOUNDED_POOLS.values()}:
-        pool.__class__ = _bounded_pool_class(cls, attribute)
-    own = pool.__dict__[attribute]
-    token = _pool_wait.set(max(seconds, 0.0))
-    try:
-        yield
-    except Exception as error:
-        if seconds < own and _is_pool_timeout(error):
-            raise ConnectTimeout() from error
-        raise
-    finally:
-        _pool_wait.reset(token)
-
-
-def _is_pool_timeout(error: BaseException) -> bool:
-    # psycopg_pool.PoolTimeout (wrapped by Django as an OperationalError),
-    # SQLAlchemy's TimeoutError.
-    seen = {id(error)}
-    while error is not None:
-        name = type(error).__name__
-        module = type(error).__module__
-        if name == "PoolTimeout" or (name == "TimeoutError" and module.startswith("sqlalchemy")):
-            return True
-        error = error.__cause__ or error.__context__  # type: ignore[assignment]
-        if error is not None and id(error) in seen:
-            return False
-        if error is not None:
-            seen.add(id(error))
-    return False
 
 
 class ConnectTimeout(OperationalError):

@@ -19,12 +19,13 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from .. import deadlines, drivers
+from .. import drivers
 from ..aws.credentials import apply_credentials, connect_with_credentials
 from ..classify import driver_error
 from ..conf import OPTIONS_KEY, RetrySettings, retry_settings
 from ..deadlines import bounded_connect
 from ..exceptions import TransactionRolledBack
+from ..pool_waits import pool_wait_bounded
 from ..retry import Operation, active_operation, remaining_time, run
 from ..session import SessionState
 from .cursor import RetryingCursorMixin, retrying_class
@@ -85,7 +86,7 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatch
                 return connect_with_credentials(self, params, parent)
             # Django's psycopg pool waits for a free connection up to its own
             # timeout (30 s by default): no longer than the deadline allows.
-            with deadlines.pool_wait_bounded(self.pool, remaining):
+            with pool_wait_bounded(self.pool, remaining):
                 return connect_with_credentials(self, params, parent)
 
         # Bounded by what is left of the operation's deadline (or of the

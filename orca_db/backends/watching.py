@@ -1,21 +1,17 @@
 """Every blocking call on an aurora connection ends by its deadline (rule 2
 of docs/retry-safety.md), for the aurora backend's mixin.
 
-Within a :func:`~orca_db.deadlines.deadline_cap` block (a Lambda
-invocation, a management command's timeout, the end of a request storing
-events) the connection's socket is **held** under one watch from its first
-use (or from its connect) until the block closes or the connection does:
-whatever blocks on it (a statement, ``ROLLBACK``, a fetch from a
+Within a :func:`~orca_db.deadlines.deadline_cap` block the connection's
+socket is **held** under one watch from the block's start (or the
+connection's connect or first use) until the block or the connection
+closes: whatever blocks on it (a statement, ``ROLLBACK``, a fetch from a
 server-side cursor, Django's set-up, a session restore, a close, a call
-nobody listed) ends at the cap, when the watchdog shuts the socket down.
-``statement_deadline``, a bound per call, arms a watch per call at the
-places that block: statements and ``COMMIT`` (cursor.py, ending.py),
-``ROLLBACK``, fetches from server-side cursors and the connection's set-up
-(here). Nothing is armed, and nothing costs, while neither applies.
-
-The code that catches a driver's error asks the watch whether it was cut
-(``watch.cut``) and raises ``DeadlineExceeded`` (``WriteDeadlineExceeded``
-when a write's outcome is unknown) instead of a lost-connection error.
+nobody listed) ends at the cap. ``statement_deadline``, a bound per call,
+arms a watch per call where calls block: statements and ``COMMIT``
+(cursor.py, ending.py), ``ROLLBACK``, fetches and set-up (here). Nothing is
+armed while neither applies. The code that catches a driver's error asks
+the watch whether it was cut (``watch.cut``) and raises ``DeadlineExceeded``
+instead of a lost-connection error.
 """
 
 from __future__ import annotations

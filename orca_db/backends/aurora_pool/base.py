@@ -27,7 +27,7 @@ except ImportError as error:  # pragma: no cover - depends on the install
     ) from error
 
 from ...aws.credentials import apply_credentials
-from ...deadlines import pool_wait_bounded
+from ...pool_waits import pool_wait_bounded
 from ...retry import remaining_time
 from ..aurora.features import DatabaseFeatures
 from ..mixins import AuroraRetryMixin
