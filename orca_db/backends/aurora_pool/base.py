@@ -18,6 +18,7 @@ from django.db.backends.postgresql import base as postgresql
 
 try:
     from dj_db_conn_pool.backends.postgresql.mixins import PGDatabaseWrapperMixin
+    from dj_db_conn_pool.core import pool_container
 except ImportError as error:  # pragma: no cover - depends on the install
     from django.core.exceptions import ImproperlyConfigured
 
@@ -60,8 +61,6 @@ class DatabaseWrapper(AuroraRetryMixin, PGDatabaseWrapperMixin, postgresql.Datab
         # The pool (made by django-db-connection-pool on first use: a new
         # pool has free slots) waits for a free connection no longer than
         # the deadline allows.
-        from dj_db_conn_pool.core import pool_container
-
         pool = pool_container.get(self.alias) if pool_container.has(self.alias) else None
         with pool_wait_bounded(pool, remaining, attribute="_timeout"):
             return super().get_new_connection(conn_params)
