@@ -159,7 +159,7 @@ def relink(db, wrapper):
 
 
 def _watch(db):
-    return deadlines.watch_statement(db._orca_link.fd, db._orca_statement_deadline)
+    return db._orca_watch_call()
 
 
 def _cut_off(db, sql, in_transaction: bool) -> DeadlineExceeded:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from django.db.transaction import Atomic
+
 from .. import drivers
 from ..classify import classify
 from ..exceptions import SessionStateLost, TransactionRolledBack
@@ -45,12 +47,9 @@ def _pooled(connection) -> bool:
     return getattr(connection, "_pool", None) is not None or hasattr(connection, "invalidate")
 
 
-def _dropped_by_atomic(caller) -> bool:
-    """``close()`` was called by Django's ``Atomic.__exit__`` (it drops the
-    connection when ROLLBACK or COMMIT fails), not by the application."""
-    from django.db.transaction import Atomic
-
-    return caller.f_code is Atomic.__exit__.__code__
+#: ``close()`` called from Django's ``Atomic.__exit__`` (it drops the
+#: connection when ROLLBACK or COMMIT fails) is not the application's.
+_ATOMIC_EXIT = Atomic.__exit__.__code__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +74,7 @@ class LostConnectionMixin(SessionCheckMixin):
     _orca_refusal: _Refusal | None = None
     _orca_autocommit_wish: bool | None = None
     _orca_connecting = False
+    _orca_dropped = False
 
     def _orca_resume_session(self) -> None:
         """On a connection that replaces a lost one: the application's
@@ -209,11 +209,17 @@ class LostConnectionMixin(SessionCheckMixin):
             self._orca_fingerprint()
 
     def close(self) -> None:
-        if self._orca_connecting or _dropped_by_atomic(sys._getframe(1)):
+        by_atomic = sys._getframe(1).f_code is _ATOMIC_EXIT
+        cut = self._orca_dropped  # a ROLLBACK cut at its deadline dropped it
+        self._orca_dropped = False
+        if self._orca_connecting or by_atomic:
             # Not the application's choice: orca-db dropping a lost
             # connection, or Django's atomic() dropping one whose ROLLBACK
             # failed. The session is brought back on the next connection
             # (or refused), without what its open transaction had changed.
+            if cut and by_atomic:
+                # atomic() had turned autocommit off, not the application.
+                self._orca_autocommit_wish = None
             self._orca_session.lost = True
             self._orca_session.transaction_ended(False)
         else:
