@@ -670,8 +670,10 @@ def test_the_end_of_a_request_never_connects_into_a_database_that_did_not_come_b
         aurora_simulator.resume()
     print(f"request with deadline 3 against a paused cluster: {elapsed:.2f} s")
     assert error is None, error
-    assert elapsed < 3.5
-    assert held == events[0].attempts  # no connection made to store the event
+    # The count says it (no connection made to store the event); the time
+    # bound only tells the 2 s connect of before from a loaded machine.
+    assert held == events[0].attempts
+    assert elapsed < 4.5
     assert receivers.deferred_count() == 0
     assert RetryEvent.objects.get().outcome == "exhausted"
 
@@ -711,11 +713,14 @@ def test_a_call_nobody_listed_is_cut_at_the_cap_too(
 
 
 def test_storing_an_event_on_a_network_gone_silent_ends_within_store_time(
-    aurora_simulator, simulated, safety_net, events
+    aurora_simulator, simulated, safety_net, events, monkeypatch
 ):
     """The INSERT of the event never gets its reply: the store (connect,
     insert, close) ends within STORE_TIME, not the events connection's
     5 s statement deadline, and the event waits, not lost."""
+    # A store time well below the statement deadline, so that a loaded
+    # machine cannot blur the two (the bound below has seconds to spare).
+    monkeypatch.setattr(receivers, "STORE_TIME", 1.0)
     db = connections[simulated]
     db.connect()
     with override_settings(ORCA_DB_EVENTS_DATABASE=None), _events_into(simulated):
@@ -727,7 +732,7 @@ def test_storing_an_event_on_a_network_gone_silent_ends_within_store_time(
         elapsed = time.monotonic() - started
     print(f"storing an event on a silent network: the read took {elapsed:.2f} s")
     assert [e.outcome for e in events] == ["recovered"]
-    # STORE_TIME (3 s) and the reconnect; the statement deadline alone
+    # STORE_TIME (1 s here) and the reconnect; the statement deadline alone
     # (before: 5.15 s) would take 5 s at least.
-    assert elapsed < receivers.EVENTS_STATEMENT_DEADLINE
+    assert elapsed < receivers.EVENTS_STATEMENT_DEADLINE - 1
     assert receivers.deferred_count() == 1
