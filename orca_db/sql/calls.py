@@ -73,9 +73,10 @@ def _runs_hidden_calls(node) -> bool:
     like any statement; any other argument could run anything."""
     text = node.args[0] if node.args else None
     value = getattr(text, "val", None)
-    if tree.node_type(text) != "A_Const" or tree.node_type(value) != "String":
+    sval = getattr(value, "sval", None)
+    if tree.node_type(text) != "A_Const" or not isinstance(sval, str):
         return True
-    return _hidden_calls(value.sval)
+    return _hidden_calls(sval)
 
 
 def function_is_known(name: str) -> bool:
