@@ -1,0 +1,131 @@
+"""Adversarial review of rules 3, 4 and 5 (issue 21): what an application
+can do that the guards of docs/retry-safety.md did not follow, on a real
+server with real faults (the simulator's lost replies)."""
+
+from __future__ import annotations
+
+import select
+import time
+
+import pytest
+from django.db import connections
+
+from orca_db.exceptions import OutcomeUnknown
+from orca_db.transaction import retry_atomic
+from tests import test_lost_reply
+from tests.conftest import admin_connection
+from tests.test_lost_reply import ALIAS, effects, run
+
+lossy = test_lost_reply.lossy
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def notify_view(lossy):
+    """A view whose rows come from pg_notify(): READ ONLY does not refuse
+    it (a notification is not a write), and it is sent when the
+    transaction that called it commits."""
+    admin = admin_connection()
+    try:
+        admin.cursor().execute(
+            "CREATE VIEW review35_notify AS SELECT pg_notify('review35', 'view') IS NULL AS x"
+        )
+        admin.commit()
+    finally:
+        admin.close()
+    yield lossy
+    admin = admin_connection()
+    try:
+        admin.cursor().execute("DROP VIEW review35_notify")
+        admin.commit()
+    finally:
+        admin.close()
+
+
+def _notifications(listener) -> list[str]:
+    """Every notification on channel review35 sent so far: a sentinel is
+    sent last from another session, and notifications reach a listener in
+    commit order, so everything before it has arrived when it does (no
+    waiting for a quiet moment that proves nothing)."""
+    sender = admin_connection()
+    try:
+        sender.autocommit = True
+        sender.cursor().execute("SELECT pg_notify('review35', 'sentinel')")
+    finally:
+        sender.close()
+    payloads: list[str] = []
+    deadline = time.monotonic() + 10
+    while "sentinel" not in payloads:
+        assert time.monotonic() < deadline, f"no sentinel notification: {payloads}"
+        if hasattr(listener, "notifies") and callable(listener.notifies):  # psycopg 3
+            payloads += [n.payload for n in listener.notifies(timeout=0.2, stop_after=1)]
+        else:
+            select.select([listener], [], [], 0.2)
+            listener.poll()
+            payloads += [n.payload for n in listener.notifies]
+            listener.notifies.clear()
+    return payloads[: payloads.index("sentinel")]
+
+
+@pytest.fixture
+def listener():
+    admin = admin_connection()
+    admin.autocommit = True
+    admin.cursor().execute("LISTEN review35")
+    yield admin
+    admin.close()
+
+
+def test_a_replayed_read_through_a_view_that_notifies_notifies_once(notify_view, listener):
+    """A read replayed under READ ONLY used to end with COMMIT: a
+    notification the view sends was sent a second time. The rows are in
+    the client once the statement ran; the replay needs no COMMIT."""
+    notify_view.lose_replies(1, contains="review35_notify")
+    assert run("SELECT x FROM review35_notify") == [(False,)]
+    assert notify_view.stats["lost_replies"] == 1
+    assert _notifications(listener) == ["view"]
+
+
+def test_resolve_commit_on_a_read_only_session(lossy):
+    """default_transaction_read_only=on (a read-only role, a reader
+    endpoint's setting on a primary): retry_atomic(resolve_commit=True)
+    must not fail the application's transaction by asking for an xid."""
+    db = connections[ALIAS]
+    run("SET default_transaction_read_only = on")
+    try:
+        result = retry_atomic(lambda: run("SELECT 41 + 1"), using=ALIAS, resolve_commit=True)()
+        assert result == [(42,)]
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def data_api_notify_view(data_api_connection):
+    admin = admin_connection()
+    try:
+        admin.cursor().execute(
+            "CREATE VIEW review35_dapi_notify AS "
+            "SELECT pg_notify('review35', 'data-api') IS NULL AS x"
+        )
+        admin.commit()
+    finally:
+        admin.close()
+    yield data_api_connection
+    admin = admin_connection()
+    try:
+        admin.cursor().execute("DROP VIEW review35_dapi_notify")
+        admin.commit()
+    finally:
+        admin.close()
+
+
+def test_a_data_api_read_replayed_through_a_view_that_notifies_notifies_once(
+    data_api_notify_view, data_api_endpoint, listener
+):
+    with data_api_notify_view.cursor() as cursor:
+        cursor.execute("SELECT 1")  # the connection's set-up calls are made
+        data_api_endpoint.lose_replies(1)
+        cursor.execute("SELECT x FROM review35_dapi_notify")
+        assert cursor.fetchall() == [(False,)]
+    assert _notifications(listener) == ["data-api"]
