@@ -4,17 +4,21 @@ server with real faults (the simulator's lost replies)."""
 
 from __future__ import annotations
 
+import io
 import select
 import time
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
 
-from orca_db.exceptions import OutcomeUnknown
+from orca_db.exceptions import TransactionRolledBack
 from orca_db.transaction import retry_atomic
 from tests import test_lost_reply
 from tests.conftest import admin_connection
-from tests.test_lost_reply import ALIAS, effects, run
+from tests.pooled import database_alias
+from tests.test_guarantee import backend_pid, server_texts
+from tests.test_lost_reply import ALIAS, run
+from tests.testapp.models import Note
 
 lossy = test_lost_reply.lossy
 
@@ -129,3 +133,75 @@ def test_a_data_api_read_replayed_through_a_view_that_notifies_notifies_once(
         cursor.execute("SELECT x FROM review35_dapi_notify")
         assert cursor.fetchall() == [(False,)]
     assert _notifications(listener) == ["data-api"]
+
+
+# ----- writes through another database that no execute wrapper sees ---------------------
+
+
+@pytest.fixture
+def second_alias():
+    """Another alias of DATABASES on the same server, and a function that
+    writes a note."""
+    admin = admin_connection()
+    try:
+        admin.cursor().execute(
+            "CREATE FUNCTION review35_note(t text) RETURNS void LANGUAGE sql AS "
+            "$$ INSERT INTO testapp_note (text, created) VALUES (t, now()) $$"
+        )
+        admin.commit()
+    finally:
+        admin.close()
+    with database_alias("second", dict(connection.settings_dict)):
+        yield connections["second"]
+    admin = admin_connection()
+    try:
+        admin.cursor().execute("DROP FUNCTION review35_note(text)")
+        admin.commit()
+    finally:
+        admin.close()
+
+
+def _write_elsewhere(db, how: str) -> None:
+    """A write to another database that the watch did not take for one:
+    callproc and COPY pass no execute wrapper; a SELECT that calls a
+    function may well write."""
+    with db.cursor() as cursor:
+        if how == "callproc":
+            cursor.callproc("review35_note", ["elsewhere"])
+        elif how == "select-function":  # execute, but a SELECT
+            cursor.execute("SELECT review35_note('elsewhere')")
+        elif hasattr(cursor.cursor, "copy_expert"):  # psycopg2
+            cursor.copy_expert(
+                "COPY testapp_note (text, created) FROM STDIN",
+                io.StringIO("elsewhere\t2026-12-07 00:00:00+00\n"),
+            )
+        else:
+            with cursor.copy("COPY testapp_note (text, created) FROM STDIN") as copy:
+                copy.write_row(("elsewhere", "2026-12-07 00:00:00+00"))
+
+
+@pytest.mark.parametrize("how", ["callproc", "copy", "select-function"])
+def test_a_run_that_wrote_elsewhere_without_execute_is_not_run_again(
+    second_alias, backend_killer, how
+):
+    """retry_atomic watches other databases through execute wrappers;
+    callproc and COPY do not pass through them. The lost connection rolls
+    back this database's transaction, not the other one's write."""
+    runs = []
+
+    @retry_atomic
+    def work():
+        runs.append(1)
+        Note.objects.create(text="here")
+        _write_elsewhere(second_alias, how)
+        if len(runs) == 1:
+            with connection.cursor() as cursor:
+                backend_killer.kill_when_running(backend_pid(), "pg_sleep")
+                cursor.execute("SELECT pg_sleep(5)")
+
+    with pytest.raises(TransactionRolledBack, match="second"):
+        work()
+    backend_killer.join()
+    assert runs == [1]
+    assert server_texts("elsewhere") == ["elsewhere"]
+    assert server_texts("here") == []
