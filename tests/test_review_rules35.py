@@ -9,7 +9,7 @@ import select
 import time
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 
 from orca_db.exceptions import TransactionRolledBack
 from orca_db.transaction import retry_atomic
@@ -17,7 +17,7 @@ from tests import test_lost_reply
 from tests.conftest import admin_connection
 from tests.pooled import database_alias
 from tests.test_guarantee import backend_pid, server_texts
-from tests.test_lost_reply import ALIAS, run
+from tests.test_lost_reply import ALIAS, effects, run
 from tests.testapp.models import Note
 
 lossy = test_lost_reply.lossy
@@ -205,3 +205,82 @@ def test_a_run_that_wrote_elsewhere_without_execute_is_not_run_again(
     assert runs == [1]
     assert server_texts("elsewhere") == ["elsewhere"]
     assert server_texts("here") == []
+
+
+# ----- rule 4: other ways on after a connection broke outside a statement ---------------
+
+
+@pytest.fixture
+def quiet_view(lossy):
+    admin = admin_connection()
+    try:
+        admin.cursor().execute("CREATE VIEW review35_quiet AS SELECT generate_series(1, 3) AS x")
+        admin.commit()
+    finally:
+        admin.close()
+    yield lossy
+    admin = admin_connection()
+    try:
+        admin.cursor().execute("DROP VIEW review35_quiet")
+        admin.commit()
+    finally:
+        admin.close()
+
+
+def _lose_a_fetch(sim) -> None:
+    sim.lose_replies(1, contains="FETCH")
+    cursor = connections[ALIAS].chunked_cursor()
+    cursor.execute("SELECT x FROM review35_quiet")
+    with pytest.raises(Exception):  # noqa: B017 (whatever the driver says)
+        cursor.fetchmany(10)
+    assert sim.stats["lost_replies"] == 1
+
+
+_ATOMIC_ENTRY = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "atomic() entered while libpq says UNKNOWN fails in set_autocommit(False) with the "
+        "driver's OperationalError/InterfaceError, not TransactionRolledBack (nothing runs "
+        "and nothing is committed: the next statement is refused as it should be). The "
+        "fix belongs in backends/ending.py _set_autocommit (another helper's file): a "
+        "broken connection there is _orca_lose_transaction()"
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        pytest.param("atomic", marks=_ATOMIC_ENTRY),
+        pytest.param("durable atomic", marks=_ATOMIC_ENTRY),
+        "savepoint",
+        "ensure_connection",
+        "is_usable",
+    ],
+)
+def test_begin_as_sql_then_a_lost_fetch_then_another_way_on(quiet_view, how):
+    """BEGIN sent as SQL, an INSERT, a fetch that lost the connection
+    (libpq: UNKNOWN). Whatever the application does next, the INSERT
+    after it must not be committed on a fresh connection of its own."""
+    db = connections[ALIAS]
+    run("BEGIN")
+    run("INSERT INTO lost_effects (what) VALUES ('way-a')")
+    _lose_a_fetch(quiet_view)
+    with pytest.raises(TransactionRolledBack):
+        if how in ("atomic", "durable atomic"):
+            with transaction.atomic(using=ALIAS, durable=how == "durable atomic"):
+                run("INSERT INTO lost_effects (what) VALUES ('way-b')")
+        elif how == "savepoint":
+            transaction.savepoint(using=ALIAS)
+            run("INSERT INTO lost_effects (what) VALUES ('way-b')")
+        else:
+            if how == "ensure_connection":
+                db.ensure_connection()
+            else:
+                db.is_usable()
+            run("INSERT INTO lost_effects (what) VALUES ('way-b')")
+    with pytest.raises(TransactionRolledBack):
+        run("INSERT INTO lost_effects (what) VALUES ('way-c')")
+    run("ROLLBACK")
+    assert [effects(w) for w in ("way-a", "way-b", "way-c")] == [0, 0, 0]
+
