@@ -166,6 +166,14 @@ def _write_elsewhere(db, how: str) -> None:
     """A write to another database that the watch did not take for one:
     callproc and COPY pass no execute wrapper; a SELECT that calls a
     function may well write."""
+    db.force_debug_cursor = how == "copy, debug cursor"  # Django's COPY logging wrapper
+    try:
+        _send_elsewhere(db, how)
+    finally:
+        db.force_debug_cursor = False
+
+
+def _send_elsewhere(db, how: str) -> None:
     with db.cursor() as cursor:
         if how == "callproc":
             cursor.callproc("review35_note", ["elsewhere"])
@@ -181,7 +189,7 @@ def _write_elsewhere(db, how: str) -> None:
                 copy.write_row(("elsewhere", "2026-12-07 00:00:00+00"))
 
 
-@pytest.mark.parametrize("how", ["callproc", "copy", "select-function"])
+@pytest.mark.parametrize("how", ["callproc", "copy", "copy, debug cursor", "select-function"])
 def test_a_run_that_wrote_elsewhere_without_execute_is_not_run_again(
     second_alias, backend_killer, how
 ):
