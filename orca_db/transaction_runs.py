@@ -81,6 +81,8 @@ class TransactionRuns:
         # Whether the current run sent a statement that is not a read; and
         # what it sent to the other databases.
         self.wrote = False
+        # Whether the current run sent COMMIT as SQL.
+        self.committed_along = False
         self.elsewhere = Elsewhere(connection.alias)
         # What the application was handling when it called retry_atomic:
         # chained to every error of the runs, never one of theirs.
@@ -118,10 +120,9 @@ class TransactionRuns:
                 # after a COMMIT that succeeded: what fails after it is an
                 # application callback's error, never a reason to re-run.
                 connection.on_commit(self._mark_committed)
-                self.wrote = False
+                self.wrote = self.committed_along = False
                 with contextlib.ExitStack() as watching:
-                    if self.options.resolve_commit is None:
-                        watching.enter_context(connection.execute_wrapper(self._watch_writes))
+                    watching.enter_context(connection.execute_wrapper(self._watch_own))
                     watching.enter_context(self.elsewhere.watching())
                     commit.result = self.call()
                 commit.asked = self._resolvable() and (
@@ -147,11 +148,15 @@ class TransactionRuns:
             return False
         return drivers.transaction_status(connection.connection) != drivers.INERROR
 
-    def _watch_writes(self, execute, sql, params, many, context):
+    def _watch_own(self, execute, sql, params, many, context):
         # Reads need no resolution: a transaction that only read has nothing
         # to lose with its COMMIT. Anything unrecognised counts as a write.
         if not self.wrote and not profile(sql).maybe_read:
             self.wrote = True
+        # COMMIT sent as SQL (Django does not stop it): what came before is
+        # committed, whatever becomes of this transaction.
+        if not self.committed_along and decisions.may_commit(sql):
+            self.committed_along = True
         return execute(sql, params, many, context)
 
     def _mark_committed(self) -> None:
@@ -244,6 +249,12 @@ class TransactionRuns:
         if decisions.rerun_transaction(
             failure, committed_nothing=committed_nothing, settings=settings
         ):
+            if self.committed_along:
+                return OutcomeUnknown(
+                    f"The function run by retry_atomic on database {self.operation.alias!r} "
+                    f"sent COMMIT as SQL, which committed what it had done before; it then "
+                    f"failed ({failure.error_type}) and was not run again."
+                )
             if self.elsewhere.wrote is None:
                 return None
             return TransactionRolledBack(

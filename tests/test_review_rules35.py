@@ -422,3 +422,27 @@ def test_a_server_side_cursor_over_a_view_that_makes_a_large_object_makes_one(lo
             cursor.close()
         assert lossy.stats["lost_replies"] == 1
         assert _admin_value("SELECT count(*) FROM pg_largeobject_metadata") == 1
+
+
+# ----- retry_atomic: a body that commits along the way ------------------------------------
+
+
+@pytest.mark.parametrize("end", ["COMMIT", "END", "COMMIT AND CHAIN"])
+def test_a_body_that_sent_commit_as_sql_is_not_run_again(lossy, end):
+    """The function sends COMMIT as SQL (Django does not stop it): what came
+    before is committed, whatever happens to the connection later. A lost
+    statement after it must not run the function again."""
+    runs = []
+
+    def work():
+        runs.append(1)
+        run(f"INSERT INTO lost_effects (what) VALUES ('sql-{end}-a')")
+        run(end)
+        if len(runs) == 1:
+            lossy.lose_replies(1, contains="sql-after")
+        run("INSERT INTO lost_effects (what) VALUES ('sql-after')")
+
+    with pytest.raises(OutcomeUnknown, match="COMMIT as SQL"):
+        retry_atomic(work, using=ALIAS)()
+    assert runs == [1]
+    assert effects(f"sql-{end}-a") == 1
