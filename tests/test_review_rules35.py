@@ -446,3 +446,28 @@ def test_a_body_that_sent_commit_as_sql_is_not_run_again(lossy, end):
         retry_atomic(work, using=ALIAS)()
     assert runs == [1]
     assert effects(f"sql-{end}-a") == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "rollback() right after a fetch that lost the connection (libpq: UNKNOWN, no "
+        "statement refused yet) raises the driver's OperationalError/InterfaceError, and "
+        "the connection still refuses the next statement: the documented way out of rule "
+        "4 fails. Root: backends/ending.py _rollback (another helper's file) sends the "
+        "driver's rollback on a broken connection; there, a broken connection is rolled "
+        "back by the server (F1): drop it (_orca_lose_connection), clear the refusal, "
+        "return"
+    ),
+)
+def test_rollback_right_after_a_lost_fetch_ends_the_transaction(quiet_view):
+    transaction.set_autocommit(False, using=ALIAS)
+    try:
+        run("INSERT INTO lost_effects (what) VALUES ('rb-a')")
+        _lose_a_fetch(quiet_view)
+        transaction.rollback(using=ALIAS)
+        run("INSERT INTO lost_effects (what) VALUES ('rb-b')")
+        transaction.commit(using=ALIAS)
+    finally:
+        transaction.set_autocommit(True, using=ALIAS)
+    assert effects("rb-a") == 0 and effects("rb-b") == 1
