@@ -65,8 +65,12 @@ def _other_databases(alias: str) -> list:
 
 
 def _unseen(others: list) -> list[int]:
-    """How many calls each connection sent around ``execute`` so far."""
-    return [getattr(other, "_orca_unseen_sends", 0) for other in others]
+    return [unseen_sends(other) for other in others]
+
+
+def unseen_sends(connection) -> int:
+    """How many calls ``connection`` sent around ``execute`` so far."""
+    return getattr(connection, "_orca_unseen_sends", 0)
 
 
 #: The driver cursor methods that send SQL around ``execute``.

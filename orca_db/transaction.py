@@ -61,7 +61,8 @@ def retry_atomic(
     - ``resolve_commit``: record the transaction id before COMMIT (one
       extra round trip) so that a COMMIT lost in flight is resolved with
       ``pg_xact_status``. ``None`` (default): only in transactions that sent
-      a statement that is not a read; a lost COMMIT of a transaction that
+      a statement that is not a read (or called ``callproc``, COPY,
+      ``stream()``); a lost COMMIT of a transaction that
       only read raises ``OutcomeUnknown``. ``True``: always. ``False``:
       never; a lost COMMIT raises ``OutcomeUnknown``.
     - ``retry_conflicts``: run the function again after a serialization

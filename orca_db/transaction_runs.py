@@ -27,7 +27,7 @@ from .commit_resolution import (
     transaction_status,
     unresolved,
 )
-from .elsewhere import Elsewhere
+from .elsewhere import Elsewhere, unseen_sends
 from .exceptions import OutcomeUnknown, ScaleEventError, TransactionRolledBack
 from .retry import Operation
 from .sql import profile
@@ -124,7 +124,10 @@ class TransactionRuns:
                 with contextlib.ExitStack() as watching:
                     watching.enter_context(connection.execute_wrapper(self._watch_own))
                     watching.enter_context(self.elsewhere.watching())
+                    unseen = unseen_sends(connection)
                     commit.result = self.call()
+                # callproc, COPY, stream(): no execute wrapper saw them.
+                self.wrote = self.wrote or unseen_sends(connection) != unseen
                 commit.asked = self._resolvable() and (
                     self.options.resolve_commit
                     or (self.options.resolve_commit is None and self.wrote)

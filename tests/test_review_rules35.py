@@ -471,3 +471,31 @@ def test_rollback_right_after_a_lost_fetch_ends_the_transaction(quiet_view):
     finally:
         transaction.set_autocommit(True, using=ALIAS)
     assert effects("rb-a") == 0 and effects("rb-b") == 1
+
+
+@pytest.mark.parametrize("how", ["callproc", "copy"])
+def test_a_lost_commit_after_a_write_no_execute_wrapper_saw_is_resolved(lossy, how):
+    """The function writes only through callproc or COPY (a bulk load): its
+    lost COMMIT must be resolved (the transaction id asked for), not
+    reported as OutcomeUnknown for a transaction "that only read"."""
+    db = connections[ALIAS]
+    runs, hooks = [], []
+
+    def work():
+        runs.append(1)
+        with db.cursor() as cursor:
+            if how == "callproc":
+                cursor.callproc("lost_f", [f"unseen-{how}"])
+            elif hasattr(cursor.cursor, "copy_expert"):  # psycopg2
+                cursor.copy_expert(
+                    "COPY lost_effects (what) FROM STDIN", io.StringIO(f"unseen-{how}\n")
+                )
+            else:
+                with cursor.copy("COPY lost_effects (what) FROM STDIN") as copy:
+                    copy.write_row((f"unseen-{how}",))
+        transaction.on_commit(lambda: hooks.append(1), using=ALIAS)
+
+    lossy.lose_replies(1, contains="COMMIT")
+    retry_atomic(work, using=ALIAS)()
+    assert runs == [1] and hooks == [1]
+    assert effects(f"unseen-{how}") == 1
