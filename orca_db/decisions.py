@@ -57,7 +57,8 @@ def may_commit(sql: object) -> bool:
     return profile(sql).control in _MAY_COMMIT
 
 
-def _commits_along_the_way(sql: object) -> bool:
+def commits_along_the_way(sql: object) -> bool:
+    """Whether ``sql`` may commit part of its work before it ends (F2)."""
     if not isinstance(sql, (str, bytes)):
         return True  # a composed statement: nothing known, nothing promised
     first = profile(sql).first
@@ -99,7 +100,7 @@ def after_statement_failure(
         # executemany runs statement after statement: a proof about the
         # failed one says nothing of those before it.
         return Verdict.REPLAY if settings.retry_writes else Verdict.UNKNOWN
-    if failure.not_applied and not _commits_along_the_way(sql):
+    if failure.not_applied and not commits_along_the_way(sql):
         return Verdict.REPLAY  # fact 2: the server ended it unrun
     from .sql import is_replayable_read  # parses: loaded after a failure only
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import select
+import threading
 import time
 
 import pytest
@@ -499,3 +500,70 @@ def test_a_lost_commit_after_a_write_no_execute_wrapper_saw_is_resolved(lossy, h
     retry_atomic(work, using=ALIAS)()
     assert runs == [1] and hooks == [1]
     assert effects(f"unseen-{how}") == 1
+
+
+# ----- the Data API engine: a statement that commits along the way -----------------------
+
+
+@pytest.fixture
+def data_api_procedure(data_api_connection):
+    """A procedure that commits a row, then sleeps on its first run only."""
+    admin = admin_connection()
+    try:
+        admin.cursor().execute(
+            "CREATE TABLE review35_dapi (what text NOT NULL); "
+            "CREATE PROCEDURE review35_p() LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO review35_dapi VALUES ('p'); COMMIT; "
+            "IF (SELECT count(*) FROM review35_dapi) = 1 THEN PERFORM pg_sleep(30); END IF; "
+            "END $$"
+        )
+        admin.commit()
+    finally:
+        admin.close()
+    yield data_api_connection
+    admin = admin_connection()
+    try:
+        admin.cursor().execute("DROP PROCEDURE review35_p(); DROP TABLE review35_dapi")
+        admin.commit()
+    finally:
+        admin.close()
+
+
+def _terminate_when_running(fragment: str) -> threading.Thread:
+    """Terminate (57P01) the backend that runs ``fragment``, once, as soon
+    as it waits in pg_sleep."""
+
+    def watch():
+        admin = admin_connection()
+        admin.autocommit = True
+        try:
+            cursor = admin.cursor()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                    "state = 'active' AND wait_event = 'PgSleep' AND query LIKE %s",
+                    [f"%{fragment}%"],
+                )
+                if cursor.fetchall():
+                    return
+                time.sleep(0.01)
+        finally:
+            admin.close()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_data_api_call_that_committed_along_the_way_is_not_run_again(data_api_procedure):
+    """CALL of a procedure that commits, ended by 57P01 (relayed by the
+    Data API) after its COMMIT: 57P01 proves only that the last
+    transaction did not commit (F2). The connection engines judge it a
+    write; the Data API engine replayed it."""
+    killer = _terminate_when_running("review35_p")
+    with data_api_procedure.cursor() as cursor:
+        with pytest.raises(OutcomeUnknown):
+            cursor.execute("CALL review35_p()")
+    killer.join(timeout=30)
+    assert _admin_value("SELECT count(*) FROM review35_dapi") == 1
