@@ -13,26 +13,56 @@ Two bounds end such waits on time:
 - ``OPTIONS["aurora"]["statement_deadline"]``: the same cut for every
   statement of a database, outside Lambda.
 
-A statement is cut off by shutting its socket down from a watchdog thread:
-the driver, blocked in ``recv``, sees the stream end at once and raises a
-lost-connection error, which the backend turns into ``DeadlineExceeded``.
-(A cancel request would travel over the same silent network.) The watchdog
-is one daemon thread, started on first use, that sleeps until the earliest
-registered deadline; nothing runs when no deadline applies.
+A blocking call is cut off by shutting its socket down from a watchdog
+thread: the driver, blocked in ``recv``, sees the stream end at once and
+raises a lost-connection error, which the backend turns into
+``DeadlineExceeded``. (A cancel request would travel over the same silent
+network.) The watchdog is one daemon thread, started on first use, that
+sleeps until the earliest registered deadline; nothing runs when no
+deadline applies.
+
+Two kinds of watch:
+
+- a **held** watch (:func:`hold`) covers a connection's socket from the
+  moment the backend first uses it inside a :func:`deadline_cap` block until
+  the block closes (or the connection does): every blocking call on that
+  socket, whoever makes it (a statement, ``ROLLBACK``, a fetch from a
+  server-side cursor, Django's connection set-up, a session restore, a
+  close), ends at the cap, including calls nobody thought of;
+- a **call** watch (:meth:`_Watchdog.watch`) covers one call, for
+  ``statement_deadline`` (a bound per call, not an instant) and for a
+  connection's set-up within an operation's deadline.
+
+A held watch outlives the calls it covers, so the descriptor number it
+holds may be closed and reused meanwhile: it remembers the socket's inode
+and cuts nothing that is not that same socket.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import heapq
-import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import OperationalError
+
+from .watches import Watch, held_in_cap, hold, watchdog
+
+__all__ = [
+    "ConnectTimeout",
+    "TimedOut",
+    "Watch",
+    "bounded_connect",
+    "cap",
+    "deadline_cap",
+    "hold",
+    "run_within",
+    "watch_statement",
+    "watchdog",
+]
 
 #: Absolute ``time.monotonic()`` instant past which nothing may run in this
 #: context, or ``None``.
@@ -43,97 +73,47 @@ _cap: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 #: a database has no statement_deadline, statements skip the watchdog.
 open_caps = 0
 _open_caps_lock = threading.Lock()
+#: Called with the cap's instant when a deadline_cap block opens: the aurora
+#: backend holds the connections already open in this context.
+on_open: list[Callable[[float], None]] = []
 
 
 @contextlib.contextmanager
-def deadline_cap(seconds: float) -> Iterator[None]:
+def deadline_cap(seconds: float, *, hold_open: bool = True) -> Iterator[None]:
     """Within this block nothing (retries, connect attempts, statements)
-    runs more than ``seconds`` from now."""
+    runs more than ``seconds`` from now.
+
+    With ``hold_open`` (the default) the connections already open in this
+    context are held from the start; without, only those used or made in
+    the block (a bound on some work of orca-db's own, such as storing
+    events, that must not cut the application's connections)."""
     global open_caps
     at = time.monotonic() + seconds
     outer = _cap.get()
-    token = _cap.set(at if outer is None else min(at, outer))
+    if outer is not None:
+        at = min(at, outer)
+    token = _cap.set(at)
+    held: list[Watch] = []
+    held_token = held_in_cap.set(held)
     with _open_caps_lock:
         open_caps += 1
     try:
+        if hold_open:
+            for hook in on_open:
+                hook(at)
         yield
     finally:
         with _open_caps_lock:
             open_caps -= 1
+        held_in_cap.reset(held_token)
         _cap.reset(token)
+        for entry in held:
+            watchdog.disarm(entry)
 
 
 def cap() -> float | None:
     """The instant set by the innermost :func:`deadline_cap`, or ``None``."""
     return _cap.get()
-
-
-class Watch:
-    """One statement under watch; ``cut`` tells whether it was cut off."""
-
-    __slots__ = ("at", "cut", "fd", "key")
-
-    def __init__(self, at: float, fd: int, key: int):
-        self.at = at
-        self.fd = fd
-        self.key = key
-        self.cut = False
-
-    def __lt__(self, other: Watch) -> bool:
-        return self.at < other.at
-
-
-class _Watchdog:
-    def __init__(self) -> None:
-        self._lock = threading.Condition()
-        self._heap: list[Watch] = []
-        self._live: dict[int, Watch] = {}
-        self._keys = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, fd: int, at: float) -> Watch:
-        entry = Watch(at, fd, next(self._keys))
-        with self._lock:
-            self._live[entry.key] = entry
-            heapq.heappush(self._heap, entry)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="orca-db-watchdog", daemon=True
-                )
-                self._thread.start()
-            elif self._heap[0] is entry:
-                self._lock.notify()
-        return entry
-
-    def release(self, entry: Watch) -> None:
-        """The statement returned: its socket must not be touched any more
-        (the descriptor may be closed and its number reused)."""
-        with self._lock:
-            self._live.pop(entry.key, None)
-
-    def _run(self) -> None:
-        from .drivers import cut_socket
-
-        with self._lock:
-            while True:
-                while self._heap and self._heap[0].key not in self._live:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._lock.wait()
-                    continue
-                wait = self._heap[0].at - time.monotonic()
-                if wait > 0:
-                    self._lock.wait(wait)
-                    continue
-                entry = heapq.heappop(self._heap)
-                del self._live[entry.key]
-                entry.cut = True
-                # Under the lock: release() cannot return (and the caller
-                # close the descriptor) while the socket is being shut down.
-                cut_socket(entry.fd)
-
-
-watchdog = _Watchdog()
 
 
 def watch_statement(fd: int, statement_deadline: float | None) -> Watch | None:
@@ -151,8 +131,8 @@ class ConnectTimeout(OperationalError):
     """A connect attempt bounded by the caller ran out of time. Classified
     like libpq's own "timeout expired": retryable, nothing was applied."""
 
-    def __init__(self) -> None:
-        super().__init__("timeout expired (the attempt was bounded by the operation's deadline)")
+    def __init__(self, detail: str = "the attempt was bounded by the operation's deadline") -> None:
+        super().__init__(f"timeout expired ({detail})")
 
 
 # libpq (and psycopg 3, which mimics it) round a connect_timeout below 2 s

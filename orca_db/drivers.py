@@ -146,13 +146,22 @@ class Link:
         cut_socket(self.fd)
 
 
-def cut_socket(fd: int) -> None:
-    with contextlib.suppress(OSError):
+def cut_socket(fd: int, inode: int | None = None) -> bool:
+    """Shut socket ``fd`` down both ways (only if it is still the socket
+    with ``inode``, when given: the number may have been reused); False
+    when it is not that socket any more."""
+    try:
         sock = socket.socket(fileno=os.dup(fd))
-        try:
+    except OSError:
+        return inode is None
+    try:
+        if inode is not None and os.fstat(sock.fileno()).st_ino != inode:
+            return False
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        finally:
-            sock.close()
+        return True
+    finally:
+        sock.close()
 
 
 def _consume(connection: Any) -> bool:

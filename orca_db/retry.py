@@ -57,16 +57,22 @@ class Operation:
     phase: str
     settings: RetrySettings
     statement: object = None
+    #: When the first attempt started (``time.monotonic()``): a caller that
+    #: tried once before making the Operation passes that attempt's start.
     started: float = dataclasses.field(default_factory=time.monotonic)
-    started_at: datetime.datetime = dataclasses.field(
-        default_factory=lambda: datetime.datetime.now(datetime.UTC)
-    )
+    #: The same moment on the wall clock (the event's ``occurred_at``),
+    #: derived from ``started``.
+    started_at: datetime.datetime = dataclasses.field(init=False)
     attempts: int = 1
     last_failure: Failure | None = None
     #: Failures in a row that said the server is full or starting: the
     #: storm backoff grows with these, not with the attempts before them
     #: (a restart refuses connections, then says "starting up" briefly).
     storm_streak: int = 0
+
+    def __post_init__(self) -> None:
+        ago = time.monotonic() - self.started
+        self.started_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=ago)
 
     @property
     def deadline_at(self) -> float:

@@ -12,13 +12,17 @@ Storing must never hurt the application, so the row is written:
   ``transaction.on_commit`` is no better: an event from a rolled-back
   transaction would never be written;
 - with one attempt (no retries), a 2 s connect timeout and a statement
-  deadline, all within what is left of the Lambda function's time;
-- never into a database that did not come back within the operation's
-  deadline, and never with the operation's time spent: such an event is
-  **deferred**, kept in memory and written by
-  the next store that works, at the end of the request or Lambda
+  deadline, all within ``STORE_TIME`` seconds (connect, insert, close) and
+  within what is left of the Lambda function's time;
+- never into a database that did not come back within an operation's
+  deadline, until a connection to it has been made again (by the
+  application: Django's ``connection_created``), and never with the
+  operation's time spent: such an event is **deferred**, kept in memory and
+  written by the next store that works, at the end of the request or Lambda
   invocation when time allows, or by :func:`flush_deferred_events`. A
-  paused cluster is not woken (nor waited on) to record that it was paused.
+  paused cluster is not woken (nor waited on) to record that it was paused;
+- at the end of a request or invocation, within ``END_STORE_TIME``
+  seconds in all (connect, insert, close), under a deadline cap.
 
 Every event is logged as a JSON-ready line by ``orca_db.events.deliver``
 before it gets here, so a deferred event that the process never writes (it
@@ -30,6 +34,7 @@ dropping one is logged too. Failures to store are logged on
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import copy
 import logging
@@ -38,11 +43,13 @@ from typing import Any
 
 from django.core.signals import request_finished
 from django.db import connections
+from django.db.backends.signals import connection_created
 from django.db.models import sql
 from django.dispatch import receiver
 
 from orca_db.backends.mixins import AuroraRetryMixin
 from orca_db.conf import OPTIONS_KEY, retry_settings
+from orca_db.deadlines import deadline_cap
 from orca_db.events import SettledEvent
 from orca_db.retry import remaining_time
 from orca_db.signals import invocation_finished, retry_event
@@ -69,9 +76,17 @@ MAX_DEFERRED = 1000
 MIN_STORE_TIME = 1.0
 #: Seconds a statement on the events connection may run.
 EVENTS_STATEMENT_DEADLINE = 5.0
+#: Seconds the end of a request or invocation may spend storing deferred
+#: events, all included (within what is left of the invocation, in Lambda).
+END_STORE_TIME = 3.0
+#: Seconds one store (connect, insert, close) may take.
+STORE_TIME = 3.0
 
 _deferred: collections.deque[tuple[str, SettledEvent]] = collections.deque()
 _deferred_lock = threading.Lock()
+#: Databases (host, port, name) that did not come back within an
+#: operation's deadline, and were not connected to since.
+_away: set[tuple[Any, ...]] = set()
 
 
 @receiver(retry_event, dispatch_uid="orca_db_app.receivers.store_retry_event")
@@ -94,23 +109,35 @@ def store_retry_event(sender: Any, event: SettledEvent, **kwargs: Any) -> None:
 @receiver(request_finished, dispatch_uid="orca_db_app.receivers.flush_after_request")
 def _flush_after_request(**kwargs: Any) -> None:
     if _deferred:
-        flush_deferred_events()
+        with deadline_cap(END_STORE_TIME, hold_open=False):
+            flush_deferred_events()
 
 
 @receiver(invocation_finished, dispatch_uid="orca_db_app.receivers.flush_after_invocation")
 def _flush_after_invocation(**kwargs: Any) -> None:
     if _deferred:
-        flush_deferred_events()
+        with deadline_cap(END_STORE_TIME, hold_open=False):
+            flush_deferred_events()
+
+
+@receiver(connection_created, dispatch_uid="orca_db_app.receivers.database_is_back")
+def _database_is_back(sender: Any, connection: Any, **kwargs: Any) -> None:
+    if _away:
+        _away.discard(_where(connection.settings_dict))
 
 
 def flush_deferred_events() -> int:
     """Write the deferred events whose database answers now, within what is
-    left of the operation's time; how many were written. Never raises."""
+    left of the operation's time; how many were written. Never raises.
+    A database that did not come back within an operation's deadline is
+    not connected to until the application has connected to it again."""
     written = 0
     remaining = remaining_time()
     if remaining is not None and remaining < MIN_STORE_TIME:
         return 0
     for target in sorted({target for target, _ in list(_deferred)}):
+        if _is_away(target):
+            continue
         try:
             written += _store(target, [])
         except Exception as error:
@@ -136,11 +163,22 @@ def _target(event: SettledEvent) -> str | None:
 
 def _reason_to_defer(event: SettledEvent, target: str) -> str | None:
     if event.outcome == "exhausted" and _same_database(target, event.database):
+        _away.add(_where(connections[target].settings_dict))
         return "its database did not come back in time"
+    if _is_away(target):
+        return "its database has not come back since an operation's deadline"
     remaining = remaining_time()
     if remaining is not None and remaining < MIN_STORE_TIME:
         return "the operation's time is spent"
     return None
+
+
+def _where(settings_dict: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(str(settings_dict.get(key) or "") for key in ("HOST", "PORT", "NAME"))
+
+
+def _is_away(alias: str) -> bool:
+    return bool(_away) and _where(connections[alias].settings_dict) in _away
 
 
 def _same_database(alias: str, other: str) -> bool:
@@ -189,10 +227,19 @@ def _store(target: str, events: list[SettledEvent]) -> int:
     token = _storing.set(True)
     wrapper = events_connection(target)
     try:
-        query = sql.InsertQuery(RetryEvent)
-        fields = [f for f in RetryEvent._meta.concrete_fields if not f.primary_key]
-        query.insert_values(fields, [RetryEvent.from_event(event) for event in batch])
-        query.get_compiler(connection=wrapper).execute_sql()
+        # Connect, insert and close within STORE_TIME (and what is left of
+        # any cap around), on a silent network too.
+        with deadline_cap(STORE_TIME, hold_open=False):
+            try:
+                query = sql.InsertQuery(RetryEvent)
+                fields = [f for f in RetryEvent._meta.concrete_fields if not f.primary_key]
+                query.insert_values(fields, [RetryEvent.from_event(event) for event in batch])
+                query.get_compiler(connection=wrapper).execute_sql()
+            finally:
+                # Written is written: a failing close must not defer (and
+                # later write again) what the insert stored.
+                with contextlib.suppress(Exception):
+                    wrapper.close()
     except BaseException:
         with _deferred_lock:
             _deferred.extendleft((target, event) for event in reversed(batch))
@@ -200,7 +247,6 @@ def _store(target: str, events: list[SettledEvent]) -> int:
                 _deferred.pop()
         raise
     finally:
-        wrapper.close()
         _storing.reset(token)
     return len(batch)
 

@@ -21,6 +21,7 @@ def _no_deferred_events():
     yield
     with receivers._deferred_lock:
         receivers._deferred.clear()
+    receivers._away.clear()
 
 
 @pytest.fixture

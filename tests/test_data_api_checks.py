@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
 import threading
 
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import connections
 from django.test import override_settings
 
 from orca_db.testing.data_api import DEFAULT_CLUSTER_ARN, DEFAULT_SECRET_ARN
 from orca_db_app import checks_data_api
+from tests.commands import run_command
 
 pytestmark = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 
@@ -121,15 +119,9 @@ def alias(name, settings_dict):
 
 
 def wake(*args):
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command("aurora_wake", *args, stdout=out, stderr=err)
-        code = 0
-    except CommandError as error:
-        code = error.returncode
-    except SystemExit as exit_:
-        code = exit_.code
-    return out.getvalue(), err.getvalue(), code
+    """``manage.py aurora_wake args...`` as from a shell: (stdout, stderr,
+    exit code); a ``CommandError`` is printed on stderr as Django does."""
+    return run_command("aurora_wake", *args)
 
 
 def test_wake_a_paused_cluster_through_the_data_api(data_api_endpoint):

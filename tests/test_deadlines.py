@@ -359,3 +359,375 @@ def test_a_silent_network_at_commit_ends_within_the_remaining_time(aurora_simula
     finally:
         aurora_simulator.unsilence()
     assert time.monotonic() - started < 3.0
+
+
+# ----- every blocking call, not only statements (rule 2) ----------------------------
+
+
+@pytest.fixture
+def safety_net(aurora_simulator):
+    """Ends a silence that the code under test failed to cut, so that a
+    failing test fails instead of hanging (it asserts on the time taken)."""
+    import threading
+
+    timer = threading.Timer(12.0, aurora_simulator.unsilence)
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
+    aurora_simulator.unsilence()
+
+
+def _timed(function) -> tuple[float, BaseException | None]:
+    started = time.monotonic()
+    try:
+        function()
+    except BaseException as error:
+        return time.monotonic() - started, error
+    return time.monotonic() - started, None
+
+
+def test_leaving_atomic_with_an_exception_on_a_silent_network_ends_at_the_cap(
+    aurora_simulator, simulated, safety_net
+):
+    """On main: ROLLBACK waited until the network came back (12 s here,
+    as long as TCP allows in production) under a 2 s cap."""
+
+    @database_handler
+    def handler(event, context):
+        with transaction.atomic(using=simulated):
+            Note.objects.using(simulated).create(text="rolled-back")
+            aurora_simulator.silence(new_connections=False)
+            raise ValueError("the application's own error")
+
+    elapsed, error = _timed(lambda: handler({}, FakeContext(3_000)))
+    print(f"ROLLBACK on a silent network, 2 s cap: {elapsed:.2f} s")
+    assert isinstance(error, ValueError)  # the application's error, not the rollback's
+    assert elapsed < 3.0
+    aurora_simulator.unsilence()
+    assert not Note.objects.filter(text="rolled-back").exists()
+
+
+def test_rollback_on_a_silent_network_is_cut_and_says_the_server_rolls_back(
+    aurora_simulator, simulated, safety_net
+):
+    """rollback() called by the application (no atomic block) is cut at the
+    cap; the error says that the server rolls the transaction back."""
+    db = connections[simulated]
+
+    @database_handler
+    def handler(event, context):
+        db.set_autocommit(False)
+        Note.objects.using(simulated).create(text="rolled-back")
+        aurora_simulator.silence(new_connections=False)
+        db.rollback()
+
+    elapsed, error = _timed(lambda: handler({}, FakeContext(3_000)))
+    print(f"rollback() on a silent network, 2 s cap: {elapsed:.2f} s")
+    assert isinstance(error, DeadlineExceeded), error
+    assert not isinstance(error, OutcomeUnknown)
+    assert "the server rolls it back" in str(error)
+    assert elapsed < 3.0
+    aurora_simulator.unsilence()
+    assert not Note.objects.filter(text="rolled-back").exists()
+
+
+def test_rollback_on_a_silent_network_is_cut_at_statement_deadline(
+    aurora_simulator, simulated, safety_net
+):
+    db = connections[simulated]
+    db.settings_dict["OPTIONS"]["aurora"] = {"statement_deadline": 1.0}
+
+    def work():
+        db.set_autocommit(False)
+        try:
+            Note.objects.using(simulated).create(text="rolled-back")
+            aurora_simulator.silence(new_connections=False)
+            db.rollback()
+        finally:
+            aurora_simulator.unsilence()
+            db.set_autocommit(True)
+
+    elapsed, error = _timed(work)
+    assert isinstance(error, DeadlineExceeded), error
+    assert elapsed < 5.0
+
+
+def test_leaving_atomic_on_a_silent_network_keeps_the_session_for_the_next_connection(
+    aurora_simulator, simulated, safety_net
+):
+    """The ROLLBACK cut at statement_deadline loses the connection, not the
+    application's session: Django's close() after the failed rollback is no
+    fresh start, and the next connection gets the search_path back."""
+    db = connections[simulated]
+    db.settings_dict["OPTIONS"]["aurora"] = {"statement_deadline": 1.0}
+    with db.cursor() as cursor:
+        cursor.execute("SET search_path TO pg_catalog, public")
+
+    def work():
+        with transaction.atomic(using=simulated):
+            Note.objects.using(simulated).create(text="rolled-back")
+            aurora_simulator.silence(new_connections=False)
+            raise ValueError("the application's own error")
+
+    elapsed, error = _timed(work)
+    aurora_simulator.unsilence()
+    assert isinstance(error, ValueError)
+    assert elapsed < 5.0
+    assert db.connection is None
+    with db.cursor() as cursor:
+        cursor.execute("SHOW search_path")
+        assert cursor.fetchone() == ("pg_catalog, public",)
+    assert db.get_autocommit()  # as before the block
+    assert not Note.objects.filter(text="rolled-back").exists()
+
+
+def test_after_a_cut_rollback_the_applications_autocommit_setting_holds(
+    aurora_simulator, simulated, safety_net
+):
+    """set_autocommit(False), rollback() cut: the work that follows on the
+    next connection is still in a transaction, not committed statement by
+    statement."""
+    db = connections[simulated]
+    db.settings_dict["OPTIONS"]["aurora"] = {"statement_deadline": 1.0}
+    db.set_autocommit(False)
+    try:
+        Note.objects.using(simulated).create(text="rolled-back")
+        aurora_simulator.silence(new_connections=False)
+        with pytest.raises(DeadlineExceeded):
+            db.rollback()
+        aurora_simulator.unsilence()
+        Note.objects.using(simulated).create(text="not-yet")
+        assert not db.get_autocommit()
+        assert not Note.objects.filter(text="not-yet").exists()  # uncommitted
+        db.rollback()
+    finally:
+        db.set_autocommit(True)
+    assert not Note.objects.filter(text__in=["rolled-back", "not-yet"]).exists()
+
+
+def test_the_applications_close_after_a_cut_rollback_starts_a_clean_session(
+    aurora_simulator, simulated, safety_net
+):
+    db = connections[simulated]
+    db.settings_dict["OPTIONS"]["aurora"] = {"statement_deadline": 1.0}
+    with db.cursor() as cursor:
+        cursor.execute("SHOW search_path")
+        default = cursor.fetchone()
+        cursor.execute("SET search_path TO pg_catalog, public")
+    db.set_autocommit(False)
+    try:
+        Note.objects.using(simulated).create(text="rolled-back")
+        aurora_simulator.silence(new_connections=False)
+        with pytest.raises(DeadlineExceeded):
+            db.rollback()
+        aurora_simulator.unsilence()
+        db.close()  # "each job gets a fresh session"
+    finally:
+        db.set_autocommit(True)
+    with db.cursor() as cursor:
+        cursor.execute("SHOW search_path")
+        assert cursor.fetchone() == default
+
+
+def test_a_savepoint_rollback_on_a_silent_network_ends_at_the_cap(
+    aurora_simulator, simulated, safety_net
+):
+    @database_handler
+    def handler(event, context):
+        with transaction.atomic(using=simulated):
+            Note.objects.using(simulated).create(text="outer")
+            with transaction.atomic(using=simulated):
+                Note.objects.using(simulated).create(text="inner")
+                aurora_simulator.silence(new_connections=False)
+                raise ValueError("the application's own error")
+
+    elapsed, error = _timed(lambda: handler({}, FakeContext(3_000)))
+    print(f"savepoint rollback on a silent network, 2 s cap: {elapsed:.2f} s")
+    assert isinstance(error, ValueError)
+    assert elapsed < 3.0
+    aurora_simulator.unsilence()
+    assert not Note.objects.filter(text__in=["outer", "inner"]).exists()
+
+
+def _notes(n: int) -> None:
+    Note.objects.bulk_create(Note(text=f"row{i}") for i in range(n))
+
+
+def test_a_fetch_from_a_server_side_cursor_on_a_silent_network_ends_at_the_cap(
+    aurora_simulator, simulated, safety_net
+):
+    """QuerySet.iterator() fetches its rows in chunks from a server-side
+    cursor: each fetch is a round trip, bounded like a statement."""
+    _notes(5)
+    db = connections[simulated]
+
+    @database_handler
+    def handler(event, context):
+        rows = Note.objects.using(simulated).order_by("pk").iterator(chunk_size=1)
+        next(rows)
+        aurora_simulator.silence(new_connections=False)
+        list(rows)
+
+    elapsed, error = _timed(lambda: handler({}, FakeContext(3_000)))
+    print(f"server-side cursor fetch on a silent network, 2 s cap: {elapsed:.2f} s")
+    assert isinstance(error, DeadlineExceeded), error
+    assert not isinstance(error, OutcomeUnknown)  # a read
+    assert elapsed < 3.0
+    assert db.connection is None
+
+
+def test_a_fetch_from_a_server_side_cursor_is_cut_at_statement_deadline(
+    aurora_simulator, simulated, safety_net
+):
+    _notes(5)
+    db = connections[simulated]
+    db.settings_dict["OPTIONS"]["aurora"] = {"statement_deadline": 1.0}
+
+    def work():
+        with transaction.atomic(using=simulated):
+            rows = Note.objects.using(simulated).order_by("pk").iterator(chunk_size=1)
+            next(rows)
+            aurora_simulator.silence(new_connections=False)
+            list(rows)
+
+    elapsed, error = _timed(work)
+    assert isinstance(error, DeadlineExceeded), error
+    assert elapsed < 5.0
+
+
+def test_connection_set_up_on_a_silent_network_ends_at_the_cap(
+    aurora_simulator, simulated, safety_net
+):
+    """Django's init_connection_state sets TimeZone when the database's
+    time zone is not the server's; its reply never comes."""
+    db = connections[simulated]
+    db.settings_dict["TIME_ZONE"] = "Asia/Tokyo"
+    aurora_simulator.lose_replies(1, contains="TimeZone", silent=True)
+
+    @database_handler
+    def handler(event, context):
+        db.connect()
+
+    elapsed, error = _timed(lambda: handler({}, FakeContext(3_000)))
+    print(f"connection set-up on a silent network, 2 s cap: {elapsed:.2f} s")
+    assert isinstance(error, RetriesExhausted), error  # a connect that timed out
+    assert elapsed < 3.0
+
+
+def test_session_restore_on_a_silent_network_ends_at_the_cap(
+    aurora_simulator, simulated, safety_net
+):
+    """The connection is replaced after a scale event; the session's
+    search_path is applied again on the new one, and that reply never
+    comes."""
+    db = connections[simulated]
+
+    @database_handler
+    def handler(event, context):
+        with db.cursor() as cursor:
+            cursor.execute("SET search_path TO public")
+            aurora_simulator.lose_replies(1, contains="search_path", silent=True)
+            aurora_simulator.drop_connections()
+            cursor.execute("SELECT 1")
+
+    elapsed, error = _timed(lambda: handler({}, FakeContext(3_000)))
+    print(f"session restore on a silent network, 2 s cap: {elapsed:.2f} s")
+    assert isinstance(error, RetriesExhausted), error  # a connect that timed out
+    assert elapsed < 3.0
+
+
+def test_the_end_of_a_request_never_connects_into_a_database_that_did_not_come_back(
+    aurora_simulator, simulated, events
+):
+    """deadline 3 against a paused cluster: on main the request took 5.0 s,
+    the last 2 s spent at request_finished connecting into the same paused
+    cluster to store the deferred event."""
+    from django.core.signals import request_finished, request_started
+
+    db = connections[simulated]
+    db.settings_dict["OPTIONS"]["aurora"] = {"deadline": 3.0}
+    aurora_simulator.pause()
+
+    def request():
+        request_started.send(sender=None)
+        try:
+            with pytest.raises(RetriesExhausted):
+                db.connect()
+        finally:
+            request_finished.send(sender=None)
+
+    try:
+        with override_settings(ORCA_DB_EVENTS_DATABASE=None), _events_into(simulated):
+            elapsed, error = _timed(request)
+            held = aurora_simulator.stats["held"]
+            assert receivers.deferred_count() == 1
+            aurora_simulator.resume()
+            # Once the database answers again, the event is written.
+            db.connect()
+            receivers.flush_deferred_events()
+    finally:
+        aurora_simulator.resume()
+    print(f"request with deadline 3 against a paused cluster: {elapsed:.2f} s")
+    assert error is None, error
+    assert elapsed < 3.5
+    assert held == events[0].attempts  # no connection made to store the event
+    assert receivers.deferred_count() == 0
+    assert RetryEvent.objects.get().outcome == "exhausted"
+
+
+@pytest.mark.parametrize("connected", ["before the cap", "inside the cap"])
+def test_a_call_nobody_listed_is_cut_at_the_cap_too(
+    aurora_simulator, simulated, safety_net, connected
+):
+    """A driver call straight on the connection (no Django cursor, no
+    orca-db call site) on a silent network: the watch held on the
+    connection for as long as the cap is open cuts it as well."""
+    from orca_db.deadlines import deadline_cap
+
+    db = connections[simulated]
+    if connected == "before the cap":
+        db.connect()
+    # An alias of DATABASES, as an application's are (connections.all()
+    # lists only those).
+    connections.settings[simulated] = db.settings_dict
+
+    def work():
+        with deadline_cap(2.0):
+            if db.connection is None:
+                db.connect()
+            aurora_simulator.silence(new_connections=False)
+            cursor = db.connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+
+    try:
+        elapsed, error = _timed(work)
+    finally:
+        del connections.settings[simulated]
+    print(f"a raw driver call on a silent network ({connected}), 2 s cap: {elapsed:.2f} s")
+    assert error is not None  # the driver's own lost-connection error
+    assert elapsed < 3.0
+
+
+def test_storing_an_event_on_a_network_gone_silent_ends_within_store_time(
+    aurora_simulator, simulated, safety_net, events
+):
+    """The INSERT of the event never gets its reply: the store (connect,
+    insert, close) ends within STORE_TIME, not the events connection's
+    5 s statement deadline, and the event waits, not lost."""
+    db = connections[simulated]
+    db.connect()
+    with override_settings(ORCA_DB_EVENTS_DATABASE=None), _events_into(simulated):
+        aurora_simulator.lose_replies(1, contains="retryevent", silent=True)
+        aurora_simulator.drop_connections()
+        started = time.monotonic()
+        with db.cursor() as cursor:
+            cursor.execute("SELECT 1")  # recovered; its event goes to the same database
+        elapsed = time.monotonic() - started
+    print(f"storing an event on a silent network: the read took {elapsed:.2f} s")
+    assert [e.outcome for e in events] == ["recovered"]
+    # STORE_TIME (3 s) and the reconnect; the statement deadline alone
+    # (before: 5.15 s) would take 5 s at least.
+    assert elapsed < receivers.EVENTS_STATEMENT_DEADLINE
+    assert receivers.deferred_count() == 1

@@ -136,3 +136,35 @@ def test_lost_commits_do_not_exhaust_the_pool(aurora_simulator, dbname, django_d
             with pytest.raises(OutcomeUnknown), transaction.atomic(using=alias):
                 raw_select_one(connections[alias])
         assert read_count(alias) == ROWS
+
+
+def test_the_wait_for_a_pooled_connection_ends_at_the_cap(pooled):
+    """Every slot is lent out: the pool would wait its own 5 s for one, but
+    inside a 2.5 s deadline cap (a Lambda invocation's) it waits no longer
+    than the cap allows. (Below 2 s the connect runs in a worker thread that
+    is abandoned at the bound: that case was bounded already.)"""
+    import time
+
+    from orca_db.deadlines import deadline_cap
+    from orca_db.exceptions import DeadlineExceeded, RetriesExhausted
+
+    first = connections[pooled]
+    holders = [type(first)(first.settings_dict, pooled) for _ in range(POOL_SIZE)]
+    waiter = type(first)(first.settings_dict, pooled)
+    error = None
+    try:
+        for holder in holders:
+            holder.ensure_connection()
+        started = time.monotonic()
+        try:
+            with deadline_cap(2.5):
+                waiter.ensure_connection()
+        except Exception as raised:
+            error = raised
+        elapsed = time.monotonic() - started
+    finally:
+        for wrapper in [*holders, waiter]:
+            wrapper.close()
+    print(f"{pooled}: the wait for a pooled connection under a 2.5 s cap: {elapsed:.2f} s")
+    assert isinstance(error, (RetriesExhausted, DeadlineExceeded)), error
+    assert elapsed < 3.5

@@ -448,14 +448,6 @@ def test_the_event_of_a_settled_operation(clock, events):
     assert event.statement == "SELECT name FROM testapp_item WHERE id = 7"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Operation.started_at (the event's occurred_at) is taken when the Operation object "
-    "is made, not from `started`: a caller that passes the start of its first attempt "
-    "(backends/cursor.py passes the statement's start) gets an occurred_at late by the "
-    "first attempt's duration, so occurred_at + elapsed_ms is past the settle time. "
-    "docs/events.md: occurred_at is 'when the operation started'.",
-)
 def test_the_event_occurred_when_the_first_attempt_started(events):
     """A statement ran 30 s before its connection was lost (a silent network
     cut by statement_deadline): the operation started 30 s ago."""

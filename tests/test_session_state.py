@@ -121,15 +121,6 @@ def test_restorable_changes_are_sent_again_in_order_with_their_parameters():
         pytest.param(
             [("SET ROLE app_reader", None), ("RESET ALL", None)],
             id="RESET ALL leaves the role",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="SessionState clears every restorable change on RESET ALL, but "
-                "PostgreSQL's RESET ALL does not reset ROLE or SESSION AUTHORIZATION "
-                "(GUC_NO_RESET_ALL; seen on PostgreSQL 15: SET ROLE x; RESET ALL; "
-                "SELECT current_user gives x). After a scale event the new session runs "
-                "as the connecting user instead of the role set: what row-level "
-                "security lets through changes silently (the docstring's own example).",
-            ),
         ),
     ],
 )

@@ -26,6 +26,7 @@ from ..retry import Operation, active_operation, recover, report
 from ..sql import profile
 from ..sql.lexical import PROFILES
 from .replay import run_again
+from .session_check import SessionCursorMixin
 
 #: libpq's transaction statuses under which a transaction may be open: all
 #: but IDLE. UNKNOWN is a connection that broke outside a statement of ours
@@ -97,15 +98,15 @@ def _statement_runner(many: bool):
                 watchdog.release(watch)
                 if watch.cut:
                     db._orca_lose_connection()  # the answer came, the socket is shut
-        if statement.observed and (statement.session or db._orca_session.pending):
-            db._orca_observe(wrapper, statement, sql, params, in_transaction)
+        if statement.observed and (statement.tracked or db._orca_session.pending):
+            db._orca_observe(wrapper, statement, sql, params, in_transaction, many)
         return result
 
     run.__name__ = run.__qualname__ = "_executemany" if many else "_execute"
     return run
 
 
-class RetryingCursorMixin:
+class RetryingCursorMixin(SessionCursorMixin):
     """Retries ``execute``/``executemany`` after their first failure.
 
     Sits below Django's execute wrappers, so each retried call is one call
@@ -123,7 +124,9 @@ class RetryingCursorMixin:
         if refusal is not None:
             raise refusal.error()
         sent_unseen(self.db)
-        return super().callproc(procname, params, kparams)
+        result = super().callproc(procname, params, kparams)
+        self.db._orca_called(procname)
+        return result
 
 
 def retrying_class(cursor_class: type, driver_cursor: type | None = None) -> type:
@@ -161,14 +164,20 @@ def relink(db, wrapper):
 
 
 def _watch(db):
-    return deadlines.watch_statement(db._orca_link.fd, db._orca_statement_deadline)
+    return db._orca_watch_call()
 
 
 def _cut_off(db, sql, in_transaction: bool) -> DeadlineExceeded:
     """The statement was still running at its deadline and its socket was
     shut: the connection is gone, and with it any transaction."""
-    if in_transaction and not decisions.may_commit(sql):
+    if in_transaction and not decisions.shown_to_end_transaction(sql):
         db._orca_lose_transaction()
+        if decisions.may_commit(sql):  # composed: it may have been a COMMIT
+            return WriteDeadlineExceeded(
+                f"A statement on database {db.alias!r} was still running at its deadline "
+                f"and was cut off; it may have committed its transaction, or the server "
+                f"rolls it back."
+            )
         return DeadlineExceeded(
             f"A statement on database {db.alias!r} was still running at its deadline; it "
             f"was cut off, and the server rolls its transaction back."
@@ -223,7 +232,10 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
         if verdict is decisions.Verdict.ROLLED_BACK:
             return db._orca_lose_transaction()
         if verdict is decisions.Verdict.UNKNOWN:
-            db._orca_lose_connection()
+            if in_transaction and not decisions.shown_to_end_transaction(sql):
+                db._orca_lose_transaction()  # a composed statement: the rest is refused
+            else:
+                db._orca_lose_connection()
             return OutcomeUnknown(
                 f"The connection to database {db.alias!r} was lost while a write was in "
                 f"flight ({failure.error_type}); it may or may not have been applied, and "

@@ -31,9 +31,8 @@ class TransactionEndMixin:
         # its session changes were undone with it.
         failed = bool(session.pending) and self._orca_transaction_failed()
         watch = None
-        link = self._orca_link
-        if link is not None and (deadlines.open_caps or self._orca_statement_deadline):
-            watch = deadlines.watch_statement(link.fd, self._orca_statement_deadline)
+        if deadlines.open_caps or self._orca_statement_deadline:
+            watch = self._orca_watch_call()
         try:
             result = super()._commit()
         except DjangoError as error:
@@ -56,6 +55,8 @@ class TransactionEndMixin:
                 self._orca_lose_connection()  # the answer came, the socket is shut
         if session.pending:
             session.transaction_ended(not failed)
+        if session.verifying:
+            self._orca_fingerprint()  # rule 1: the session as committed
         return result
 
     def _orca_commit_connection_gone(self) -> None:
@@ -103,7 +104,13 @@ class TransactionEndMixin:
             self._orca_refusal = None  # the server rolled it back already
         if self._orca_session.pending:
             self._orca_session.transaction_ended(False)
-        return super()._rollback()
+        if self.connection is not None and (deadlines.open_caps or self._orca_statement_deadline):
+            result = self._orca_bounded_rollback(super()._rollback)
+        else:
+            result = super()._rollback()
+        if self._orca_session.verifying and self.connection is not None:
+            self._orca_fingerprint()  # rule 1: the session as rolled back to
+        return result
 
     def _commit_failure(self, error: DjangoError) -> BaseException:
         settings = self.retry_settings

@@ -20,12 +20,36 @@ is a new start: both are forgotten.
 from __future__ import annotations
 
 import dataclasses
+import sys
+
+from django.db.transaction import Atomic
 
 from .. import drivers
 from ..classify import classify
 from ..exceptions import SessionStateLost, TransactionRolledBack
 from ..session import SessionState
 from ..sql import profile
+from .session_check import SessionCheckMixin, hidden_calls, statement_text
+
+#: Transaction control after which the tracker's picture may have changed.
+_ENDS = frozenset({"commit", "rollback", "rollback_to", "prepare_transaction", "mixed"})
+
+
+#: Every setting back to the connection's defaults (RESET ALL leaves the
+#: role and the session authorization alone; resetting the latter resets
+#: the role too).
+_RESET_SETTINGS = "RESET SESSION AUTHORIZATION; RESET ALL"
+
+
+def _pooled(connection) -> bool:
+    """A connection lent by a pool: psycopg_pool marks its connections with
+    their pool; django-db-connection-pool's are SQLAlchemy proxies."""
+    return getattr(connection, "_pool", None) is not None or hasattr(connection, "invalidate")
+
+
+#: ``close()`` called from Django's ``Atomic.__exit__`` (it drops the
+#: connection when ROLLBACK or COMMIT fails) is not the application's.
+_ATOMIC_EXIT = Atomic.__exit__.__code__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,12 +68,13 @@ class _Refusal:
         return TransactionRolledBack(self.message)
 
 
-class LostConnectionMixin:
+class LostConnectionMixin(SessionCheckMixin):
     """Refusals and the session record; mixed into ``AuroraRetryMixin``."""
 
     _orca_refusal: _Refusal | None = None
     _orca_autocommit_wish: bool | None = None
     _orca_connecting = False
+    _orca_dropped = False
 
     def _orca_resume_session(self) -> None:
         """On a connection that replaces a lost one: the application's
@@ -57,6 +82,11 @@ class LostConnectionMixin:
         session = self._orca_session
         if session.lost:
             lost = session.lost_items()
+            if not lost and not session.empty:
+                self._restore_session(session)
+            if not lost and session.verifying:
+                differs = self._orca_session_differs()
+                lost = (differs,) if differs else ()
             if lost:
                 message = (
                     f"The connection to database {self.alias!r} was replaced after a scale "
@@ -65,8 +95,6 @@ class LostConnectionMixin:
                 )
                 self._orca_refusal = _Refusal("session", message, lost)
                 raise SessionStateLost(message, lost)
-            if not session.empty:
-                self._restore_session(session)
             session.lost = False
         wish, self._orca_autocommit_wish = self._orca_autocommit_wish, None
         if wish is not None and wish != self.autocommit:
@@ -146,12 +174,24 @@ class LostConnectionMixin:
                 )
         raise refusal.error()
 
-    def _orca_observe(self, wrapper, statement, sql, params, in_transaction: bool) -> None:
+    def _orca_observe(
+        self, wrapper, statement, sql, params, in_transaction: bool, many: bool = False
+    ) -> None:
         session = self._orca_session
+        text = statement_text(sql, self.connection)
         control = statement.control
-        if control is None:
-            session.observe(sql, params, in_transaction)
-        elif control == "commit":
+        changed = False
+        if statement.session and control is None:
+            if many:
+                session.unfollowed(text)  # which parameters were last? not followed
+            else:
+                session.observe(sql, params, in_transaction, text)
+            changed = True
+        calls = statement.calls or (text is not sql and profile(text).calls)
+        if calls and hidden_calls(text):
+            session.hidden_call(in_transaction)
+            changed = True
+        if control == "commit":
             # COMMIT of a failed transaction answers ROLLBACK, no error.
             status = getattr(wrapper.cursor, "statusmessage", None) or ""
             session.transaction_ended(status.startswith("COMMIT"))
@@ -165,19 +205,54 @@ class LostConnectionMixin:
             session.savepoint_released(statement.savepoint_name)
         elif control == "rollback_to":
             session.rolled_back_to(statement.savepoint_name)
+        if session.verifying and (changed or control in _ENDS):
+            self._orca_fingerprint()
 
     def close(self) -> None:
-        connection = self.connection
-        if self._orca_connecting or (connection is not None and drivers.is_closed(connection)):
-            # A connection that is already broken (Django drops it when a
-            # rollback fails): lost, not closed by choice. The session is
-            # brought back on the next one, without what its open
-            # transaction had changed.
+        by_atomic = sys._getframe(1).f_code is _ATOMIC_EXIT
+        cut = self._orca_dropped  # a ROLLBACK cut at its deadline dropped it
+        self._orca_dropped = False
+        if self._orca_connecting or by_atomic:
+            # Not the application's choice: orca-db dropping a lost
+            # connection, or Django's atomic() dropping one whose ROLLBACK
+            # failed. The session is brought back on the next connection
+            # (or refused), without what its open transaction had changed.
+            if cut and by_atomic:
+                # atomic() had turned autocommit off, not the application.
+                self._orca_autocommit_wish = None
             self._orca_session.lost = True
             self._orca_session.transaction_ended(False)
         else:
+            # The application's close() (a worker between jobs, the end of
+            # a request): a clean session, whatever state the old
+            # connection was in, broken or not. A pool would lend the
+            # connection again with its session: one whose session changed
+            # is closed for good instead (the pool opens a fresh one).
+            if self._orca_session.changed and not self.in_atomic_block:
+                self._orca_clean_pooled()
             self._orca_forget_session()
         super().close()
+
+    def _orca_clean_pooled(self) -> None:
+        """A pooled connection whose session the application changed goes
+        back to its pool clean: reset when only settings were changed (one
+        round trip; Django sets its own up again on the next checkout),
+        closed for good otherwise (the pool opens a fresh one)."""
+        connection = self.connection
+        if connection is None or not _pooled(connection):
+            return  # closed below anyway
+        if (
+            self._orca_session.settings_only
+            and self.autocommit
+            and drivers.transaction_status(connection) == drivers.IDLE
+        ):
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(_RESET_SETTINGS)
+                return
+            except Exception:
+                pass  # closed for good below
+        self._discard_connection()
 
     def close_if_unusable_or_obsolete(self) -> None:
         super().close_if_unusable_or_obsolete()

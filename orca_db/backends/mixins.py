@@ -21,14 +21,17 @@ from typing import Any
 
 from .. import connect_notice, drivers
 from ..aws.credentials import apply_credentials, connect_with_credentials
+from ..classify import driver_error
 from ..conf import OPTIONS_KEY, RetrySettings, retry_settings
 from ..deadlines import bounded_connect
 from ..exceptions import TransactionRolledBack
+from ..pool_waits import pool_wait_bounded
 from ..retry import Operation, active_operation, remaining_time, run
 from ..session import SessionState
 from .cursor import RetryingCursorMixin, retrying_class
 from .ending import TransactionEndMixin
 from .lost import LostConnectionMixin
+from .watching import ConnectionWatchMixin
 
 __all__ = ["AuroraRetryMixin", "RetryingCursorMixin"]
 
@@ -44,7 +47,7 @@ TCP_DEFAULTS = {
 }
 
 
-class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin):
+class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatchMixin):
     """Connect and execute through scale events, pauses and restarts."""
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -75,16 +78,28 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin):
     def get_new_connection(self, conn_params: dict[str, Any]):
         parent = super().get_new_connection
 
+        remaining = remaining_time()
+
         def connect(params: dict[str, Any]):
             # A login refused after a rotation is refreshed and retried once.
-            return connect_with_credentials(self, params, parent)
+            if remaining is None or not self.settings_dict["OPTIONS"].get("pool"):
+                return connect_with_credentials(self, params, parent)
+            # Django's psycopg pool waits for a free connection up to its own
+            # timeout (30 s by default): no longer than the deadline allows.
+            with pool_wait_bounded(self.pool, remaining):
+                return connect_with_credentials(self, params, parent)
 
         # Bounded by what is left of the operation's deadline (or of the
         # Lambda function's time): an attempt that cannot end in time is not
         # started, and one libpq cannot bound is abandoned at the bound.
-        connection = bounded_connect(connect, conn_params, remaining_time(), drivers.close_broken)
+        connection = bounded_connect(connect, conn_params, remaining, drivers.close_broken)
         settings = self.retry_settings
         self._orca_statement_deadline = settings.statement_deadline
+        if settings.enabled:
+            # Django's set-up and the session's restore, about to run on it,
+            # end by the same bounds as any call (watching.py).
+            operation = active_operation(self.alias)
+            self._orca_watch_setup(connection, None if operation is None else operation.deadline_at)
         self._orca_enabled = settings.enabled
         # No link while the connection refuses work: the hot path then takes
         # the slow way, which says so.
@@ -112,16 +127,23 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin):
     def _connect_once(self) -> None:
         self._orca_connecting = True
         where = (self.alias, self.settings_dict.get("HOST"), self.settings_dict.get("PORT"))
+        self._orca_dropped = False
         try:
             super().connect()
             self._orca_resume_session()
         except BaseException as error:
+            cut = self._orca_setup_ended()
             # A half-made connection (init_connection_state failed) must not
             # linger: the next attempt starts clean.
             self._discard_connection()
             # A wrong HOST or PORT is told at once, not after the deadline.
             connect_notice.failed(*where, error)
+            if cut:
+                raise self._orca_setup_cut_off() from driver_error(error)
             raise
+        else:
+            if self._orca_setup_ended():
+                self._orca_lose_connection()  # the answer came, the socket is shut
         finally:
             self._orca_connecting = False
         connect_notice.succeeded(*where)
@@ -140,6 +162,14 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin):
         if connection is not None:
             with contextlib.suppress(Exception):
                 self._close_broken_connection(connection)
+        self._orca_disarm()
+
+    def _close(self) -> None:
+        try:
+            super()._close()
+        finally:
+            # After the close, which the watch covered too.
+            self._orca_disarm()
 
     def _close_broken_connection(self, connection) -> None:
         drivers.close_broken(connection)

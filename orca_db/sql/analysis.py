@@ -118,6 +118,7 @@ def lex_profile(sql: str) -> Profile:
     if multiple and any(_control(s, s.first())[0] for s in statements[1:]):
         control, name, chain = "mixed", None, False
     session = any(_session(s) for s in statements)
+    calls = any(_calls(s) for s in statements)
     maybe_read = (
         not multiple
         and not session
@@ -125,7 +126,7 @@ def lex_profile(sql: str) -> Profile:
         and first in READ_STARTS
         and _reads_only(head, first)
     )
-    return Profile(first, control, name, chain, maybe_read, session, multiple)
+    return Profile(first, control, name, chain, maybe_read, session, multiple, calls)
 
 
 def _next_word(statement: _Statement, index: int) -> tuple[str, int]:
@@ -214,6 +215,71 @@ def _session(statement: _Statement) -> bool:
             return True  # an object in the session's temporary schema
         if mark == "(" and (name in SESSION_FUNCTIONS or name.startswith("dblink")):
             return True
+    return False
+
+
+# Words that a parenthesis follows without a call: keywords, and built-in
+# constructs the grammar spells like calls but pg_proc does not list.
+_NOT_CALLS: Final = frozenset(
+    {
+        # reserved, or column-name keywords (never a function's name)
+        "IN", "VALUES", "AS", "EXISTS", "ANY", "ALL", "SOME", "ARRAY", "ROW", "GROUP", "ON",
+        "USING", "AND", "OR", "NOT", "WHERE", "SELECT", "FROM", "JOIN", "WHEN", "THEN",
+        "ELSE", "CASE", "BY", "INTO", "DISTINCT", "LATERAL", "RETURNING", "UNIQUE", "CHECK",
+        "PRIMARY", "WITH", "DEFAULT", "IS", "LIKE", "ILIKE", "SIMILAR", "BETWEEN", "UNION",
+        "INTERSECT", "EXCEPT", "LIMIT", "OFFSET", "HAVING", "ORDER", "CONSTRAINT",
+        "REFERENCES", "FOREIGN", "TO", "FOR", "DO", "CAST", "TREAT", "COALESCE", "NULLIF",
+        "GREATEST", "LEAST", "EXTRACT", "POSITION", "SUBSTRING", "TRIM", "OVERLAY",
+        "NORMALIZE", "GROUPING", "XMLELEMENT", "XMLFOREST", "XMLCONCAT", "XMLPARSE",
+        "XMLPI", "XMLROOT", "XMLSERIALIZE", "XMLEXISTS", "XMLATTRIBUTES", "XMLNAMESPACES",
+        "XMLTABLE", "CURRENT_DATE", "CURRENT_TIME", "CURRENT_TIMESTAMP", "LOCALTIME",
+        "LOCALTIMESTAMP", "TIMESTAMP", "TIME", "INTERVAL", "VARCHAR", "CHAR", "CHARACTER",
+        "VARYING", "NUMERIC", "DECIMAL", "BIT", "FLOAT", "PRECISION", "CONFLICT",
+        # unreserved, but only ever after a call's closing parenthesis in Django's SQL
+        "OVER", "FILTER",
+    }
+)  # fmt: skip
+# Words after which a name and a parenthesis name a relation or a type,
+# not a call: INSERT INTO t (a), CREATE TABLE t (a), CREATE INDEX i
+# (a), REFERENCES t (a), CAST(x AS numeric(10, 2)). Not ON or USING: a
+# function may follow them (JOIN t ON f(x)).
+_RELATION_BEFORE: Final = frozenset(
+    {"INTO", "TABLE", "REFERENCES", "INDEX", "ONLY", "AS", "TYPE", "VIEW", "EXISTS",
+     "UPDATE", "COPY", "DOMAIN", "SEQUENCE"}
+)  # fmt: skip
+
+
+def _calls(statement: _Statement) -> bool:
+    """May this statement call a function that is not a built-in known to
+    be free of side effects? Errs towards True. (The catalog loads on the
+    first candidate: about 1.3 ms once per process.)"""
+    sql, toks, words = statement.sql, statement.toks, statement.words
+    if statement.first() >= 0 and words[statement.first()] == "CALL":
+        return True
+    for index in range(1, len(toks)):
+        opening = toks[index]
+        if opening.kind != OP or sql[opening.start] != "(":
+            continue
+        name_index = index - 1
+        if toks[name_index].kind not in (WORD, QIDENT) or words[name_index] in _NOT_CALLS:
+            continue
+        # The start of a qualified name (schema.function), and what is before it.
+        start = name_index
+        while start >= 2 and sql[toks[start - 1].start] == "." and toks[start - 1].kind == OP:
+            start -= 2
+        before = toks[start - 1] if start >= 1 else None
+        if before is not None:
+            if before.kind == WORD and words[start - 1] in _RELATION_BEFORE:
+                continue
+            if before.kind == OP and sql[before.start : before.end] == "::":
+                continue
+        from ._pg_catalog import FUNCTIONS
+
+        name = lexer.identifier(sql, toks[name_index])
+        schema = lexer.identifier(sql, toks[start]) if start != name_index else None
+        if name in FUNCTIONS and schema in (None, "pg_catalog") and start >= name_index - 2:
+            continue
+        return True
     return False
 
 

@@ -14,8 +14,11 @@ class Profile:
     equal by value. (A plain class with slots rather than a NamedTuple:
     as fast to read, and nothing to build at import.)"""
 
-    _FIELDS = ("first", "control", "savepoint_name", "chain", "maybe_read", "session", "multiple")
-    __slots__ = (*_FIELDS, "observed")
+    _FIELDS = (
+        "first", "control", "savepoint_name", "chain", "maybe_read", "session", "multiple",
+        "calls",
+    )  # fmt: skip
+    __slots__ = (*_FIELDS, "observed", "tracked")
 
     first: str
     """The first keyword, upper-cased, after comments, spaces and opening
@@ -45,6 +48,11 @@ class Profile:
     inside cannot be seen."""
     multiple: bool
     """More than one statement in the text."""
+    calls: bool
+    """The text may call a function that is not a built-in known to be free
+    of side effects (``SELECT my_function()``, ``CALL p()``): one the session
+    tracker cannot see inside. Lexical, so it errs towards True (a name
+    before a parenthesis that is not a call); the precise answer parses."""
 
     def __init__(
         self,
@@ -55,17 +63,21 @@ class Profile:
         maybe_read: bool = False,
         session: bool = False,
         multiple: bool = False,
+        calls: bool = False,
     ):
-        values = (first, control, savepoint_name, chain, maybe_read, session, multiple)
+        values = (first, control, savepoint_name, chain, maybe_read, session, multiple, calls)
         for name, value in zip(self._FIELDS, values, strict=True):
             object.__setattr__(self, name, value)
         # Derived, for the backend's hot path: one read tells whether the
         # session tracker may need to see this statement.
-        object.__setattr__(self, "observed", session or control is not None)
+        object.__setattr__(self, "observed", session or calls or control is not None)
+        object.__setattr__(self, "tracked", session or calls)
 
     observed: bool
-    """``session``, or transaction control: the session tracker may need to
-    see it."""
+    """``session``, ``calls``, or transaction control: the session tracker
+    may need to see it."""
+    tracked: bool
+    """``session`` or ``calls``: the session tracker must see it."""
 
     def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self._FIELDS)

@@ -29,11 +29,11 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from orca_db import decisions
 from orca_db.classify import Failure, classify, driver_error
 from orca_db.conf import RetrySettings, retry_settings
 from orca_db.data_api import Call, errors
 from orca_db.deadlines import TimedOut, run_within
-from orca_db.decisions import commits_along_the_way
 from orca_db.exceptions import (
     DeadlineExceeded,
     OutcomeUnknown,
@@ -226,12 +226,15 @@ class _Judge:
             # Gone, or the database ended the transaction's session (57P01
             # relayed): the statement did not run, nor will the transaction.
             return self._rolled_back(failure)
+        if failure.not_applied and not (
+            _from_the_database(error) and decisions.commits_along_the_way(self.call.statement)
+        ):
+            # The service refused it, or the database ended it unrun; a
+            # 57P01/57P03 proves only that its own transaction did not
+            # commit (F2): not what commits along the way or elsewhere.
+            return None
         if self.settings.retry_writes:
             return None  # vouched for by the application
-        if failure.not_applied and not commits_along_the_way(self.call.statement):
-            # 57P01 proves only that the last transaction did not commit
-            # (F2): a CALL or DO that commits is judged as a write below.
-            return None
         # A batch is many statements: a proof about one says nothing of the rest.
         if not self.call.many and is_replayable_read(self.call.statement):
             self.read_replay = self.call.operation == "ExecuteStatement"

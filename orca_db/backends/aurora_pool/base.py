@@ -18,6 +18,7 @@ from django.db.backends.postgresql import base as postgresql
 
 try:
     from dj_db_conn_pool.backends.postgresql.mixins import PGDatabaseWrapperMixin
+    from dj_db_conn_pool.core import pool_container
 except ImportError as error:  # pragma: no cover - depends on the install
     from django.core.exceptions import ImproperlyConfigured
 
@@ -27,6 +28,8 @@ except ImportError as error:  # pragma: no cover - depends on the install
     ) from error
 
 from ...aws.credentials import apply_credentials
+from ...pool_waits import pool_wait_bounded
+from ...retry import remaining_time
 from ..aurora.features import DatabaseFeatures
 from ..mixins import AuroraRetryMixin
 
@@ -52,7 +55,15 @@ class DatabaseWrapper(AuroraRetryMixin, PGDatabaseWrapperMixin, postgresql.Datab
 
     def get_new_connection(self, conn_params: dict[str, Any]):
         conn_params = {"connect_timeout": CONNECT_TIMEOUT, **conn_params}
-        return super().get_new_connection(conn_params)
+        remaining = remaining_time()
+        if remaining is None:
+            return super().get_new_connection(conn_params)
+        # The pool (made by django-db-connection-pool on first use: a new
+        # pool has free slots) waits for a free connection no longer than
+        # the deadline allows.
+        pool = pool_container.get(self.alias) if pool_container.has(self.alias) else None
+        with pool_wait_bounded(pool, remaining, attribute="_timeout"):
+            return super().get_new_connection(conn_params)
 
     def _get_new_connection(self, conn_params: dict[str, Any]):
         # The pool's creator: it was handed the parameters of the moment the

@@ -1,0 +1,159 @@
+"""Rule 1 of docs/retry-safety.md where the statement text does not show
+what changes the session: a function of the application's (or any outside
+the side-effect-free allowlist), ``callproc``, ``COPY``, ``executemany``.
+
+Once the application has called such a function, its session is checked
+against the server: after each change the server's fingerprint of the
+session (``FINGERPRINT``, one round trip) is kept, and a
+replacement connection must show the same fingerprint after the restore,
+or it refuses with ``SessionStateLost``. Until the first such call nothing
+here runs: an application that calls none pays nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .. import deadlines, drivers
+from ..classify import classify
+from ..sql import profile
+
+if TYPE_CHECKING:
+    from ..session import SessionState
+
+
+#: The session as the server sees it, as one hash (no value is kept or
+#: logged): who runs, every setting the session changed (the transaction_*
+#: ones are the transaction's), and every object that lives only in the
+#: session. One round trip, asked only once the application has called a
+#: function the tracker cannot see inside.
+FINGERPRINT = """
+    SELECT encode(sha256(convert_to(concat_ws('|', current_user, session_user,
+        (SELECT string_agg(name || '=' || setting, ',' ORDER BY name)
+           FROM pg_settings WHERE source = 'session' AND name NOT LIKE 'transaction%'),
+        (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()),
+        (SELECT count(*) FROM pg_prepared_statements WHERE from_sql),
+        (SELECT count(*) FROM pg_cursors WHERE is_holdable),
+        (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
+        (SELECT count(*) FROM pg_listening_channels())), 'UTF8')), 'hex')
+"""
+
+
+def hidden_calls(text: object) -> bool:
+    from ..sql.calls import hidden_calls
+
+    return hidden_calls(text)
+
+
+def statement_text(sql: object, connection) -> object:
+    """The text of a statement: a psycopg ``sql.Composed`` (or ``SQL``) as
+    the driver will send it; anything else as it is."""
+    if isinstance(sql, str | bytes) or connection is None:
+        return sql
+    try:
+        return sql.as_string(connection)  # type: ignore[attr-defined]
+    except Exception:
+        return sql  # not text: followed as unknown
+
+
+class SessionCheckMixin:
+    """The server check of rule 1; mixed into ``LostConnectionMixin``."""
+
+    # Provided by the backend this is mixed into.
+    connection: Any
+    alias: str
+    _orca_session: SessionState
+    _orca_link: Any
+    _orca_statement_deadline: float | None
+
+    def _orca_called(self, function: str) -> None:
+        """``cursor.callproc(function)`` succeeded."""
+        from ..sql.calls import function_is_known
+
+        if not function_is_known(str(function)):
+            self._orca_session.hidden_call()
+            self._orca_fingerprint()
+
+    def _orca_unfollowed(self, statement: object) -> None:
+        """A statement is sent past ``execute`` (COPY): whatever its text may
+        change in the session is not followed."""
+        text = statement_text(statement, self.connection)
+        found = profile(text)
+        if found.session:
+            self._orca_session.unfollowed(text)
+        if found.calls and hidden_calls(text):
+            self._orca_session.hidden_call()
+            self._orca_session.unfollowed(None)
+
+    def _orca_fingerprint(self) -> None:
+        """Once the application has called a function the tracker cannot
+        see inside, the session is checked against the server: its
+        fingerprint now, after a change, compared with the new session's
+        after a reconnect. Not inside a transaction (what it shows may
+        still roll back): the session is then unverified until the next
+        change outside one, or the transaction's end."""
+        session = self._orca_session
+        connection = self.connection
+        if connection is None or drivers.transaction_status(connection) != drivers.IDLE:
+            session.verified(None)
+            return
+        session.verified(None)  # until the answer comes
+        link = self._orca_link
+        watch = None
+        if link is not None and (deadlines.open_caps or self._orca_statement_deadline):
+            watch = deadlines.watch_statement(link.fd, self._orca_statement_deadline)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(FINGERPRINT)
+                found = cursor.fetchone()[0]
+            if drivers.transaction_status(connection) != drivers.IDLE:
+                connection.rollback()  # autocommit off: the query opened one
+            session.verified(found)
+        except Exception:
+            pass  # unverified: the next reconnect refuses
+        finally:
+            if watch is not None:
+                deadlines.watchdog.release(watch)
+                if watch.cut:
+                    session.verified(None)
+
+    def _orca_session_matches(self) -> bool:
+        """On a new connection, after the restore: is the session the one
+        the server had (same fingerprint)?"""
+        with self.connection.cursor() as cursor:
+            cursor.execute(FINGERPRINT)
+            found = cursor.fetchone()[0]
+        if drivers.transaction_status(self.connection) != drivers.IDLE:
+            self.connection.rollback()  # AUTOCOMMIT=False in settings
+        return found == self._orca_session.expected
+
+    def _orca_session_differs(self) -> str | None:
+        """On a new connection, after the restore, for a session that is
+        checked: why it is not the one the server had (None: it is)."""
+        try:
+            matches = self._orca_session_matches()
+        except Exception as error:
+            if classify(error).retryable:
+                raise  # lost again: the connect is retried
+            matches = False
+        return None if matches else "a session change made inside a function"
+
+
+class SessionCursorMixin:
+    """COPY goes to the driver's cursor, past ``execute()``: what its text
+    may change in the session is counted before it runs (a COPY is never
+    a plain SET, so nothing of it can be restored)."""
+
+    def copy(self, statement, *args, **kwargs):  # psycopg 3
+        return self._orca_copy("copy", statement, args, kwargs)
+
+    def copy_expert(self, sql, *args, **kwargs):  # psycopg2
+        return self._orca_copy("copy_expert", sql, args, kwargs)
+
+    def _orca_copy(self, method, statement, args, kwargs):
+        refusal = self.db._orca_refusal
+        if refusal is not None:
+            raise refusal.error()
+        self.db._orca_unfollowed(statement)
+        parent = getattr(super(), method, None) or getattr(self.cursor, method)
+        return parent(statement, *args, **kwargs)
