@@ -167,6 +167,16 @@ def unresolved(alias: str, pending: LostCommit, status: str | None) -> OutcomeUn
     )
 
 
+def session_lost(alias: str, pending: LostCommit, error: BaseException) -> OutcomeUnknown:
+    """The error for a lost COMMIT that could not be asked about: the new
+    connection's session could not be restored (``SessionStateLost``)."""
+    return OutcomeUnknown(
+        f"The connection to database {alias!r} was lost while COMMIT was in flight "
+        f"({pending.failure.error_type}), and its session cannot be restored to ask "
+        f"whether it committed ({error}): the transaction may or may not have committed."
+    )
+
+
 def drop(connection) -> None:
     """Give up a connection that was lost; its session comes back on the
     next one (the aurora engine), or is simply gone (any other)."""

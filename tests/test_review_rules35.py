@@ -497,8 +497,16 @@ def test_a_lost_commit_after_a_write_no_execute_wrapper_saw_is_resolved(lossy, h
         transaction.on_commit(lambda: hooks.append(1), using=ALIAS)
 
     lossy.lose_replies(1, contains="COMMIT")
-    retry_atomic(work, using=ALIAS)()
-    assert runs == [1] and hooks == [1]
+    if how == "callproc":
+        # A call of a function of the application's own makes the session
+        # unknown (rule 1): no new connection may ask; never a guess.
+        with pytest.raises(OutcomeUnknown, match="session cannot be restored"):
+            retry_atomic(work, using=ALIAS)()
+        db.close()
+        assert runs == [1] and hooks == []
+    else:
+        retry_atomic(work, using=ALIAS)()
+        assert runs == [1] and hooks == [1]
     assert effects(f"unseen-{how}") == 1
 
 
@@ -567,3 +575,28 @@ def test_a_data_api_call_that_committed_along_the_way_is_not_run_again(data_api_
             cursor.execute("CALL review35_p()")
     killer.join(timeout=30)
     assert _admin_value("SELECT count(*) FROM review35_dapi") == 1
+
+
+def test_a_lost_commit_whose_session_cannot_be_restored_is_outcome_unknown(lossy):
+    """The session holds what a new one cannot have (LISTEN: rule 1 refuses
+    to restore it), and the COMMIT's reply is lost: asking what became of
+    it needs a new connection, which rule 1 refuses with SessionStateLost.
+    That error says "start over": an application that does re-runs a
+    transaction that may have committed. It must learn the outcome is
+    unknown."""
+    db = connections[ALIAS]
+    run("LISTEN review35_held")
+    runs = []
+
+    def work():
+        runs.append(1)
+        run("INSERT INTO lost_effects (what) VALUES ('held-session')")
+
+    lossy.lose_replies(1, contains="COMMIT")
+    try:
+        with pytest.raises(OutcomeUnknown):
+            retry_atomic(work, using=ALIAS)()
+    finally:
+        db.close()
+    assert runs == [1]
+    assert effects("held-session") == 1
