@@ -167,13 +167,16 @@ def unresolved(alias: str, pending: LostCommit, status: str | None) -> OutcomeUn
     )
 
 
-def session_lost(alias: str, pending: LostCommit, error: BaseException) -> OutcomeUnknown:
+def question_failed(alias: str, pending: LostCommit, error: BaseException) -> OutcomeUnknown:
     """The error for a lost COMMIT that could not be asked about: the new
-    connection's session could not be restored (``SessionStateLost``)."""
+    connection was refused for good (a login refused, a session rule 1
+    will not restore: ``SessionStateLost``, whose "start over" would run
+    again what may have committed)."""
     return OutcomeUnknown(
         f"The connection to database {alias!r} was lost while COMMIT was in flight "
-        f"({pending.failure.error_type}), and its session cannot be restored to ask "
-        f"whether it committed ({error}): the transaction may or may not have committed."
+        f"({pending.failure.error_type}), and asking whether it committed failed "
+        f"({type(driver_error(error)).__name__}): the transaction may or may not have "
+        f"committed."
     )
 
 

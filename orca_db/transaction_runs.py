@@ -23,13 +23,12 @@ from .commit_resolution import (
     LostCommit,
     commit_error,
     drop,
-    session_lost,
     transaction_id,
     transaction_status,
     unresolved,
 )
 from .elsewhere import Elsewhere, unseen_sends
-from .exceptions import OutcomeUnknown, ScaleEventError, SessionStateLost, TransactionRolledBack
+from .exceptions import OutcomeUnknown, ScaleEventError, TransactionRolledBack
 from .retry import Operation
 from .sql import profile
 
@@ -203,15 +202,9 @@ class TransactionRuns:
             # an effect, so whether its COMMIT arrived changes nothing.
             return self._committed(pending)
         self.stage = Stage.RESOLVE
-        try:
-            status = transaction_status(
-                self.connection, self.driver_connection, pending, self.operation
-            )
-        except SessionStateLost as error:
-            # Asking needs a new connection, which rule 1 refuses: "start
-            # over" would run again what may have committed.
-            self.pending = None
-            raise session_lost(self.operation.alias, pending, error) from error
+        status = transaction_status(
+            self.connection, self.driver_connection, pending, self.operation
+        )
         logger.info(
             "lost COMMIT on database %r resolved: %s",
             self.operation.alias,

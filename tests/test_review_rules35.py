@@ -13,6 +13,7 @@ import time
 import pytest
 from django.db import connection, connections, transaction
 
+from orca_db.backends.aurora.base import DatabaseWrapper
 from orca_db.exceptions import OutcomeUnknown, TransactionRolledBack
 from orca_db.transaction import retry_atomic
 from tests import test_lost_reply
@@ -500,7 +501,7 @@ def test_a_lost_commit_after_a_write_no_execute_wrapper_saw_is_resolved(lossy, h
     if how == "callproc":
         # A call of a function of the application's own makes the session
         # unknown (rule 1): no new connection may ask; never a guess.
-        with pytest.raises(OutcomeUnknown, match="session cannot be restored"):
+        with pytest.raises(OutcomeUnknown, match="asking whether it committed failed"):
             retry_atomic(work, using=ALIAS)()
         db.close()
         assert runs == [1] and hooks == []
@@ -600,3 +601,53 @@ def test_a_lost_commit_whose_session_cannot_be_restored_is_outcome_unknown(lossy
         db.close()
     assert runs == [1]
     assert effects("held-session") == 1
+
+
+@pytest.fixture
+def rotating_role(aurora_simulator):
+    """A login role of its own through the simulator, whose password the
+    test can change (as a rotation that the application has not seen)."""
+    admin = admin_connection()
+    admin.autocommit = True
+    cursor = admin.cursor()
+    cursor.execute(
+        "DROP ROLE IF EXISTS review35_app; "
+        "CREATE ROLE review35_app LOGIN PASSWORD 'review35-a'; "
+        "CREATE TABLE review35_rot (what text NOT NULL); "
+        "GRANT SELECT, INSERT ON review35_rot TO review35_app"
+    )
+    settings = aurora_simulator.django_settings(
+        {**connection.settings_dict, "USER": "review35_app", "PASSWORD": "review35-a"}
+    )
+    connections["review35_app"] = DatabaseWrapper(settings, "review35_app")
+    yield aurora_simulator
+    connections["review35_app"].close()
+    del connections["review35_app"]
+    cursor.execute("DROP TABLE review35_rot; DROP ROLE review35_app")
+    admin.close()
+
+
+def test_a_lost_commit_whose_question_cannot_connect_is_outcome_unknown(rotating_role):
+    """The COMMIT's reply is lost, and the new connection that would ask is
+    refused for good (the password was rotated meanwhile): the application
+    must learn that the outcome is unknown, not get a login error that
+    says nothing of a COMMIT in flight."""
+    db = connections["review35_app"]
+    runs = []
+
+    def work():
+        runs.append(1)
+        with db.cursor() as cursor:
+            cursor.execute("INSERT INTO review35_rot VALUES ('rotated')")
+        admin = admin_connection()
+        admin.autocommit = True
+        try:
+            admin.cursor().execute("ALTER ROLE review35_app PASSWORD 'review35-b'")
+        finally:
+            admin.close()
+
+    rotating_role.lose_replies(1, contains="COMMIT")
+    with pytest.raises(OutcomeUnknown):
+        retry_atomic(work, using="review35_app", deadline=5)()
+    assert runs == [1]
+    assert _admin_value("SELECT count(*) FROM review35_rot") == 1
