@@ -83,14 +83,14 @@ def sent_unseen(db) -> None:
     db._orca_unseen_sends = getattr(db, "_orca_unseen_sends", 0) + 1
 
 
-def counted_methods(cursor_class: type, driver_cursor: type | None) -> dict:
-    """Methods for the retrying cursor wrapper that count each call of the
-    driver's methods that send SQL around ``execute``: only those
-    ``driver_cursor`` has, so that ``hasattr`` still tells the drivers
-    apart; a method of ``cursor_class`` (the debug wrapper's logging COPY)
-    is kept."""
+def counted_methods(cls: type, driver_cursor: type | None) -> dict:
+    """Methods for the retrying cursor wrapper class ``cls`` that count each
+    call of the driver's methods that send SQL around ``execute``: only
+    those ``driver_cursor`` has, so that ``hasattr`` still tells the drivers
+    apart. Each calls what ``cls`` had under its name (the session check's,
+    the debug wrapper's logging COPY), or else the driver's."""
     return {
-        name: _counted(name, getattr(cursor_class, name, None))
+        name: _counted(name, getattr(super(cls, cls), name, None))
         for name in _UNSEEN_SENDS
         if driver_cursor is not None and hasattr(driver_cursor, name)
     }

@@ -135,16 +135,18 @@ def retrying_class(cursor_class: type, driver_cursor: type | None = None) -> typ
     methods). The methods of ``driver_cursor`` (the driver's cursor class)
     that send SQL around ``execute`` are counted (``sent_unseen``); only
     those it has, so that ``hasattr`` still tells the drivers apart."""
-    return type(
+    cls = type(
         f"Retrying{cursor_class.__name__}",
         (RetryingCursorMixin, cursor_class),
         {
             "__module__": __name__,
             "_orca_execute": getattr(cursor_class, "_execute"),  # noqa: B009
             "_orca_executemany": getattr(cursor_class, "_executemany"),  # noqa: B009
-            **counted_methods(cursor_class, driver_cursor),
         },
     )
+    for name, method in counted_methods(cls, driver_cursor).items():
+        setattr(cls, name, method)
+    return cls
 
 
 def relink(db, wrapper):
