@@ -167,6 +167,19 @@ def unresolved(alias: str, pending: LostCommit, status: str | None) -> OutcomeUn
     )
 
 
+def question_failed(alias: str, pending: LostCommit, error: BaseException) -> OutcomeUnknown:
+    """The error for a lost COMMIT that could not be asked about: the new
+    connection was refused for good (a login refused, a session rule 1
+    will not restore: ``SessionStateLost``, whose "start over" would run
+    again what may have committed)."""
+    return OutcomeUnknown(
+        f"The connection to database {alias!r} was lost while COMMIT was in flight "
+        f"({pending.failure.error_type}), and asking whether it committed failed "
+        f"({type(driver_error(error)).__name__}): the transaction may or may not have "
+        f"committed."
+    )
+
+
 def drop(connection) -> None:
     """Give up a connection that was lost; its session comes back on the
     next one (the aurora engine), or is simply gone (any other)."""

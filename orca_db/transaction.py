@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from . import drivers
+from .commit_resolution import question_failed
 from .conf import retry_settings
 from .exceptions import OutcomeUnknown, RetriesExhausted
 from .retry import Operation, report, run
@@ -61,7 +62,8 @@ def retry_atomic(
     - ``resolve_commit``: record the transaction id before COMMIT (one
       extra round trip) so that a COMMIT lost in flight is resolved with
       ``pg_xact_status``. ``None`` (default): only in transactions that sent
-      a statement that is not a read; a lost COMMIT of a transaction that
+      a statement that is not a read (or called ``callproc``, COPY,
+      ``stream()``); a lost COMMIT of a transaction that
       only read raises ``OutcomeUnknown``. ``True``: always. ``False``:
       never; a lost COMMIT raises ``OutcomeUnknown``.
     - ``retry_conflicts``: run the function again after a serialization
@@ -165,6 +167,13 @@ def _execute(func: Callable[..., T], args: tuple, kwargs: dict, call: _Call) -> 
             f"The COMMIT on database {alias!r} was lost in flight and the "
             f"deadline ran out before the server could say whether it committed."
         ) from error
+    except Exception as error:
+        if runs.pending is None or isinstance(error, OutcomeUnknown):
+            raise
+        # Asking failed for good (a login refused; a session rule 1 will not
+        # restore, whose "start over" would run again what may have
+        # committed): the error must say that COMMIT was in flight.
+        raise question_failed(alias, runs.pending, error) from error
     if operation.attempts == 1 and operation.last_failure is not None:
         # Resolved within the first run (a lost COMMIT found committed): the
         # engine only reports what it retried.

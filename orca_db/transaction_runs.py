@@ -15,7 +15,7 @@ import logging
 import sys
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import transaction
 
 from . import decisions, drivers
 from .classify import SERVER_CLOSED, Failure, classify, driver_error
@@ -27,6 +27,7 @@ from .commit_resolution import (
     transaction_status,
     unresolved,
 )
+from .elsewhere import Elsewhere, unseen_sends
 from .exceptions import OutcomeUnknown, ScaleEventError, TransactionRolledBack
 from .retry import Operation
 from .sql import profile
@@ -78,9 +79,11 @@ class TransactionRuns:
         self.driver_connection = None
         self.pending: LostCommit | None = None
         # Whether the current run sent a statement that is not a read; and
-        # the first other database it sent one to.
+        # what it sent to the other databases.
         self.wrote = False
-        self.wrote_elsewhere: str | None = None
+        # Whether the current run sent COMMIT as SQL.
+        self.committed_along = False
+        self.elsewhere = Elsewhere(connection.alias)
         # What the application was handling when it called retry_atomic:
         # chained to every error of the runs, never one of theirs.
         self.handled = sys.exception()
@@ -117,14 +120,14 @@ class TransactionRuns:
                 # after a COMMIT that succeeded: what fails after it is an
                 # application callback's error, never a reason to re-run.
                 connection.on_commit(self._mark_committed)
-                self.wrote = False
-                self.wrote_elsewhere = None
+                self.wrote = self.committed_along = False
                 with contextlib.ExitStack() as watching:
-                    if self.options.resolve_commit is None:
-                        watching.enter_context(connection.execute_wrapper(self._watch_writes))
-                    for other in _other_databases(connection.alias):
-                        watching.enter_context(other.execute_wrapper(self._watch_elsewhere))
+                    watching.enter_context(connection.execute_wrapper(self._watch_own))
+                    watching.enter_context(self.elsewhere.watching())
+                    unseen = unseen_sends(connection)
                     commit.result = self.call()
+                # callproc, COPY, stream(): no execute wrapper saw them.
+                self.wrote = self.wrote or unseen_sends(connection) != unseen
                 commit.asked = self._resolvable() and (
                     self.options.resolve_commit
                     or (self.options.resolve_commit is None and self.wrote)
@@ -148,18 +151,15 @@ class TransactionRuns:
             return False
         return drivers.transaction_status(connection.connection) != drivers.INERROR
 
-    def _watch_writes(self, execute, sql, params, many, context):
+    def _watch_own(self, execute, sql, params, many, context):
         # Reads need no resolution: a transaction that only read has nothing
         # to lose with its COMMIT. Anything unrecognised counts as a write.
         if not self.wrote and not profile(sql).maybe_read:
             self.wrote = True
-        return execute(sql, params, many, context)
-
-    def _watch_elsewhere(self, execute, sql, params, many, context):
-        # A write through another database is not undone by this one's lost
-        # connection: once one was sent, the function must not run again.
-        if self.wrote_elsewhere is None and not profile(sql).maybe_read:
-            self.wrote_elsewhere = context["connection"].alias
+        # COMMIT sent as SQL (Django does not stop it): what came before is
+        # committed, whatever becomes of this transaction.
+        if not self.committed_along and decisions.may_commit(sql):
+            self.committed_along = True
         return execute(sql, params, many, context)
 
     def _mark_committed(self) -> None:
@@ -252,12 +252,18 @@ class TransactionRuns:
         if decisions.rerun_transaction(
             failure, committed_nothing=committed_nothing, settings=settings
         ):
-            if self.wrote_elsewhere is None:
+            if self.committed_along:
+                return OutcomeUnknown(
+                    f"The function run by retry_atomic on database {self.operation.alias!r} "
+                    f"sent COMMIT as SQL, which committed what it had done before; it then "
+                    f"failed ({failure.error_type}) and was not run again."
+                )
+            if self.elsewhere.wrote is None:
                 return None
             return TransactionRolledBack(
                 f"The transaction on database {self.operation.alias!r} was rolled back "
                 f"({failure.error_type}) and not run again: it had written to database "
-                f"{self.wrote_elsewhere!r}, which this rollback does not undo."
+                f"{self.elsewhere.wrote!r}, which this rollback does not undo."
             )
         if isinstance(error, ScaleEventError):
             return error
@@ -274,21 +280,6 @@ class TransactionRuns:
         if self.connection.connection is not driver:
             return True  # dropped (and maybe replaced) after the failure
         return drivers.is_closed(driver)
-
-
-def _other_databases(alias: str) -> list:
-    """This thread's connection objects of every other alias (made now if
-    need be: an alias first used inside the function must be watched too;
-    no connection is opened). One whose backend cannot even load is left
-    out: the function cannot write through it either."""
-    others = []
-    for name in connections:
-        if name != alias:
-            try:
-                others.append(connections[name])
-            except Exception:  # reported when the function uses it
-                continue
-    return others
 
 
 def _server_closed(connection) -> bool:

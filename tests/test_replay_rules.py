@@ -272,15 +272,31 @@ def listener():
 
 
 def _notifications(admin) -> list[str]:
-    if hasattr(admin, "notifies") and callable(admin.notifies):  # psycopg 3
-        return [n.payload for n in admin.notifies(timeout=0.5, stop_after=10)]
+    """Every notification on orca_rule5 so far: a sentinel is sent last from
+    another session, and notifications arrive in commit order, so all before
+    it have arrived when it does (a quiet half second proved nothing: a
+    second notification could come later)."""
     import select
+    import time
 
-    select.select([admin], [], [], 0.5)
-    admin.poll()
-    payloads = [n.payload for n in admin.notifies]
-    admin.notifies.clear()
-    return payloads
+    sender = admin_connection()
+    try:
+        sender.autocommit = True
+        sender.cursor().execute("SELECT pg_notify('orca_rule5', 'sentinel')")
+    finally:
+        sender.close()
+    payloads: list[str] = []
+    deadline = time.monotonic() + 10
+    while "sentinel" not in payloads:
+        assert time.monotonic() < deadline, f"no sentinel notification: {payloads}"
+        if hasattr(admin, "notifies") and callable(admin.notifies):  # psycopg 3
+            payloads += [n.payload for n in admin.notifies(timeout=0.2, stop_after=1)]
+        else:
+            select.select([admin], [], [], 0.2)
+            admin.poll()
+            payloads += [n.payload for n in admin.notifies]
+            admin.notifies.clear()
+    return payloads[: payloads.index("sentinel")]
 
 
 def _drop_before_commit(sim):

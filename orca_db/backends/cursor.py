@@ -15,6 +15,7 @@ from django.db.utils import Error as DjangoError
 from .. import deadlines, decisions, drivers
 from ..classify import SERVER_CLOSED, Failure, classify, driver_error
 from ..deadlines import watchdog
+from ..elsewhere import counted_methods, sent_unseen
 from ..exceptions import (
     DeadlineExceeded,
     OutcomeUnknown,
@@ -122,16 +123,19 @@ class RetryingCursorMixin(SessionCursorMixin):
         refusal = self.db._orca_refusal
         if refusal is not None:
             raise refusal.error()
+        sent_unseen(self.db)
         result = super().callproc(procname, params, kparams)
         self.db._orca_called(procname)
         return result
 
 
-def retrying_class(cursor_class: type) -> type:
+def retrying_class(cursor_class: type, driver_cursor: type | None = None) -> type:
     """The retrying subclass of a backend's cursor wrapper class (any
     parent's own wrapper is kept: PostgreSQL's debug wrapper adds copy
-    methods)."""
-    return type(
+    methods). The methods of ``driver_cursor`` (the driver's cursor class)
+    that send SQL around ``execute`` are counted (``sent_unseen``); only
+    those it has, so that ``hasattr`` still tells the drivers apart."""
+    cls = type(
         f"Retrying{cursor_class.__name__}",
         (RetryingCursorMixin, cursor_class),
         {
@@ -140,6 +144,9 @@ def retrying_class(cursor_class: type) -> type:
             "_orca_executemany": getattr(cursor_class, "_executemany"),  # noqa: B009
         },
     )
+    for name, method in counted_methods(cls, driver_cursor).items():
+        setattr(cls, name, method)
+    return cls
 
 
 def relink(db, wrapper):

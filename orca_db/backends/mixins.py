@@ -204,14 +204,14 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatch
         cls = self._orca_cursor_class
         if cls is None:
             cls = self._orca_cursor_class = _retrying(
-                type(self), False, type(super().make_cursor(cursor))
+                type(self), False, type(super().make_cursor(cursor)), type(cursor)
             )
         return cls(cursor, self)
 
     def make_debug_cursor(self, cursor):
         cls = _RETRYING_CLASSES.get((type(self), True))
         if cls is None:
-            cls = _retrying(type(self), True, type(super().make_debug_cursor(cursor)))
+            cls = _retrying(type(self), True, type(super().make_debug_cursor(cursor)), type(cursor))
         return cls(cursor, self)
 
 
@@ -225,5 +225,7 @@ def _retry_any_connect_failure(error: BaseException, failure) -> None:
 _RETRYING_CLASSES: dict[tuple[type, bool], type] = {}
 
 
-def _retrying(backend: type, debug: bool, cursor_class: type) -> type:
-    return _RETRYING_CLASSES.setdefault((backend, debug), retrying_class(cursor_class))
+def _retrying(backend: type, debug: bool, cursor_class: type, driver_cursor: type) -> type:
+    return _RETRYING_CLASSES.setdefault(
+        (backend, debug), retrying_class(cursor_class, driver_cursor)
+    )

@@ -36,7 +36,9 @@ def run_again(wrapper, execute, sql, params, verdict: decisions.Verdict) -> Any:
 
 def _read_only(wrapper, execute, sql, params) -> Any:
     """Run a replayed read in a READ ONLY transaction: should it write after
-    all, the server refuses instead of applying it a second time."""
+    all, the server refuses instead of applying it a second time. The
+    transaction is rolled back after a plain cursor's read (its rows are in
+    the client by then); only a server-side cursor's commits (WITH HOLD)."""
     db = wrapper.db
     raw = db.connection
     errors = drivers.driver_errors(raw)
@@ -50,8 +52,17 @@ def _read_only(wrapper, execute, sql, params) -> Any:
         _forget_server_cursor(wrapper)
         _raise_if_it_wrote(db, driver_error(error))
         raise
+    if getattr(wrapper.cursor, "name", None) is None:
+        # A plain cursor holds every row once the statement has run: the
+        # transaction is rolled back, not committed, so that what READ
+        # ONLY lets through (a NOTIFY, a setting changed by a function
+        # behind a view) is undone instead of happening a second time.
+        with raw.cursor() as cursor:
+            cursor.execute("ROLLBACK")
+        return result
     try:
-        # A cursor WITH HOLD runs its whole query here, at COMMIT.
+        # A cursor WITH HOLD runs its whole query here, at COMMIT, and
+        # needs it to outlive the transaction.
         with raw.cursor() as cursor:
             cursor.execute("COMMIT")
     except errors:

@@ -158,7 +158,7 @@ def _rollback_done_if_gone(call: Call) -> Callable[[], dict]:
 
 def _read_only(alias: str, call: Call, settings: RetrySettings) -> dict:
     """Run a read again in a READ ONLY transaction of its own (four calls:
-    begin, ``SET TRANSACTION READ ONLY``, the read, commit): should it write
+    begin, ``SET TRANSACTION READ ONLY``, the read, rollback): should it write
     after all (a view or a function behind it), the server refuses instead
     of applying it a second time. Each call is bounded like any other; a
     failure of the transaction calls is judged as a failure of the read."""
@@ -177,7 +177,10 @@ def _read_only(alias: str, call: Call, settings: RetrySettings) -> dict:
             {**in_transaction, **opening, "sql": "SET TRANSACTION READ ONLY"},
         )
         response = one("ExecuteStatement", {**call.request, "transactionId": transaction_id})
-        one("CommitTransaction", in_transaction)
+        # The rows are in the response: rolled back, not committed, so
+        # that what READ ONLY lets through (a NOTIFY, a setting changed by
+        # a function behind a view) does not happen a second time.
+        one("RollbackTransaction", in_transaction)
     except errors.Error as error:
         with contextlib.suppress(Exception):
             one("RollbackTransaction", in_transaction)
