@@ -247,23 +247,11 @@ def _lose_a_fetch(sim) -> None:
     assert sim.stats["lost_replies"] == 1
 
 
-_ATOMIC_ENTRY = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "atomic() entered while libpq says UNKNOWN fails in set_autocommit(False) with the "
-        "driver's OperationalError/InterfaceError, not TransactionRolledBack (nothing runs "
-        "and nothing is committed: the next statement is refused as it should be). The "
-        "fix belongs in backends/ending.py _set_autocommit (another helper's file): a "
-        "broken connection there is _orca_lose_transaction()"
-    ),
-)
-
-
 @pytest.mark.parametrize(
     "how",
     [
-        pytest.param("atomic", marks=_ATOMIC_ENTRY),
-        pytest.param("durable atomic", marks=_ATOMIC_ENTRY),
+        "atomic",
+        "durable atomic",
         "savepoint",
         "ensure_connection",
         "is_usable",
@@ -450,18 +438,6 @@ def test_a_body_that_sent_commit_as_sql_is_not_run_again(lossy, end):
     assert effects(f"sql-{end}-a") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "rollback() right after a fetch that lost the connection (libpq: UNKNOWN, no "
-        "statement refused yet) raises the driver's OperationalError/InterfaceError, and "
-        "the connection still refuses the next statement: the documented way out of rule "
-        "4 fails. Root: backends/ending.py _rollback (another helper's file) sends the "
-        "driver's rollback on a broken connection; there, a broken connection is rolled "
-        "back by the server (F1): drop it (_orca_lose_connection), clear the refusal, "
-        "return"
-    ),
-)
 def test_rollback_right_after_a_lost_fetch_ends_the_transaction(quiet_view):
     transaction.set_autocommit(False, using=ALIAS)
     try:

@@ -7,12 +7,15 @@ refusals and session record it reads."""
 
 from __future__ import annotations
 
+import sys
+
 from django.db.utils import Error as DjangoError
 
 from .. import deadlines, decisions, drivers
 from ..classify import classify, driver_error
 from ..exceptions import OutcomeUnknown, TransactionRolledBack, WriteDeadlineExceeded
 from ..retry import Operation, active_operation, report
+from .lost import called_by_atomic_exit
 
 
 class TransactionEndMixin:
@@ -96,7 +99,20 @@ class TransactionEndMixin:
             # changes of an earlier one are pending: that one ended through
             # the driver, unseen. Its changes are not carried into this one.
             session.transaction_ended(None)
+        if not autocommit and self._orca_broken() and active_operation(self.alias) is None:
+            # atomic() or set_autocommit(False) on a connection that broke
+            # outside a statement of ours (rule 4): a transaction may have
+            # been open on it (BEGIN sent as SQL). Nothing starts; the
+            # connection refuses work until the application rolls back.
+            # (Within retry_atomic, the run's own judge decides: its entry
+            # refused an UNKNOWN connection already, so this one broke in
+            # its runs.)
+            raise self._orca_lose_transaction()
         return super()._set_autocommit(autocommit)
+
+    def _orca_broken(self) -> bool:
+        connection = self.connection
+        return self._orca_enabled and connection is not None and drivers.is_broken(connection)
 
     def _rollback(self):
         refusal = self._orca_refusal
@@ -104,6 +120,19 @@ class TransactionEndMixin:
             self._orca_refusal = None  # the server rolled it back already
         if self._orca_session.pending:
             self._orca_session.transaction_ended(False)
+        if self._orca_broken():
+            # The connection broke (a fetch, the driver used directly): the
+            # server rolled back whatever was open on it (F1). Nothing to
+            # send: rule 4's way out is this rollback, and the next
+            # statement gets a new connection, autocommit as the
+            # application set it.
+            # (Called by atomic()'s exit, whose autocommit is its own: the
+            # next connection gets the application's, not atomic()'s.)
+            by_atomic = called_by_atomic_exit(sys._getframe(1))
+            self._orca_lose_connection()
+            if by_atomic:
+                self._orca_autocommit_wish = None
+            return None
         if self.connection is not None and (deadlines.open_caps or self._orca_statement_deadline):
             result = self._orca_bounded_rollback(super()._rollback)
         else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from types import FrameType
 
 from django.db.transaction import Atomic
 
@@ -47,9 +48,20 @@ def _pooled(connection) -> bool:
     return getattr(connection, "_pool", None) is not None or hasattr(connection, "invalidate")
 
 
-#: ``close()`` called from Django's ``Atomic.__exit__`` (it drops the
-#: connection when ROLLBACK or COMMIT fails) is not the application's.
 _ATOMIC_EXIT = Atomic.__exit__.__code__
+
+
+def called_by_atomic_exit(frame: FrameType | None, depth: int = 4) -> bool:
+    """Is Django's ``Atomic.__exit__`` among the ``depth`` callers from
+    ``frame`` up? Its ``close()`` (after a failed ROLLBACK or COMMIT) and
+    its ``rollback()`` are not the application's: the autocommit they leave
+    is atomic()'s. (Several frames: Django's ``async_unsafe`` wraps
+    ``rollback()``.)"""
+    while frame is not None and depth:
+        if frame.f_code is _ATOMIC_EXIT:
+            return True
+        frame, depth = frame.f_back, depth - 1
+    return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,7 +221,7 @@ class LostConnectionMixin(SessionCheckMixin):
             self._orca_fingerprint()
 
     def close(self) -> None:
-        by_atomic = sys._getframe(1).f_code is _ATOMIC_EXIT
+        by_atomic = called_by_atomic_exit(sys._getframe(1))
         cut = self._orca_dropped  # a ROLLBACK cut at its deadline dropped it
         self._orca_dropped = False
         if self._orca_connecting or by_atomic:
