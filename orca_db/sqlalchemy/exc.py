@@ -31,7 +31,7 @@ class ScaleEventError(sa_exc.DatabaseError):
 
     def __init__(self, statement: str | None, orig: BaseException, **kwargs: Any):
         # Parameters are never shown: they may hold secrets or row values.
-        super().__init__(statement, None, orig, hide_parameters=True, **kwargs)  # type: ignore[arg-type]
+        super().__init__(statement, None, orig, hide_parameters=True, **kwargs)
 
 
 class TransactionRolledBack(ScaleEventError, sa_exc.OperationalError):

@@ -169,9 +169,7 @@ class _Host:
                 return
         if drivers.transaction_status(dbapi_connection) == drivers.IDLE and link.server_closed():
             # The pool makes a new connection (through do_connect) instead.
-            raise sa_exc.DisconnectionError(
-                "orca_db: the server had closed this pooled connection"
-            )
+            raise sa_exc.DisconnectionError("orca_db: the server had closed this pooled connection")
 
     # ----- statements -----------------------------------------------------------
 
@@ -318,7 +316,9 @@ class _Host:
         context.is_disconnect = True  # SQLAlchemy invalidates the connection
         failure = classify(context.original_exception)
         name = (
-            "TransactionRolledBack" if verdict is decisions.Verdict.ROLLED_BACK else "OutcomeUnknown"
+            "TransactionRolledBack"
+            if verdict is decisions.Verdict.ROLLED_BACK
+            else "OutcomeUnknown"
         )
         core = _core(name, self.alias, failure)
         core.__cause__ = context.original_exception
