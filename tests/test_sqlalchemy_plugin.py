@@ -105,3 +105,19 @@ def test_disabled_installs_no_hook():
             assert connection.execute(text("SELECT 3")).scalar() == 3
     finally:
         e.dispose()
+
+
+@pytest.mark.parametrize("name", ["TransactionRolledBack", "OutcomeUnknown", "RetriesExhausted"])
+def test_errors_keep_their_class_and_orig_through_pickling(name):
+    """Task queues and multiprocessing pickle exceptions."""
+    import pickle
+
+    import orca_db.exceptions as core
+    from orca_db import sqlalchemy as orca
+
+    error = getattr(orca, name)("COMMIT", getattr(core, name)("lost"), connection_invalidated=True)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert type(copy.orig) is type(error.orig) and str(copy.orig) == "lost"
+    assert (copy.statement, copy.connection_invalidated) == ("COMMIT", True)
+    assert str(copy) == str(error)

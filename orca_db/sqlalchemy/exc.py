@@ -33,6 +33,14 @@ class ScaleEventError(sa_exc.DatabaseError):
         # Parameters are never shown: they may hold secrets or row values.
         super().__init__(statement, None, orig, hide_parameters=True, **kwargs)
 
+    def __reduce__(self) -> Any:
+        # DBAPIError's own reduce passes its constructor's arguments.
+        return (
+            type(self),
+            (self.statement, self.orig),
+            {"connection_invalidated": self.connection_invalidated},
+        )
+
 
 class TransactionRolledBack(ScaleEventError, sa_exc.OperationalError):
     """The connection was lost inside a transaction (``engine.begin()``,
