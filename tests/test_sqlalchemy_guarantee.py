@@ -102,6 +102,19 @@ def test_connect_to_a_paused_cluster_is_bounded_by_the_deadline(sim, engines, ev
     assert event.outcome == "exhausted"
 
 
+def test_connect_bounded_by_the_lambda_cap(sim, engines):
+    """``orca_db.deadlines.deadline_cap`` (what orca_db.aws_lambda sets from
+    the function's remaining time) ends the wait before ``deadline``."""
+    from orca_db.deadlines import deadline_cap
+
+    e = engines(sim, aurora={"deadline": 30})
+    sim.pause()
+    started = time.monotonic()
+    with deadline_cap(1.5), pytest.raises(orca.RetriesExhausted):
+        e.connect()
+    assert time.monotonic() - started < 6.0
+
+
 # ----- transactions: a lost connection is a rolled-back transaction --------------
 
 
