@@ -11,8 +11,10 @@ import time
 import pytest
 
 import orca_db.exceptions as core
-from tests.sim_clients import InThread
+from tests.sim_clients import InThread, backend_alive
+from tests.sim_clients import sqlstate as sim_sqlstate
 from tests.sqlalchemy_helpers import Table, engine, retry_operational_error
+from tests.waiting import wait_until
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
@@ -310,3 +312,70 @@ def test_stock_pool_hands_out_the_closed_connection(sim, engines, table):
     sim.scale_event()
     with pytest.raises(sqlalchemy.exc.OperationalError), e.begin() as connection:
         connection.execute(table.insert, {"v": "a"})
+
+
+# ----- pg_terminate_backend (a real 57P01), and errors that are not ours -------------
+
+
+def _terminate(connection) -> None:
+    from tests.sim_clients import on_server
+
+    pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    on_server("SELECT pg_terminate_backend(%s)", [pid])
+    wait_until(lambda: not backend_alive(pid))
+
+
+def test_terminated_backend_inside_a_transaction(engines, table):
+    e = engines()
+    with pytest.raises(orca.TransactionRolledBack), e.begin() as connection:
+        connection.execute(table.insert, {"v": "a"})
+        _terminate(connection)
+        connection.execute(table.insert, {"v": "b"})
+    assert table.rows() == 0
+
+
+def test_autocommit_write_after_the_backend_was_terminated_while_idle(engines, table):
+    """The server said why it ended the session (57P01) before the write
+    was sent: the write provably never ran, and is sent again."""
+    e = engines(isolation_level="AUTOCOMMIT")
+    with e.connect() as connection:
+        _terminate(connection)
+        connection.execute(table.insert, {"v": "a"})
+    assert table.rows() == 1
+
+
+def test_autocommit_executemany_with_a_lost_reply_is_unknown(sim, engines, table):
+    e = engines(sim, isolation_level="AUTOCOMMIT")
+    sim.lose_replies(1, contains="INSERT")
+    with e.connect() as connection, pytest.raises(orca.OutcomeUnknown):
+        connection.execute(table.insert, [{"v": "a"}, {"v": "b"}, {"v": "c"}])
+    assert sim.stats["lost_replies"] == 1
+
+
+def test_serialization_failure_surfaces_as_sqlalchemy_raises_it(engines, table):
+    """40001 is no lost connection: stock SQLAlchemy's error, unchanged."""
+    e = engines()
+    with e.begin() as setup:
+        setup.execute(table.insert, {"v": "0"})
+    first, second = e.connect(), e.connect()
+    try:
+        for connection in (first, second):
+            connection.execution_options(isolation_level="SERIALIZABLE")
+            connection.begin()
+            connection.execute(text(f"SELECT count(*) FROM {table.name}")).scalar()
+        first.execute(table.insert, {"v": "first"})
+        second.execute(table.insert, {"v": "second"})
+        first.commit()
+        with pytest.raises(sqlalchemy.exc.OperationalError) as error:
+            second.commit()
+        assert not isinstance(error.value, orca.ScaleEventError)
+        assert sim_sqlstate(error.value.orig) == "40001"
+    finally:
+        first.close()
+        second.close()
+
+
+def test_application_errors_pass_unchanged(engines):
+    e = engines()
+    with pytest.raises(sqlalchemy.exc.ProgrammingError), e.connect() as connection:
+        connection.execute(text("SELEC 1"))

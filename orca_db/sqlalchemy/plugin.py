@@ -200,6 +200,13 @@ class _Host:
         in_transaction = not dbapi_connection.autocommit or drivers.transaction_open(
             drivers.transaction_status(dbapi_connection)
         )
+        link = None if in_transaction else _link(context, dbapi_connection)
+        if link is not None and link.server_closed():
+            # An autocommit statement about to go out on a connection the
+            # server already closed (psycopg2 would then report a bare
+            # "server closed the connection", which proves nothing about a
+            # write): replaced first, the statement is sent once.
+            cursor = self._reconnect_before_send(statement, context)
         try:
             run(cursor)
             return True
@@ -241,7 +248,6 @@ class _Host:
         from ..retry import Operation, recover
 
         operation = Operation(self.alias, "execute", self.settings, statement=statement)
-        connection = context.root_connection
         stage = "execute"
 
         def judge(error: BaseException, failure: Failure) -> BaseException | None:
@@ -258,25 +264,15 @@ class _Host:
         def attempt() -> None:
             nonlocal stage
             stage = "connect"
-            if not connection.invalidated:
-                connection.invalidate()
-            # SQLAlchemy reconnects only once its (autocommit, nominal)
-            # transaction is ended.
-            connection.rollback()
             try:
-                fairy = connection.connection
+                new_cursor = _reconnect(context)
             except sa_exc.DBAPIError as error:
                 if error.orig is not None and not isinstance(error, exc.ScaleEventError):
                     raise error.orig from None
                 raise
-            connection.dialect.set_connection_execution_options(
-                connection, {"isolation_level": "AUTOCOMMIT"}
-            )
-            new_cursor = fairy.cursor()
-            context.cursor = new_cursor
             stage = "execute"
             if verdict is decisions.Verdict.REPLAY_READ_ONLY:
-                _read_only(fairy.dbapi_connection, new_cursor, run, self.alias)
+                _read_only(new_cursor.connection, new_cursor, run, self.alias)
             else:
                 run(new_cursor)
 
@@ -284,6 +280,17 @@ class _Host:
             cursor.close()
         with _as_sqlalchemy(statement):
             recover(operation, first_error, attempt, judge)
+
+    def _reconnect_before_send(self, statement: str, context: Any) -> Any:
+        from ..retry import Operation, report
+
+        operation = Operation(self.alias, "execute", self.settings, statement=statement)
+        operation.last_failure = SERVER_CLOSED
+        try:
+            return _reconnect(context)
+        except BaseException:
+            report(operation, "raised")
+            raise
 
     # ----- COMMIT -----------------------------------------------------------------
 
@@ -330,6 +337,39 @@ class _Host:
         operation = Operation(self.alias, phase, self.settings, statement=statement)
         operation.last_failure = failure
         report(operation, "raised")
+
+
+def _link(context: Any, dbapi_connection: Any) -> drivers.Link | None:
+    """The connection's Link, kept in its pool record's ``info``; ``None``
+    for the connection SQLAlchemy's first connect inspects the server with
+    (it has no ``info``, and was made a moment ago)."""
+    try:
+        info = context.root_connection.connection.info
+    except NotImplementedError:
+        return None
+    link = info.get("orca_db_link")
+    if link is None or link.connection is not dbapi_connection:
+        link = info["orca_db_link"] = drivers.Link(dbapi_connection)
+    return link
+
+
+def _reconnect(context: Any) -> Any:
+    """Give the statement's Connection a new driver connection, in
+    autocommit as the lost one was, and the context a cursor on it: the
+    recipe of SQLAlchemy's FAQ ("How do I retry a statement execution
+    automatically?")."""
+    connection = context.root_connection
+    if not connection.invalidated:
+        connection.invalidate()
+    # SQLAlchemy reconnects only once its (autocommit, nominal)
+    # transaction is ended.
+    connection.rollback()
+    fairy = connection.connection
+    connection.dialect.set_connection_execution_options(
+        connection, {"isolation_level": "AUTOCOMMIT"}
+    )
+    context.cursor = fairy.cursor()
+    return context.cursor
 
 
 def _any_connect_failure(error: BaseException, failure: Failure) -> None:
