@@ -17,6 +17,7 @@ code that re-runs a whole function on any ``OperationalError`` (ORCA's
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -63,3 +64,42 @@ class OutcomeUnknown(ScaleEventError):
     re-runs a function on any ``OperationalError`` would apply the write a
     second time. Catch it by name (or ``sqlalchemy.exc.DatabaseError``)
     and find out what happened."""
+
+
+MESSAGES = {
+    "TransactionRolledBack": (
+        "The connection to database {alias!r} was lost inside a transaction ({error}): "
+        "the server rolled the whole transaction back. Run it again as a whole."
+    ),
+    "OutcomeUnknown": (
+        "The connection to database {alias!r} was lost while a write or COMMIT was in "
+        "flight ({error}); it may or may not have been applied, and was not retried."
+    ),
+}
+
+
+def core_error(name: str, alias: str, failure: Any) -> BaseException:
+    from .. import exceptions
+
+    cls = getattr(exceptions, name)
+    return cls(MESSAGES[name].format(alias=alias, error=failure.error_type))
+
+
+def wrap(core: BaseException, statement: str | None) -> ScaleEventError:
+    """The SQLAlchemy error of ``core``'s name (``core`` is its ``.orig``)."""
+    for cls in type(core).__mro__:
+        ours = globals().get(cls.__name__)
+        if isinstance(ours, type) and issubclass(ours, ScaleEventError):
+            return ours(statement, core, connection_invalidated=True)
+    return ScaleEventError(statement, core, connection_invalidated=True)
+
+
+@contextlib.contextmanager
+def as_sqlalchemy(statement: str | None):
+    """Raise the core's errors (``orca_db.exceptions``) as ours."""
+    from .. import exceptions
+
+    try:
+        yield
+    except exceptions.ScaleEventError as core:
+        raise wrap(core, statement) from core.__cause__
