@@ -379,3 +379,25 @@ def test_application_errors_pass_unchanged(engines):
     e = engines()
     with pytest.raises(sqlalchemy.exc.ProgrammingError), e.connect() as connection:
         connection.execute(text("SELEC 1"))
+
+
+def test_lost_connection_inside_a_savepoint(sim, engines, table):
+    e = engines(sim)
+    with pytest.raises(orca.TransactionRolledBack), e.begin() as connection:
+        connection.execute(table.insert, {"v": "outer"})
+        with connection.begin_nested():
+            connection.execute(table.insert, {"v": "inner"})
+            sim.scale_event()
+            connection.execute(table.insert, {"v": "lost"})
+    assert table.rows() == 0
+
+
+def test_null_pool_connects_through_scale_point_rejections(sim, engines, table):
+    from sqlalchemy.pool import NullPool
+
+    e = engines(sim, poolclass=NullPool)
+    for value in ("a", "b"):
+        sim.reject_startups(2)
+        with e.begin() as connection:
+            connection.execute(table.insert, {"v": value})
+    assert (table.rows(), sim.stats["rejected"]) == (2, 4)
