@@ -1,0 +1,108 @@
+"""The SQLAlchemy engine plugin: ``create_engine(url, plugins=["orca_db"])``.
+
+Registered under the ``sqlalchemy.plugins`` entry point as ``orca_db``, so
+``?plugin=orca_db`` in the URL works too. It takes ``aurora={...}``, the keys
+of Django's ``OPTIONS["aurora"]``, validated by the same parser
+(:func:`orca_db.conf.parse_retry_settings`).
+
+What it installs on the engine, all through SQLAlchemy's public hooks:
+
+- ``do_connect``: every connect is retried through pauses, scale points and
+  resume storms within ``deadline`` (one ``orca_db.retry`` operation, the
+  same JSON events as the Django host), each attempt bounded by what is
+  left of it;
+- pool ``checkout``: a pooled connection the server has already closed
+  (a scale event while it sat in the pool) is replaced before it is handed
+  out: nothing was sent on it, nothing is lost;
+- ``do_execute`` / ``do_execute_no_params`` / ``do_executemany`` and the
+  dialect's ``do_commit``: a lost connection is judged by the core
+  (:func:`orca_db.decisions.after_statement_failure`, ``commit_lost``) on
+  the driver's own transaction status; an autocommit read is replayed in a
+  ``READ ONLY`` transaction, anything else becomes ``TransactionRolledBack``
+  or ``OutcomeUnknown`` (``handle_error``), never a silent replay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import CreateEnginePlugin, Engine
+from sqlalchemy.engine.url import URL
+
+from ..conf import RetrySettings
+from .hooks import Host
+
+#: The drivers the plugin knows how to read (transaction status, socket).
+SUPPORTED_DRIVERS = ("psycopg2", "psycopg")
+#: Keys Django's OPTIONS["aurora"] accepts that this host does not honour
+#: yet: refused, never silently ignored.
+NOT_YET = ("statement_deadline", "secret", "iam_auth", "region", "cluster", "cluster_arn")
+_SETTINGS = "orca_db_settings"
+
+
+def parse_settings(value: Any) -> RetrySettings:
+    """``aurora={...}`` checked as Django's ``OPTIONS["aurora"]`` is, with
+    the same messages (naming ``aurora`` instead of ``OPTIONS['aurora']``);
+    raised as ``sqlalchemy.exc.ArgumentError``, what SQLAlchemy raises for a
+    bad ``create_engine`` argument."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from ..conf import parse_retry_settings
+
+    try:
+        settings = parse_retry_settings(value)
+    except ImproperlyConfigured as error:
+        message = str(error).replace("OPTIONS['aurora']", "aurora")
+        raise sa_exc.ArgumentError(message) from error
+    given = sorted(key for key in NOT_YET if (value or {}).get(key) is not None)
+    if given:
+        raise sa_exc.ArgumentError(
+            f"aurora[{given[0]!r}] is not supported by the SQLAlchemy plugin yet "
+            f"(docs/sqlalchemy.md); remove it, or use the Django backend."
+        )
+    return settings
+
+
+class OrcaPlugin(CreateEnginePlugin):
+    """``create_engine(url, plugins=["orca_db"], aurora={...})``."""
+
+    def __init__(self, url: URL, kwargs: dict[str, Any]):
+        super().__init__(url, kwargs)
+        self.settings = parse_settings(kwargs.pop("aurora", None))
+        driver = url.get_driver_name()
+        if url.get_backend_name() != "postgresql" or driver not in SUPPORTED_DRIVERS:
+            raise sa_exc.ArgumentError(
+                f"The orca_db plugin works with postgresql+psycopg2 and postgresql+psycopg "
+                f"(synchronous engines), not {url.drivername!r} (docs/sqlalchemy.md)."
+            )
+
+    def update_url(self, url: URL) -> URL:
+        return url
+
+    def engine_created(self, engine: Engine) -> None:
+        install(engine, self.settings)
+
+
+def settings_of(engine: Engine) -> RetrySettings | None:
+    """The retry settings the plugin installed on ``engine``, or ``None``."""
+    return engine.dialect.__dict__.get(_SETTINGS)
+
+
+def install(engine: Engine, settings: RetrySettings) -> None:
+    dialect = engine.dialect
+    dialect.__dict__[_SETTINGS] = settings
+    if not settings.enabled:
+        return
+    host = Host(engine, settings)
+    event.listen(engine, "do_connect", host.do_connect)
+    event.listen(engine.pool, "checkout", host.checkout)
+    event.listen(engine, "do_execute", host.do_execute)
+    event.listen(engine, "do_execute_no_params", host.do_execute_no_params)
+    event.listen(engine, "do_executemany", host.do_executemany)
+    event.listen(engine, "handle_error", host.handle_error)
+    # No event reports a COMMIT: the engine's own dialect instance gets a
+    # do_commit that judges a lost one (it calls the dialect's method).
+    dialect.do_commit = host.do_commit  # type: ignore[method-assign]
+    host.commit = type(dialect).do_commit.__get__(dialect)

@@ -1,0 +1,165 @@
+#!/usr/bin/env python
+"""Run SQLAlchemy's dialect compliance suite on the orca_db engine plugin.
+
+    python scripts/sqlalchemy_suite.py                      # both drivers, stock and plugin
+    python scripts/sqlalchemy_suite.py --driver psycopg2    # one driver
+    python scripts/sqlalchemy_suite.py -- -k TransactionTest  # pytest arguments
+
+``sqlalchemy.testing.suite`` (the suite third-party dialects prove
+themselves with) runs as they run it: SQLAlchemy's pytest plugin loaded
+from a conftest, a requirements class, a ``[db]`` URL
+(scripts/sqlalchemy_suite/). Each driver runs twice against the same
+throwaway PostgreSQL: with the stock dialect, then with ``?plugin=orca_db``.
+The exit status is non-zero when the plugin fails a test the stock dialect
+passes (or the two runs do not run the same tests); the counts of each run
+are printed, and with ``--json FILE`` written there.
+
+The server is a throwaway PostgreSQL started by this script, unless
+``--database-url`` (or ``ORCA_DB_TEST_DATABASE_URL``) names one whose user
+may create databases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITE = Path(__file__).resolve().parent / "sqlalchemy_suite"
+sys.path.insert(0, str(ROOT))
+
+DRIVERS = ("psycopg", "psycopg2")
+MODES = ("stock", "plugin")
+DATABASE = "orca_sqla_suite"
+# Schemas the suite's cross-schema tests expect (SQLAlchemy's README.dialects).
+SCHEMAS = ("test_schema", "test_schema_2")
+
+
+def prepare(admin_url: str) -> None:
+    """A fresh database with the suite's schemas."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
+        connection.execute(text(f"CREATE DATABASE {DATABASE}"))
+    engine.dispose()
+    engine = create_engine(admin_url.rsplit("/", 1)[0] + f"/{DATABASE}")
+    with engine.begin() as connection:
+        for schema in SCHEMAS:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+    engine.dispose()
+
+
+def results(junit: Path) -> dict[str, str]:
+    """Test id -> passed / failed / skipped."""
+    outcome = {}
+    for case in ElementTree.parse(junit).iter("testcase"):
+        name = f"{case.get('classname')}::{case.get('name')}"
+        if case.find("failure") is not None or case.find("error") is not None:
+            outcome[name] = "failed"
+        elif case.find("skipped") is not None:
+            outcome[name] = "skipped"
+        else:
+            outcome[name] = "passed"
+    return outcome
+
+
+def run(driver: str, mode: str, base_url: str, pytest_args: list[str], out: Path) -> dict:
+    url = base_url.replace("postgresql://", f"postgresql+{driver}://", 1)
+    url = url.rsplit("/", 1)[0] + f"/{DATABASE}"
+    if mode == "plugin":
+        url += "?plugin=orca_db"
+    junit = out / f"{driver}-{mode}.xml"
+    command = [
+        sys.executable, "-m", "pytest", "-c", str(SUITE / "pytest.ini"),
+        "--rootdir", str(SUITE), "--confcutdir", str(SUITE),
+        "--dburi", url, "-q", "-p", "no:randomly", f"--junitxml={junit}", *pytest_args,
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(SUITE) + os.pathsep + str(ROOT),
+        "ORCA_DB_SUITE_MODE": mode,
+    }
+    if driver == "psycopg2":
+        # Only psycopg2 importable, as in tests/driver.py.
+        hide = out / "hide_psycopg"
+        hide.mkdir(exist_ok=True)
+        (hide / "sitecustomize.py").write_text('import sys\n\nsys.modules["psycopg"] = None\n')
+        env["PYTHONPATH"] = str(hide) + os.pathsep + env["PYTHONPATH"]
+    started = time.monotonic()
+    completed = subprocess.run(command, cwd=SUITE, env=env, capture_output=True, text=True)
+    took = time.monotonic() - started
+    tail = "\n".join(completed.stdout.strip().splitlines()[-1:])
+    print(f"=== {driver} / {mode}: {tail} ({took:.0f} s)", flush=True)
+    if not junit.exists():
+        print(completed.stdout[-3000:], completed.stderr[-3000:], sep="\n")
+        return {"driver": driver, "mode": mode, "outcome": {}, "seconds": took, "broken": True}
+    outcome = results(junit)
+    counts = {
+        k: sum(1 for v in outcome.values() if v == k) for k in ("passed", "failed", "skipped")
+    }
+    return {"driver": driver, "mode": mode, "outcome": outcome, "seconds": took, **counts}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--driver", choices=DRIVERS, action="append")
+    parser.add_argument("--database-url", default=os.environ.get("ORCA_DB_TEST_DATABASE_URL"))
+    parser.add_argument("--json", type=Path, help="write the counts and differences here")
+    parser.add_argument("pytest_args", nargs="*")
+    args = parser.parse_args(argv)
+    server = None
+    base_url = args.database_url
+    if not base_url:
+        from orca_db.testing.postgres import PostgresServer
+
+        server = PostgresServer().start()
+        base_url = server.url()
+    started = time.monotonic()
+    failed = False
+    report = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="orca-sqla-suite-") as tmp:
+            for driver in args.driver or DRIVERS:
+                runs = {}
+                for mode in MODES:
+                    prepare(base_url)
+                    runs[mode] = run(driver, mode, base_url, args.pytest_args, Path(tmp))
+                stock, plugin = runs["stock"]["outcome"], runs["plugin"]["outcome"]
+                only_plugin = sorted(
+                    name for name, result in plugin.items()
+                    if result == "failed" and stock.get(name) != "failed"
+                )  # fmt: skip
+                different = sorted(set(stock) ^ set(plugin))
+                if not stock or only_plugin or different:
+                    failed = True
+                for name in only_plugin:
+                    print(f"    fails only with the plugin: {name}")
+                for name in different[:20]:
+                    print(f"    run by one mode only: {name}")
+                for mode in MODES:
+                    entry = {k: v for k, v in runs[mode].items() if k != "outcome"}
+                    entry["failed_tests"] = sorted(
+                        n for n, r in runs[mode]["outcome"].items() if r == "failed"
+                    )
+                    report.append(entry)
+                report.append({"driver": driver, "fails_only_with_plugin": only_plugin})
+    finally:
+        if server is not None:
+            server.destroy()
+    print(f"=== total {time.monotonic() - started:.0f} s; {'FAILED' if failed else 'same results'}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
