@@ -124,7 +124,6 @@ class Host:
                 statement,
                 many=many,
                 in_transaction=in_transaction,
-                named_cursor=getattr(cursor, "name", None) is not None,
                 settings=self.settings,
             )
             named = getattr(cursor, "name", None) is not None
@@ -159,9 +158,8 @@ class Host:
             if stage == "connect":
                 return None  # nothing was sent on this attempt
             again = decisions.after_statement_failure(
-                failure, statement, many=False, in_transaction=False,
-                named_cursor=False, settings=self.settings,
-            )  # fmt: skip
+                failure, statement, many=False, in_transaction=False, settings=self.settings
+            )
             if again in (decisions.Verdict.REPLAY, decisions.Verdict.REPLAY_READ_ONLY):
                 return None
             return core_error("OutcomeUnknown", self.alias, failure)
