@@ -11,7 +11,17 @@ of a shared machine does not disturb, and where the extra ones go.
 2. ``sys.setprofile`` call counts: which Python and C functions the aurora
    path calls per statement that the stock path does not.
 
-    python -m benchmarks.instructions [--quick] [--drivers psycopg,psycopg2]
+Callgrind's counts are exact for one process, but not for one commit: the
+interpreter's attribute cache (4096 slots indexed by the address of the
+attribute's name) misses where two hot lookups share a slot, and where that
+happens moves with the heap's layout, which the length of an environment
+variable or of the checkout's path shifts. One layout can add or remove
+1,000-2,000 instructions per statement on one alias and not the other. So
+the worker runs in several layouts (``--layouts``, each with a padding
+variable of another length) and the medians are taken over all of them;
+the spread of the per-layout "extra" is printed.
+
+    python -m benchmarks.instructions [--quick] [--drivers psycopg,psycopg2] [--layouts N]
 """
 
 from __future__ import annotations
@@ -208,7 +218,12 @@ def _segment_totals(directory: Path) -> list[int]:
     return totals
 
 
-def measure_instructions(driver: str, info: dict, iterations: int, reps: int) -> dict:
+#: The environment variable whose length changes the heap's layout.
+LAYOUT_PAD = "ORCA_BENCH_LAYOUT_PAD"
+
+
+def _run_segments(driver: str, info: dict, iterations: int, reps: int, layout: int):
+    """One worker under callgrind, in heap layout number ``layout``."""
     directory = Path(tempfile.mkdtemp(prefix="orca-bench-cg-"))
     try:
         result = common.run_worker(
@@ -222,24 +237,33 @@ def measure_instructions(driver: str, info: dict, iterations: int, reps: int) ->
                 "--dump-before=ctermid",
                 f"--callgrind-out-file={directory}/cg.out",
             ],
+            env={LAYOUT_PAD: "x" * (97 * layout)},
         )
         totals = _segment_totals(directory)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    # Dump 1 holds the set-up; dump k+2 the k-th measured segment.
-    measured = totals[1 : 1 + len(result["segments"])]
-    first_piece = 1 + len(result["segments"]) + 1  # after the pieces' set-up
-    piece_totals = totals[first_piece : first_piece + len(result["pieces"])]
-    per_call = {
-        label: total / n for (label, n), total in zip(result["pieces"], piece_totals, strict=True)
-    }
-    loop = per_call.get("empty loop", 0.0)
-    pieces = {label: value - loop for label, value in per_call.items() if label != "empty loop"}
+    return result, totals
+
+
+def measure_instructions(
+    driver: str, info: dict, iterations: int, reps: int, layouts: int = 1
+) -> dict:
     per: dict[str, dict[str, list[float]]] = collections.defaultdict(
         lambda: {alias: [] for alias in ALIASES}
     )
-    for (name, alias, n), total in zip(result["segments"], measured, strict=True):
-        per[name][alias].append(total / n / common.statements(name))
+    by_layout: dict[str, list[float]] = collections.defaultdict(list)
+    piece_values: dict[str, list[float]] = collections.defaultdict(list)
+    for layout in range(layouts):
+        result, totals = _run_segments(driver, info, iterations, reps, layout)
+        one = _per_statement(result, totals, piece_values)
+        for name, by_alias in one.items():
+            for alias in ALIASES:
+                per[name][alias].extend(by_alias[alias])
+            by_layout[name].append(
+                common.summary(by_alias["aurora"])["median"]
+                - common.summary(by_alias["stock"])["median"]
+            )
+    pieces = {label: common.summary(values)["median"] for label, values in piece_values.items()}
     out = {}
     for name, by_alias in per.items():
         stock = common.summary(by_alias["stock"])
@@ -249,14 +273,38 @@ def measure_instructions(driver: str, info: dict, iterations: int, reps: int) ->
             "aurora": aurora,
             "ratio": aurora["median"] / stock["median"],
             "extra_per_statement": aurora["median"] - stock["median"],
+            "extra_per_layout": by_layout[name],
         }
     return {
         "driver": driver,
         "iterations": iterations,
         "reps": reps,
+        "layouts": layouts,
         "workloads": out,
         "pieces_instructions": pieces,
     }
+
+
+def _per_statement(result: dict, totals: list[int], piece_values: dict) -> dict:
+    """One worker's segments: instructions per statement, per workload and
+    alias (and its pieces' per call, added to ``piece_values``)."""
+    # Dump 1 holds the set-up; dump k+2 the k-th measured segment.
+    measured = totals[1 : 1 + len(result["segments"])]
+    first_piece = 1 + len(result["segments"]) + 1  # after the pieces' set-up
+    piece_totals = totals[first_piece : first_piece + len(result["pieces"])]
+    per_call = {
+        label: total / n for (label, n), total in zip(result["pieces"], piece_totals, strict=True)
+    }
+    loop = per_call.get("empty loop", 0.0)
+    for label, value in per_call.items():
+        if label != "empty loop":
+            piece_values[label].append(value - loop)
+    per: dict[str, dict[str, list[float]]] = collections.defaultdict(
+        lambda: {alias: [] for alias in ALIASES}
+    )
+    for (name, alias, n), total in zip(result["segments"], measured, strict=True):
+        per[name][alias].append(total / n / common.statements(name))
+    return per
 
 
 def main(argv: list[str] | None = None, server=None) -> dict:
@@ -265,6 +313,11 @@ def main(argv: list[str] | None = None, server=None) -> dict:
     parser.add_argument("--drivers", help="default: both (psycopg alone with --quick)")
     parser.add_argument("--iterations", type=int, help="iterations per segment (simple workloads)")
     parser.add_argument("--reps", type=int, help="segments per workload and alias")
+    parser.add_argument(
+        "--layouts",
+        type=int,
+        help="worker processes, each in another heap layout (default 3; 1 with --quick)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--calls", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -280,13 +333,14 @@ def main(argv: list[str] | None = None, server=None) -> dict:
     iterations = args.iterations or (10 if args.quick else 100)
     reps = args.reps or (1 if args.quick else 4)
     drivers = args.drivers or ("psycopg" if args.quick else ",".join(common.DRIVERS))
+    layouts = args.layouts or (1 if args.quick else 3)
     own_server = server is None
     server = server or common.start_server()
     info = common.server_info(server)
     results, calls = {}, {}
     try:
         for driver in drivers.split(","):
-            results[driver] = measure_instructions(driver, info, iterations, reps)
+            results[driver] = measure_instructions(driver, info, iterations, reps, layouts)
             calls[driver] = common.run_worker(
                 "benchmarks.instructions",
                 ["--worker", driver, "--calls", "--iterations", "20"],
@@ -324,6 +378,12 @@ def main(argv: list[str] | None = None, server=None) -> dict:
             rows,
         )
     )
+    if layouts > 1:
+        print(f"\nExtra per statement in each of the {layouts} heap layouts (the spread is noise):")
+        for driver, result in results.items():
+            for name, figures in result["workloads"].items():
+                values = ", ".join(str(round(v)) for v in figures["extra_per_layout"])
+                print(f"  {driver} {name}: {values}")
     for driver, result in calls.items():
         print(f"\nExtra calls per statement on the aurora path ({driver}):")
         for name, figures in result["workloads"].items():
