@@ -283,7 +283,9 @@ def test_the_demo_extra_is_light_and_the_embedded_server_stops(tmp_path, built):
     )  # fmt: skip
     installed = json.loads(run(python, "-m", "pip", "list", "--format", "json", cwd=tmp_path))
     names = {package["name"].lower() for package in installed}
-    assert {"django", "psycopg", "pgserver", "dj-database-url", "orca-db"} <= names
+    assert {"django", "psycopg", "dj-database-url", "orca-db"} <= names
+    # pgserver has no wheel for Python 3.13: the machine's PostgreSQL serves.
+    assert ("pgserver" in names) is (sys.version_info < (3, 13))
     assert not names & {"ruff", "mypy", "playwright", "moto", "nox", "pytest", "boto3"}
     assert len(names) <= 25, sorted(names)
 
