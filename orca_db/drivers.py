@@ -16,13 +16,24 @@ import os
 import select
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 # libpq's PGTransactionStatusType, the same numbers in both drivers.
 IDLE, ACTIVE, INTRANS, INERROR, UNKNOWN = range(5)
 
 # PG_DIAG_SEVERITY_NONLOCALIZED: the severity, never translated.
 _SEVERITY_NONLOCALIZED = ord("V")
+#: TCP settings libpq gets unless the application gives its own (both hosts):
+#: a peer that goes silent is noticed within about ``keepalives_idle +
+#: tcp_user_timeout`` (35 s) instead of the kernel's 15 minutes
+#: (docs/backend.md).
+TCP_DEFAULTS: Final = {
+    "keepalives": 1,
+    "keepalives_idle": 15,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 20000,
+}
 _READABLE = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 

@@ -35,17 +35,6 @@ from .watching import ConnectionWatchMixin
 
 __all__ = ["AuroraRetryMixin", "RetryingCursorMixin"]
 
-#: TCP settings libpq gets unless ``OPTIONS`` has its own: a peer that goes
-#: silent is noticed within about ``keepalives_idle + tcp_user_timeout``
-#: (35 s) instead of the kernel's 15 minutes (docs/backend.md).
-TCP_DEFAULTS = {
-    "keepalives": 1,
-    "keepalives_idle": 15,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-    "tcp_user_timeout": 20000,
-}
-
 
 class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatchMixin):
     """Connect and execute through scale events, pauses and restarts."""
@@ -71,7 +60,7 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatch
         params = super().get_connection_params()
         params.pop(OPTIONS_KEY, None)
         if not str(params.get("host") or "").startswith("/"):
-            for key, value in TCP_DEFAULTS.items():
+            for key, value in drivers.TCP_DEFAULTS.items():
                 params.setdefault(key, value)
         return apply_credentials(self, params)
 

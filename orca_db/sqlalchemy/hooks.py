@@ -17,15 +17,6 @@ from . import exc
 from .exc import as_sqlalchemy, core_error, wrap
 from .reconnect import link_of, reconnect, run_read_only
 
-#: TCP keepalives and a send timeout, as the Django host sets them: a dead
-#: peer is found in about 30 s instead of the kernel's 15 minutes.
-TCP_DEFAULTS = {
-    "keepalives": 1,
-    "keepalives_idle": 15,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-    "tcp_user_timeout": 20000,
-}
 #: The attribute carrying the core's verdict from a hook to handle_error.
 _VERDICT = "_orca_db_verdict"
 
@@ -48,7 +39,7 @@ class Host:
 
         host = str(cparams.get("host") or "")
         if host and not host.startswith("/"):
-            for key, value in TCP_DEFAULTS.items():
+            for key, value in drivers.TCP_DEFAULTS.items():
                 cparams.setdefault(key, value)
 
         def connect_once() -> Any:
