@@ -27,7 +27,8 @@ import random
 import time
 from collections.abc import Callable
 
-_random = random.Random()
+#: The generator every schedule draws from unless given one.
+RANDOM = random.Random()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Backoff:
             return min(self.storm_maximum, max(self.maximum, self.initial) * 2**attempt)
         return min(self.maximum, self.initial * 2 ** (attempt - 1))
 
-    def delay(self, attempt: int, *, storm: bool = False, rng: random.Random = _random) -> float:
+    def delay(self, attempt: int, *, storm: bool = False, rng: random.Random = RANDOM) -> float:
         ceiling = self.ceiling(attempt, storm=storm)
         if storm:
             return rng.uniform(0.0, ceiling)
@@ -61,7 +62,7 @@ class Attempts:
         deadline_at: float,
         *,
         clock: Callable[[], float] = time.monotonic,
-        rng: random.Random = _random,
+        rng: random.Random = RANDOM,
     ):
         self.backoff = backoff
         self.deadline_at = deadline_at

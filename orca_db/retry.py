@@ -2,8 +2,18 @@
 
 Callers try their operation once on their own (the hot path costs a
 ``try``), and hand the first failure to :func:`recover`, which runs the
-remaining attempts with tenacity under one wall-clock deadline and delivers
-one :class:`~orca_db.events.SettledEvent` when the operation settles.
+remaining attempts with tenacity under one deadline and delivers one
+:class:`~orca_db.events.SettledEvent` when the operation settles.
+
+tenacity is used as it is designed: a ``Retrying`` whose stop, wait,
+before_sleep, sleep and retry_error_callback are the methods of one small
+object (``_Loop``) over the :class:`Operation`. The caller's attempt is
+attempt 1, its failure that attempt's outcome; the judge's answer is raised
+by the attempt itself: ``tenacity.TryAgain`` (tenacity's own way for code
+that decides itself) when a retry is safe, else the exception to surface.
+Nothing is carried beside tenacity's state. Clock, sleep and random
+generator are the Operation's (``time.monotonic``, ``time.sleep`` and
+:mod:`orca_db.backoff`'s generator unless given).
 """
 
 from __future__ import annotations
@@ -12,10 +22,12 @@ import contextvars
 import dataclasses
 import datetime
 import logging
+import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
+from .backoff import RANDOM
 from .classify import Failure, classify, driver_error
 from .conf import RetrySettings
 from .deadlines import cap, deadline_cap
@@ -69,9 +81,15 @@ class Operation:
     #: storm backoff grows with these, not with the attempts before them
     #: (a restart refuses connections, then says "starting up" briefly).
     storm_streak: int = 0
+    #: The monotonic clock ``started`` and the deadline are read on, the
+    #: sleep between attempts and the generator their waits are drawn from:
+    #: a unit test passes a fake clock and a seeded generator.
+    clock: Callable[[], float] = dataclasses.field(default=time.monotonic, kw_only=True)
+    sleep: Callable[[float], None] = dataclasses.field(default=time.sleep, kw_only=True)
+    rng: random.Random = dataclasses.field(default=RANDOM, kw_only=True)
 
     def __post_init__(self) -> None:
-        ago = time.monotonic() - self.started
+        ago = self.clock() - self.started
         self.started_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=ago)
 
     @property
@@ -83,10 +101,10 @@ class Operation:
         return own if capped is None else min(own, capped)
 
     def remaining(self) -> float:
-        return self.deadline_at - time.monotonic()
+        return self.deadline_at - self.clock()
 
     def elapsed_ms(self) -> float:
-        return (time.monotonic() - self.started) * 1000
+        return (self.clock() - self.started) * 1000
 
 
 def remaining_time() -> float | None:
@@ -97,28 +115,6 @@ def remaining_time() -> float | None:
         return operation.remaining()
     capped = cap()
     return None if capped is None else capped - time.monotonic()
-
-
-def _backoff(operation: Operation) -> Callable[[tenacity.RetryCallState], float]:
-    backoff = operation.settings.backoff()
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        if operation.storm_streak:
-            return backoff.delay(operation.storm_streak, storm=True)
-        return backoff.delay(state.attempt_number)
-
-    return wait
-
-
-def _stop(operation: Operation) -> Callable[[tenacity.RetryCallState], bool]:
-    max_attempts = operation.settings.max_attempts
-
-    def stop(state: tenacity.RetryCallState) -> bool:
-        if max_attempts is not None and state.attempt_number >= max_attempts:
-            return True
-        return time.monotonic() + state.upcoming_sleep >= operation.deadline_at
-
-    return stop
 
 
 Judge = Callable[[BaseException, Failure], BaseException | None]
@@ -151,32 +147,99 @@ def recover(
     ``judge(error, failure)`` returns ``None`` when a retry is safe, else the
     exception to raise instead (``error`` itself to surface it unchanged).
     """
-    pending: list[BaseException] = [first_error]
-    # What to do with the error tenacity re-raises when it stops: the judge's
-    # verdict, or RetriesExhausted when it was retryable and time ran out.
-    verdicts: dict[int, BaseException] = {}
+    # Imported here, not with the module: only a failure needs it, and its
+    # import is a third of what the aurora engine adds to a cold start.
+    import tenacity
 
-    def call() -> T:
-        if pending:
-            raise pending.pop()
-        operation.attempts += 1
-        return attempt()
+    loop = _Loop(operation, judge)
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_never,  # the loop decides: TryAgain (see _Loop.judged)
+        stop=loop.stop,
+        wait=loop.wait,
+        before_sleep=loop.before_sleep,
+        sleep=operation.sleep,
+        retry_error_callback=loop.exhausted,
+    )
+    token = _active.set(operation)
+    try:
+        error = first_error
+        for step in retrying:
+            with step:
+                # Attempt 1 is the caller's, and ``first_error`` its outcome.
+                if step.retry_state.attempt_number > 1:
+                    operation.attempts += 1
+                    try:
+                        result = attempt()
+                    except Exception as failed:
+                        error = failed
+                    else:
+                        break
+                loop.judged(error)
+    except BaseException as raised:
+        # The operation is over: what receivers of the event do (storing it)
+        # is not part of it and gets no share of its retries.
+        _active.reset(token)
+        report(operation, "exhausted" if isinstance(raised, RetriesExhausted) else "raised")
+        raise
+    _active.reset(token)
+    report(operation, "recovered")
+    return result
 
-    def may_retry(error: BaseException) -> bool:
+
+class _Loop:
+    """tenacity's callbacks for one :func:`recover`: what a failure means
+    (``judged``), how long to wait, when to stop, what to say."""
+
+    def __init__(self, operation: Operation, judge: Judge):
+        self.operation = operation
+        self.judge = judge
+        self.backoff = operation.settings.backoff()
+
+    def judged(self, error: BaseException) -> NoReturn:
+        """Raise what ``error`` comes to: ``tenacity.TryAgain`` (from
+        ``error``) when a retry is safe; else ``error`` itself, or the
+        judge's exception in its place (from the driver error)."""
         if isinstance(error, ScaleEventError):
-            verdicts[id(error)] = error  # settled by a nested operation
-            return False
+            raise error  # settled by a nested operation
         failure = classify(error)
         if not failure.retryable and not failure.conflict:
-            verdicts[id(error)] = error
-            return False
+            raise error
+        operation = self.operation
         operation.last_failure = failure
         operation.storm_streak = operation.storm_streak + 1 if failure.storm else 0
-        verdict = judge(error, failure)
-        verdicts[id(error)] = verdict or _exhausted(operation)
-        return verdict is None
+        verdict = self.judge(error, failure)
+        if verdict is error:
+            raise error
+        if verdict is not None:
+            raise verdict from driver_error(error)
+        import tenacity
 
-    def before_sleep(state: tenacity.RetryCallState) -> None:
+        raise tenacity.TryAgain from error
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        operation = self.operation
+        if operation.storm_streak:
+            return self.backoff.delay(operation.storm_streak, storm=True, rng=operation.rng)
+        return self.backoff.delay(state.attempt_number, rng=operation.rng)
+
+    def stop(self, state: tenacity.RetryCallState) -> bool:
+        """After attempt ``max_attempts``, or when the next attempt would
+        start at or past the deadline."""
+        operation = self.operation
+        max_attempts = operation.settings.max_attempts
+        if max_attempts is not None and state.attempt_number >= max_attempts:
+            return True
+        return operation.clock() + state.upcoming_sleep >= operation.deadline_at
+
+    def exhausted(self, state: tenacity.RetryCallState) -> NoReturn:
+        """The last failure was retryable, and the budget is spent."""
+        assert state.outcome is not None
+        try_again = state.outcome.exception()
+        assert try_again is not None and try_again.__cause__ is not None
+        raise _exhausted(self.operation) from driver_error(try_again.__cause__)
+
+    def before_sleep(self, state: tenacity.RetryCallState) -> None:
+        operation = self.operation
         failure = operation.last_failure
         assert failure is not None
         logger.info(
@@ -199,35 +262,6 @@ def recover(
                 }
             },
         )
-
-    # Imported here, not with the module: only a failure needs it, and its
-    # import is a third of what the aurora engine adds to a cold start.
-    import tenacity
-
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception(may_retry),
-        stop=_stop(operation),
-        wait=_backoff(operation),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
-    token = _active.set(operation)
-    try:
-        result = retrying(call)
-    except BaseException as error:
-        # The operation is over: what receivers of the event do (storing it)
-        # is not part of it and gets no share of its retries.
-        _active.reset(token)
-        # Anything the judge never saw (KeyboardInterrupt in a backoff sleep)
-        # goes up unchanged.
-        verdict = verdicts.get(id(error), error)
-        report(operation, "exhausted" if isinstance(verdict, RetriesExhausted) else "raised")
-        if verdict is error:
-            raise
-        raise verdict from driver_error(error)
-    _active.reset(token)
-    report(operation, "recovered")
-    return result
 
 
 def _exhausted(operation: Operation) -> RetriesExhausted:

@@ -2,25 +2,24 @@
 
 The attempts are plain functions raising real driver errors
 (tests/driver_errors.py); the judge is a function of the test. Backoff is
-set to zero so that no test sleeps.
+set to zero so that no test sleeps on the real clock.
 
-The loop takes no clock: ``Operation``, its deadline and tenacity's stop
-read ``time.monotonic`` through the module's global ``time``. The tests that
-need the clock to move replace that global (``clock`` fixture) instead of
-waiting; the others use the real clock with margins of minutes.
+The loop reads the clock, sleeps and draws its backoff through what the
+``Operation`` is given (``clock``, ``sleep``, ``rng``): the tests that need
+time to pass give it a fake clock, whose sleep moves it, and a seeded
+generator; the others use the real clock with margins of minutes.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import random
 import time
-import types
 
 import pytest
 from django.db.utils import OperationalError as DjangoOperationalError
 
-from orca_db import retry
 from orca_db.classify import Failure, classify
 from orca_db.conf import RetrySettings
 from orca_db.deadlines import deadline_cap
@@ -59,28 +58,46 @@ def settings(**options) -> RetrySettings:
 
 
 class FakeClock:
+    """A monotonic clock that moves only when the test or a sleep moves it."""
+
     def __init__(self) -> None:
         self.now = 1000.0
+        self.sleeps: list[float] = []
 
     def monotonic(self) -> float:
         return self.now
 
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
 
 @pytest.fixture
-def clock(monkeypatch) -> FakeClock:
-    """The retry module's clock, moved by the test (the loop takes none)."""
-    fake = FakeClock()
-    monkeypatch.setattr(retry, "time", types.SimpleNamespace(monotonic=fake.monotonic))
-    return fake
+def clock() -> FakeClock:
+    return FakeClock()
 
 
-def operation(started: float | None = None, **options) -> Operation:
+def operation(
+    started: float | None = None,
+    *,
+    clock: FakeClock | None = None,
+    rng: random.Random | None = None,
+    **options,
+) -> Operation:
+    """With ``clock``, the operation starts at its ``now`` and runs on it."""
+    timing: dict = {}
+    if clock is not None:
+        timing = {"clock": clock.monotonic, "sleep": clock.sleep}
+        started = clock.now if started is None else started
+    if rng is not None:
+        timing["rng"] = rng
     return Operation(
         ALIAS,
         "execute",
         settings(**options),
         statement=STATEMENT,
         started=time.monotonic() if started is None else started,
+        **timing,
     )
 
 
@@ -206,7 +223,7 @@ def test_one_attempt_allowed_makes_a_retryable_failure_exhausted():
 def test_the_deadline_stops_the_retries(clock, events):
     """Deadline 10 s, each attempt takes 4 s: attempts start at 0, 4 and 8 s;
     the third ends at 12 s, past the deadline: no fourth."""
-    op = operation(started=clock.now, deadline=10.0)
+    op = operation(clock=clock, deadline=10.0)
     attempt = Attempts(*[scale_event() for _ in range(10)], clock=clock, takes=4.0)
     with pytest.raises(RetriesExhausted) as caught:
         run(op, attempt, Judge())
@@ -221,7 +238,7 @@ def test_the_deadline_stops_the_retries(clock, events):
 def test_the_first_attempt_counts_against_the_deadline(clock):
     """The deadline runs from the start of the first attempt, which the
     caller made before recover()."""
-    op = operation(started=clock.now, deadline=10.0)
+    op = operation(clock=clock, deadline=10.0)
     clock.now += 11.0  # the first attempt took 11 s
     attempt = Attempts("rows")
     with pytest.raises(RetriesExhausted):
@@ -231,18 +248,17 @@ def test_the_first_attempt_counts_against_the_deadline(clock):
 
 def test_no_retry_starts_when_its_backoff_would_end_past_the_deadline(clock):
     """0.01 s left, the first backoff is at least 0.025 s: no sleep, no retry."""
-    op = operation(started=clock.now, deadline=10.0, backoff_initial=0.05, backoff_max=0.1)
+    op = operation(clock=clock, deadline=10.0, backoff_initial=0.05, backoff_max=0.1)
     clock.now += 9.99
     attempt = Attempts("rows")
-    started = time.monotonic()
     with pytest.raises(RetriesExhausted):
         recover(op, scale_event(), attempt, Judge())
     assert attempt.calls == 0
-    assert time.monotonic() - started < 0.025  # it did not sleep first
+    assert clock.sleeps == []  # it did not sleep first
 
 
 def test_remaining_time_inside_an_attempt(clock):
-    op = operation(started=clock.now, deadline=10.0)
+    op = operation(clock=clock, deadline=10.0)
     clock.now += 3.0
     seen = []
 
@@ -264,6 +280,111 @@ def test_a_deadline_cap_around_the_operation_bounds_it():
         with pytest.raises(RetriesExhausted):
             recover(op, scale_event(), attempt, Judge())
     assert attempt.calls == 0
+
+
+# ----- backoff on a fake clock and a seeded generator ----------------------------
+
+
+def schedule(seed: int, *draws: tuple[int, bool], **options) -> list[float]:
+    """The waits ``backoff.Backoff`` draws from ``random.Random(seed)``:
+    one ``(attempt, storm)`` a wait."""
+    backoff = settings(**options).backoff()
+    rng = random.Random(seed)
+    return [backoff.delay(n, storm=storm, rng=rng) for n, storm in draws]
+
+
+BACKOFF = {"backoff_initial": 0.05, "backoff_max": 0.4, "backoff_storm_max": 2.0}
+
+
+def test_the_waits_between_attempts_are_the_backoff_schedule(clock, events):
+    """Exponential from backoff_initial, each wait drawn between half the
+    ceiling and the ceiling: the loop sleeps exactly what Backoff draws from
+    the generator it is given, once between two attempts."""
+    op = operation(clock=clock, rng=random.Random(7), **BACKOFF)
+    attempt = Attempts(scale_event(), lost_reply(), scale_event(), "rows")
+    assert recover(op, lost_reply(), attempt, Judge()) == "rows"
+    expected = schedule(7, (1, False), (2, False), (3, False), (4, False), **BACKOFF)
+    assert clock.sleeps == expected
+    assert all(c / 2 <= d <= c for d, c in zip(clock.sleeps, [0.05, 0.1, 0.2, 0.4], strict=True))
+    assert op.attempts == 5 and attempt.calls == 4
+    ((attempts, elapsed_ms),) = [(e.attempts, e.elapsed_ms) for e in events]
+    assert attempts == 5 and elapsed_ms == pytest.approx(sum(expected) * 1000)
+
+
+def test_the_same_seed_draws_the_same_waits(clock):
+    def waits(seed: int) -> list[float]:
+        fake = FakeClock()
+        op = operation(clock=fake, rng=random.Random(seed), **BACKOFF)
+        recover(op, scale_event(), Attempts(scale_event(), scale_event(), "rows"), Judge())
+        return fake.sleeps
+
+    assert waits(11) == waits(11) != waits(12)
+
+
+def test_storm_waits_grow_with_storm_failures_in_a_row(clock):
+    """A full server: full jitter from zero, the ceiling from twice
+    backoff_max, doubling with each storm failure in a row; an ordinary
+    failure between them goes back to the ordinary shape and starts the
+    count again."""
+    op = operation(clock=clock, rng=random.Random(3), **BACKOFF)
+    attempt = Attempts(too_many_clients(), scale_event(), too_many_clients(), "rows")
+    recover(op, too_many_clients(), attempt, Judge())
+    assert clock.sleeps == schedule(3, (1, True), (2, True), (3, False), (1, True), **BACKOFF)
+
+
+def test_the_deadline_stops_before_a_wait_that_would_end_past_it(clock, events):
+    """Deadline 1 s, attempts that take nothing, waits up to 0.4 s: the loop
+    sleeps while a wait ends before the deadline, and stops (exhausted, the
+    last failure its cause) at the first wait that would not."""
+    op = operation(clock=clock, rng=random.Random(5), deadline=1.0, **BACKOFF)
+    errors = [scale_event() for _ in range(50)]
+    with pytest.raises(RetriesExhausted) as caught:
+        recover(op, lost_reply(), Attempts(*errors), Judge())
+    drawn = schedule(5, *[(n, False) for n in range(1, 40)], **BACKOFF)
+    slept = len(clock.sleeps)
+    assert clock.sleeps == drawn[:slept]
+    assert op.started + sum(drawn[:slept]) < op.deadline_at  # every sleep ended in time
+    assert op.started + sum(drawn[: slept + 1]) >= op.deadline_at  # the next would not
+    assert op.attempts == slept + 1
+    assert caught.value.__cause__ is errors[slept - 1]
+    assert [(e.outcome, e.attempts) for e in events] == [("exhausted", slept + 1)]
+    assert clock.now < op.deadline_at
+
+
+def test_max_attempts_sleeps_between_attempts_only(clock):
+    op = operation(clock=clock, rng=random.Random(1), max_attempts=3, **BACKOFF)
+    with pytest.raises(RetriesExhausted):
+        recover(op, scale_event(), Attempts(scale_event(), scale_event(), "rows"), Judge())
+    assert clock.sleeps == schedule(1, (1, False), (2, False), **BACKOFF)
+    assert op.attempts == 3
+
+
+def test_a_failure_no_retry_can_cure_after_waits_is_raised_unchanged(clock, events):
+    op = operation(clock=clock, rng=random.Random(2), **BACKOFF)
+    error = unique_violation()
+    judge = Judge()
+    with pytest.raises(type(error)) as caught:
+        recover(op, scale_event(), Attempts(lost_reply(), error, "rows"), judge)
+    assert caught.value is error and caught.value.__cause__ is None
+    assert len(judge.seen) == 2 and len(clock.sleeps) == 2
+    assert [(e.outcome, e.attempts) for e in events] == [("raised", 3)]
+
+
+def test_an_interrupted_wait_goes_up_unchanged(clock, events):
+    """KeyboardInterrupt in the backoff sleep: no further attempt, the
+    interrupt itself goes up, the operation is over."""
+    interrupt = KeyboardInterrupt()
+
+    def sleep(seconds: float) -> None:
+        raise interrupt
+
+    op = Operation(ALIAS, "execute", settings(), clock=clock.monotonic, sleep=sleep)
+    attempt = Attempts("rows")
+    with pytest.raises(KeyboardInterrupt) as caught:
+        recover(op, scale_event(), attempt, Judge())
+    assert caught.value is interrupt and attempt.calls == 0
+    assert active_operation() is None
+    assert [e.outcome for e in events] == ["raised"]
 
 
 # ----- the judge -----------------------------------------------------------------
@@ -435,7 +556,7 @@ def test_each_retry_is_logged_without_the_message(caplog):
 
 
 def test_the_event_of_a_settled_operation(clock, events):
-    op = operation(started=clock.now)
+    op = operation(clock=clock)
     attempt = Attempts(scale_event(), "rows", clock=clock, takes=0.25)
     recover(op, lost_reply(), attempt, Judge())
     (event,) = events
