@@ -20,6 +20,8 @@ from orca_db.sql import (
     scrub_sql,
     session_effects,
 )
+from orca_db.sql.along import commits_along_the_way
+from orca_db.sql.calls import hidden_calls
 from orca_db.sql.tree import driver_to_server
 
 # Statement texts Django 5.2's PostgreSQL compiler sends (captured from the
@@ -403,6 +405,30 @@ def test_session_effects(sql, effects):
 
 def test_session_effects_of_bytes():
     assert session_effects(b"SET a = 1") == (E("set", "a", False, True),)
+
+
+class Composed:
+    """Not text (as psycopg.sql.Composed): nothing can be known of it."""
+
+
+@pytest.mark.parametrize(
+    "analysis, of_composed",
+    [
+        (session_effects, (E("unknown"),)),
+        (hidden_calls, True),
+        (commits_along_the_way, True),
+        (is_replayable_read, False),
+        (scrub_sql, "Composed"),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_every_analysis_reads_bytes_as_their_text_and_knows_nothing_of_the_rest(
+    analysis, of_composed
+):
+    for sql in ("SELECT my_func(1) -- x", "SET a = 1", "SELECT 1; COMMIT", "SELECT 'é'"):
+        assert analysis(sql.encode()) == analysis(sql)
+    assert analysis(b"SELECT '\xff'") == analysis("SELECT '\ufffd'")
+    assert analysis(Composed()) == of_composed
 
 
 # ----- the lexer ---------------------------------------------------------------------

@@ -53,11 +53,8 @@ def commits_along_the_way(sql: object) -> bool:
     (postgres_fdw commits the remote transaction in the local one's
     pre-commit, where a termination may still arrive after the remote
     COMMIT was sent). docs/retry-safety.md lists these gaps."""
-    if isinstance(sql, bytes):
-        sql = sql.decode("utf-8", "replace")
-    if not isinstance(sql, str):
-        return True  # psycopg.sql.Composed and the like: nothing known
-    return _along(sql)
+    text = tree.statement_text(sql)
+    return True if text is None else _along(text)
 
 
 @functools.lru_cache(maxsize=256)

@@ -36,11 +36,8 @@ def hidden_calls(sql: object) -> bool:
     side effects nor a session function ``session_effects`` follows (a
     function of the application's, a procedure, an extension's)? Unparsable
     text, or what is not text: True."""
-    if isinstance(sql, bytes):
-        sql = sql.decode("utf-8", "replace")
-    if not isinstance(sql, str):
-        return True
-    return _hidden_calls(sql)
+    text = tree.statement_text(sql)
+    return True if text is None else _hidden_calls(text)
 
 
 @functools.lru_cache(maxsize=256)

@@ -86,11 +86,8 @@ _FALSE_WORDS: Final = frozenset({"false", "off", "0", "no", "f", "n"})
 def session_effects(sql: object) -> tuple[SessionEffect, ...]:
     """The session state ``sql`` changes, in statement order; () when none
     is visible. Unparsable text, or what is not text: one "unknown"."""
-    if isinstance(sql, bytes):
-        sql = sql.decode("utf-8", "replace")
-    if not isinstance(sql, str):
-        return _UNKNOWN
-    return _effects(sql)
+    text = tree.statement_text(sql)
+    return _UNKNOWN if text is None else _effects(text)
 
 
 @functools.lru_cache(maxsize=256)

@@ -55,11 +55,8 @@ def is_replayable_read(sql: object) -> bool:
     user-defined types or operators that call functions of your own; the
     backend runs replayed reads in a READ ONLY transaction against those.
     """
-    if isinstance(sql, str):
-        return _replayable(sql)
-    if isinstance(sql, bytes):
-        return _replayable(sql.decode("utf-8", "replace"))
-    return False  # psycopg.sql.Composed and the like: unknown
+    text = tree.statement_text(sql)
+    return False if text is None else _replayable(text)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -17,20 +17,19 @@ def scrub_sql(sql: object, limit: int = STATEMENT_LIMIT) -> str:
     Parameters are never part of it (they travel separately); literals
     written into the SQL text are removed too, since they may be secrets.
     Names (quoted or not), numbers and placeholders stay."""
-    if isinstance(sql, bytes):
-        sql = sql.decode("utf-8", "replace")
-    elif not isinstance(sql, str):
-        return type(sql).__name__
-    from . import lexer  # loaded when first needed, not at import
+    from . import lexer, tree  # loaded when first needed, not at import
 
+    text = tree.statement_text(sql)
+    if text is None:
+        return type(sql).__name__
     pieces = []
-    for tok in lexer.tokens(sql):
+    for tok in lexer.tokens(text):
         if tok.kind == lexer.STRING:
             pieces.append("?")
         elif tok.kind == lexer.COMMENT:
             pieces.append(" ")
         else:
-            pieces.append(sql[tok.start : tok.end])
+            pieces.append(text[tok.start : tok.end])
     return _limit(" ".join("".join(pieces).split()), limit)
 
 

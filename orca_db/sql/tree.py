@@ -10,6 +10,17 @@ from typing import Any
 from . import lexer
 
 
+def statement_text(sql: object) -> str | None:
+    """``sql`` as the text the analyses read: ``str`` as it is, ``bytes``
+    decoded (UTF-8, what does not decode replaced); ``None`` for anything
+    else (``psycopg.sql.Composed`` and the like), of which nothing is known."""
+    if isinstance(sql, str):
+        return sql
+    if isinstance(sql, bytes):
+        return sql.decode("utf-8", "replace")
+    return None
+
+
 def driver_to_server(sql: str) -> tuple[str, bool]:
     """``sql`` as the server will see it once the driver has filled in the
     placeholders: ``%s`` / ``%(name)s`` / ``%b`` / ``%t`` become ``$1``,
