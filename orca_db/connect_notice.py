@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import threading
 import time
+
+from .error_texts import NO_ANSWER_TEXT
 
 __all__ = ["PROGRESS_EVERY", "answered", "failed", "forget", "succeeded"]
 
@@ -29,13 +30,6 @@ PROGRESS_EVERY = 10.0
 
 #: The clock (tests replace it).
 clock = time.monotonic
-
-# Nothing answered at that address: no PostgreSQL there (yet).
-_NO_ANSWER = re.compile(
-    r"Connection refused|No route to host|Network is unreachable|Host is unreachable"
-    r"|Temporary failure in name resolution",
-    re.IGNORECASE,
-)
 
 
 @dataclasses.dataclass
@@ -88,7 +82,7 @@ def failed(alias: str, host: object, port: object, error: BaseException) -> None
     if target in _answered:
         return
     message = " ".join(str(error).split())
-    if not _NO_ANSWER.search(message):
+    if not NO_ANSWER_TEXT.search(message):
         return
     from .sql import scrub_message
 

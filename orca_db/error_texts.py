@@ -118,7 +118,16 @@ PGBOUNCER_LOST_TEXT: Final = Pattern(
 
 # DNS said "try again" (EAI_AGAIN: Lambda's VPC resolver under load): the
 # connect never started.
-DNS_TEMPORARY_TEXT: Final = Pattern(r"Temporary failure in name resolution", re.IGNORECASE)
+_DNS_TEMPORARY = r"Temporary failure in name resolution"
+DNS_TEMPORARY_TEXT: Final = Pattern(_DNS_TEMPORARY, re.IGNORECASE)
+
+# Nothing answered at the address a connect tried: no PostgreSQL there (yet).
+# Not a fact for classify: the WARNING of orca_db.connect_notice.
+NO_ANSWER_TEXT: Final = Pattern(
+    r"Connection refused|No route to host|Network is unreachable|Host is unreachable"
+    rf"|{_DNS_TEMPORARY}",
+    re.IGNORECASE,
+)
 
 # The connection was already closed on our side: nothing was sent. psycopg 3
 # says "the connection is lost" when libpq has no socket any more (PQsocket
