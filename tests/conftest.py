@@ -85,45 +85,22 @@ class BackendKiller:
     def __init__(self, alias: str = "default"):
         self.alias = alias
         self.killed: list[int] = []
-        self.errors: list[BaseException] = []
-        self._thread = None
+        self._killing = None
 
     def kill_when_running(self, pid: int, fragment: str, timeout: float = 10.0) -> None:
-        import threading
+        from tests.faults import terminate_when_running
 
-        def watch():
-            import time
-
-            try:
-                admin = admin_connection(self.alias)
-                try:
-                    cur = admin.cursor()
-                    deadline = time.monotonic() + timeout
-                    while time.monotonic() < deadline:
-                        cur.execute(
-                            "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'active'"
-                            " AND query LIKE %s",
-                            [pid, f"%{fragment}%"],
-                        )
-                        if cur.fetchall():
-                            cur.execute("SELECT pg_terminate_backend(%s)", [pid])
-                            self.killed.append(pid)
-                            return
-                        time.sleep(0.005)
-                    raise TimeoutError(f"backend {pid} never ran {fragment!r}")
-                finally:
-                    admin.close()
-            except BaseException as exc:  # reported by join()
-                self.errors.append(exc)
-
-        self._thread = threading.Thread(target=watch, daemon=True)
-        self._thread.start()
+        where = "pid = %s AND state = 'active' AND query LIKE %s"
+        killing = terminate_when_running(
+            where, [pid, f"%{fragment}%"], timeout=timeout, alias=self.alias
+        )
+        self._killing = (pid, killing)
 
     def join(self) -> None:
-        assert self._thread is not None
-        self._thread.join(timeout=30)
-        if self.errors:
-            raise self.errors[0]
+        assert self._killing is not None
+        pid, killing = self._killing
+        killing.join(timeout=30)
+        self.killed.append(pid)
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ orca_db.decisions give the reasoning.
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from django.db import connection, connections, transaction
 
@@ -22,21 +20,10 @@ from orca_db.exceptions import (
 )
 from tests.conftest import admin_connection
 from tests.driver_errors import composition
+from tests.faults import Background, admin_value
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def server(sql: str, params=()):
-    admin = admin_connection()
-    try:
-        cur = admin.cursor()
-        cur.execute(sql, params)
-        row = cur.fetchone() if cur.description else None
-        admin.commit()
-        return row[0] if row else None
-    finally:
-        admin.close()
 
 
 @pytest.fixture
@@ -71,25 +58,19 @@ def test_a_remote_write_by_dblink_is_not_run_again_after_57P01(remote_log):
     must not be replayed (the remote row would be written twice)."""
     connection.ensure_connection()
     pid = connection.connection.info.backend_pid
-    errors: list[BaseException] = []
 
     def kill_after_the_remote_commit():
-        try:
-            wait_until(lambda: server("SELECT count(*) FROM remote_log") == 1, timeout=30)
-            server("SELECT pg_terminate_backend(%s)", [pid])
-        except BaseException as error:  # reported below
-            errors.append(error)
+        wait_until(lambda: admin_value("SELECT count(*) FROM remote_log") == 1, timeout=30)
+        admin_value("SELECT pg_terminate_backend(%s)", [pid])
 
-    killer = threading.Thread(target=kill_after_the_remote_commit, daemon=True)
-    killer.start()
+    killer = Background(kill_after_the_remote_commit)
     with pytest.raises(OutcomeUnknown), connection.cursor() as cursor:
         cursor.execute(
             "SELECT dblink_exec(%s, 'INSERT INTO remote_log VALUES (''dblink'')'), pg_sleep(30)",
             [_dsn()],
         )
-    killer.join(timeout=60)
-    assert not errors, errors
-    assert server("SELECT count(*) FROM remote_log") == 1
+    killer.join()
+    assert admin_value("SELECT count(*) FROM remote_log") == 1
 
 
 def test_a_remote_write_by_dblink_is_not_run_again_after_57P01_on_the_data_api(
@@ -97,28 +78,22 @@ def test_a_remote_write_by_dblink_is_not_run_again_after_57P01_on_the_data_api(
 ):
     """The same through the Data API engine, whose endpoint relays the
     session's 57P01 as a DatabaseErrorException."""
-    errors: list[BaseException] = []
 
     def kill_after_the_remote_commit():
-        try:
-            wait_until(lambda: server("SELECT count(*) FROM remote_log") == 1, timeout=30)
-            server(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE query LIKE 'SELECT dblink_exec(%%' AND pid <> pg_backend_pid()"
-            )
-        except BaseException as error:  # reported below
-            errors.append(error)
+        wait_until(lambda: admin_value("SELECT count(*) FROM remote_log") == 1, timeout=30)
+        admin_value(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE query LIKE 'SELECT dblink_exec(%%' AND pid <> pg_backend_pid()"
+        )
 
-    killer = threading.Thread(target=kill_after_the_remote_commit, daemon=True)
-    killer.start()
+    killer = Background(kill_after_the_remote_commit)
     with pytest.raises(OutcomeUnknown), data_api_connection.cursor() as cursor:
         cursor.execute(
             "SELECT dblink_exec(%s, 'INSERT INTO remote_log VALUES (''data-api'')'), pg_sleep(30)",
             [_dsn()],
         )
-    killer.join(timeout=60)
-    assert not errors, errors
-    assert server("SELECT count(*) FROM remote_log") == 1
+    killer.join()
+    assert admin_value("SELECT count(*) FROM remote_log") == 1
 
 
 LOSSY = "lossy"
@@ -143,7 +118,7 @@ def lossy(aurora_simulator):
 
 
 def _count(what: str) -> int:
-    return server("SELECT count(*) FROM composed_log WHERE what = %s", [what])
+    return admin_value("SELECT count(*) FROM composed_log WHERE what = %s", [what])
 
 
 def test_a_composed_commit_whose_reply_was_lost_is_outcome_unknown(lossy):
@@ -219,7 +194,7 @@ def test_a_composed_statement_cut_at_its_deadline_in_a_block_ends_the_block(auro
             with connections[alias].cursor() as cursor:
                 cursor.execute("INSERT INTO composed_log VALUES ('silenced-c')")
         assert raised == [WriteDeadlineExceeded]
-        assert server("SELECT count(*) FROM composed_log") == 0
+        assert admin_value("SELECT count(*) FROM composed_log") == 0
     finally:
         connections[alias].close()
         del connections[alias]

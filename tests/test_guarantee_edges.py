@@ -10,7 +10,6 @@ Real server, real faults (the simulator's lost replies,
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 
 import pytest
@@ -22,6 +21,7 @@ from orca_db.exceptions import OutcomeUnknown, TransactionRolledBack
 from orca_db.transaction import retry_atomic
 from tests import test_guarantee, test_lost_reply
 from tests.conftest import admin_connection
+from tests.faults import Background, admin_run, on_the_server
 from tests.pooled import database_alias
 from tests.test_guarantee import backend_pid, server_texts
 from tests.test_lost_reply import effects, run
@@ -57,9 +57,7 @@ def test_a_lost_reply_to_commit_sent_as_sql_is_outcome_unknown(lossy):
 def batches():
     """A procedure and a DO block that commit a first batch, then wait on a
     lock the test holds, then write a second batch."""
-    admin = admin_connection()
-    cur = admin.cursor()
-    cur.execute(
+    with on_the_server(
         """
         CREATE OR REPLACE PROCEDURE orca_batches() LANGUAGE plpgsql AS $$
         BEGIN
@@ -68,13 +66,10 @@ def batches():
             PERFORM pg_advisory_xact_lock(4242);
             INSERT INTO testapp_note (text, created) VALUES ('batch-2', now());
         END $$;
-        """
-    )
-    admin.commit()
-    yield
-    cur.execute("DROP PROCEDURE orca_batches()")
-    admin.commit()
-    admin.close()
+        """,
+        "DROP PROCEDURE orca_batches()",
+    ):
+        yield
 
 
 @pytest.mark.parametrize(
@@ -99,24 +94,18 @@ def test_a_statement_that_committed_part_of_its_work_is_not_run_again(batches, s
     def kill_once_batch_one_is_committed():
         try:
             wait_until(lambda: server_texts("batch-") == ["batch-1"], timeout=30)
-            admin = admin_connection()
-            try:
-                admin.cursor().execute("SELECT pg_terminate_backend(%s)", [pid])
-                admin.commit()
-            finally:
-                admin.close()
+            admin_run("SELECT pg_terminate_backend(%s)", [pid])
         finally:
             # Whatever happened, the statement must not wait for ever.
             holder.cursor().execute("SELECT pg_advisory_unlock(4242)")
             holder.commit()
 
-    killer = threading.Thread(target=kill_once_batch_one_is_committed)
-    killer.start()
+    killer = Background(kill_once_batch_one_is_committed)
     try:
         with pytest.raises(OutcomeUnknown), connection.cursor() as cursor:
             cursor.execute(statement)
     finally:
-        killer.join(60)
+        killer.join()
         holder.close()
     assert server_texts("batch-") == ["batch-1"]
 
@@ -255,17 +244,12 @@ def test_an_unrecognised_disconnect_inside_begin_refuses_the_rest(kill_backend, 
 
 @pytest.fixture
 def deferred_unique():
-    admin = admin_connection()
-    cur = admin.cursor()
-    cur.execute(
+    with on_the_server(
         "DROP TABLE IF EXISTS deferred_u; "
-        "CREATE TABLE deferred_u (x int UNIQUE DEFERRABLE INITIALLY DEFERRED)"
-    )
-    admin.commit()
-    yield
-    cur.execute("DROP TABLE deferred_u")
-    admin.commit()
-    admin.close()
+        "CREATE TABLE deferred_u (x int UNIQUE DEFERRABLE INITIALLY DEFERRED)",
+        "DROP TABLE deferred_u",
+    ):
+        yield
 
 
 def test_an_error_at_commit_is_not_mistaken_for_the_one_being_handled(

@@ -16,6 +16,7 @@ from orca_db.backends.aurora.base import DatabaseWrapper
 from orca_db.exceptions import OutcomeUnknown, TransactionRolledBack
 from orca_db.transaction import retry_atomic
 from tests.conftest import admin_connection
+from tests.faults import admin_value
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,18 +60,8 @@ def lossy(aurora_simulator):
     admin.close()
 
 
-def server(sql: str, params=()):
-    admin = admin_connection()
-    try:
-        cur = admin.cursor()
-        cur.execute(sql, params)
-        return cur.fetchone()[0]
-    finally:
-        admin.close()
-
-
 def effects(what: str) -> int:
-    return server("SELECT count(*) FROM lost_effects WHERE what = %s", [what])
+    return admin_value("SELECT count(*) FROM lost_effects WHERE what = %s", [what])
 
 
 def run(sql: str, params=None, *, many: bool = False):
@@ -135,14 +126,14 @@ def test_an_update_is_applied_once(lossy):
     lossy.lose_replies(1, contains="lost_counter")
     with pytest.raises(OutcomeUnknown):
         run("UPDATE lost_counter SET n = n + 1")
-    assert server("SELECT n FROM lost_counter") == 1
+    assert admin_value("SELECT n FROM lost_counter") == 1
 
 
 def test_a_sequence_advances_once(lossy):
     lossy.lose_replies(1, contains="nextval")
     with pytest.raises(OutcomeUnknown):
         run("SELECT nextval('lost_seq')")
-    assert server("SELECT last_value FROM lost_seq") == 1
+    assert admin_value("SELECT last_value FROM lost_seq") == 1
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from orca_db.exceptions import OutcomeUnknown, TransactionRolledBack
 from orca_db.transaction import retry_atomic
 from tests import test_lost_reply
 from tests.conftest import admin_connection
+from tests.faults import admin_run, admin_value, notifications, on_the_server
 from tests.test_lost_reply import ALIAS, effects, run
 
 lossy = test_lost_reply.lossy
@@ -33,20 +34,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def side_effect_view(lossy):
     """A view whose rows come from a function that writes: nothing in the
     statement text tells that reading it has a side effect."""
-    admin = admin_connection()
-    try:
-        admin.cursor().execute(
-            "CREATE VIEW lost_view AS SELECT lost_f('view') AS x; "
-            "CREATE VIEW lost_quiet_view AS SELECT generate_series(1, 3) AS x"
-        )
-    finally:
-        admin.close()
-    yield lossy
-    admin = admin_connection()
-    try:
-        admin.cursor().execute("DROP VIEW lost_view; DROP VIEW lost_quiet_view")
-    finally:
-        admin.close()
+    with on_the_server(
+        "CREATE VIEW lost_view AS SELECT lost_f('view') AS x; "
+        "CREATE VIEW lost_quiet_view AS SELECT generate_series(1, 3) AS x",
+        "DROP VIEW lost_view; DROP VIEW lost_quiet_view",
+    ):
+        yield lossy
 
 
 # ----- rule 3: every replay is guarded ----------------------------------------------
@@ -271,34 +264,6 @@ def listener():
     admin.close()
 
 
-def _notifications(admin) -> list[str]:
-    """Every notification on orca_rule5 so far: a sentinel is sent last from
-    another session, and notifications arrive in commit order, so all before
-    it have arrived when it does (a quiet half second proved nothing: a
-    second notification could come later)."""
-    import select
-    import time
-
-    sender = admin_connection()
-    try:
-        sender.autocommit = True
-        sender.cursor().execute("SELECT pg_notify('orca_rule5', 'sentinel')")
-    finally:
-        sender.close()
-    payloads: list[str] = []
-    deadline = time.monotonic() + 10
-    while "sentinel" not in payloads:
-        assert time.monotonic() < deadline, f"no sentinel notification: {payloads}"
-        if hasattr(admin, "notifies") and callable(admin.notifies):  # psycopg 3
-            payloads += [n.payload for n in admin.notifies(timeout=0.2, stop_after=1)]
-        else:
-            select.select([admin], [], [], 0.2)
-            admin.poll()
-            payloads += [n.payload for n in admin.notifies]
-            admin.notifies.clear()
-    return payloads[: payloads.index("sentinel")]
-
-
 def _drop_before_commit(sim):
     """An execute wrapper: once retry_atomic has read the transaction's id
     (the last statement before COMMIT), the network drops every connection:
@@ -333,7 +298,7 @@ def test_a_notify_only_transaction_whose_commit_never_arrived_is_run_again(lossy
         retry_atomic(work, using=ALIAS)()
     assert len(runs) == 2
     assert hooks == [1]
-    assert _notifications(listener) == ["once"]
+    assert notifications(listener, "orca_rule5") == ["once"]
 
 
 @pytest.fixture
@@ -352,11 +317,7 @@ def two_clusters(aurora_simulator, postgres_server):
     blue.execute(f'CREATE DATABASE "{name}" OWNER "{user}"')
     sql = "CREATE TABLE rule5_rows (what text NOT NULL)"
     blue.execute(sql, dbname=name)
-    admin = admin_connection()
-    try:
-        admin.cursor().execute(sql)
-    finally:
-        admin.close()
+    admin_run(sql)
     aurora_simulator.switch_upstream("127.0.0.1", blue.port)
     connections["blue"] = DatabaseWrapper(aurora_simulator.django_settings(green), "blue")
 
@@ -369,11 +330,7 @@ def two_clusters(aurora_simulator, postgres_server):
     yield aurora_simulator
     connections["blue"].close()
     del connections["blue"]
-    admin = admin_connection()
-    try:
-        admin.cursor().execute("DROP TABLE rule5_rows")
-    finally:
-        admin.close()
+    admin_run("DROP TABLE rule5_rows")
 
 
 def test_a_lost_commit_is_not_resolved_against_another_cluster(two_clusters):
@@ -430,34 +387,18 @@ def test_the_cluster_identity_is_read_once_per_connection(lossy):
 
 @pytest.fixture
 def data_api_view(data_api_connection):
-    admin = admin_connection()
-    try:
-        admin.cursor().execute(
-            "CREATE TABLE rule3_effects (what text NOT NULL); "
-            "CREATE FUNCTION rule3_f(what text) RETURNS int LANGUAGE plpgsql AS "
-            "$$ BEGIN INSERT INTO rule3_effects VALUES (what); RETURN 1; END $$; "
-            "CREATE VIEW rule3_view AS SELECT rule3_f('data-api') AS x"
-        )
-    finally:
-        admin.close()
-    yield data_api_connection
-    admin = admin_connection()
-    try:
-        admin.cursor().execute(
-            "DROP VIEW rule3_view; DROP FUNCTION rule3_f(text); DROP TABLE rule3_effects"
-        )
-    finally:
-        admin.close()
+    with on_the_server(
+        "CREATE TABLE rule3_effects (what text NOT NULL); "
+        "CREATE FUNCTION rule3_f(what text) RETURNS int LANGUAGE plpgsql AS "
+        "$$ BEGIN INSERT INTO rule3_effects VALUES (what); RETURN 1; END $$; "
+        "CREATE VIEW rule3_view AS SELECT rule3_f('data-api') AS x",
+        "DROP VIEW rule3_view; DROP FUNCTION rule3_f(text); DROP TABLE rule3_effects",
+    ):
+        yield data_api_connection
 
 
 def _rule3_effects() -> int:
-    admin = admin_connection()
-    try:
-        cursor = admin.cursor()
-        cursor.execute("SELECT count(*) FROM rule3_effects")
-        return cursor.fetchone()[0]
-    finally:
-        admin.close()
+    return admin_value("SELECT count(*) FROM rule3_effects")
 
 
 def test_a_data_api_read_is_replayed_under_read_only(data_api_view, data_api_endpoint, events):
@@ -518,10 +459,5 @@ def test_a_lost_commit_on_a_cluster_that_cannot_be_identified_is_outcome_unknown
     with pytest.raises(OutcomeUnknown, match="identity"):
         retry_atomic(work, using="rule5_app")()
     assert runs == [1] and hooks == []
-    admin = admin_connection()
-    try:
-        cursor = admin.cursor()
-        cursor.execute("SELECT count(*) FROM rule5_own")
-        assert cursor.fetchone()[0] == 1  # it did commit: only the answer is unknown
-    finally:
-        admin.close()
+    # it did commit: only the answer is unknown
+    assert admin_value("SELECT count(*) FROM rule5_own") == 1

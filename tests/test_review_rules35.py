@@ -4,11 +4,7 @@ server with real faults (the simulator's lost replies)."""
 
 from __future__ import annotations
 
-import contextlib
 import io
-import select
-import threading
-import time
 
 import pytest
 from django.db import connection, connections, transaction
@@ -18,6 +14,13 @@ from orca_db.exceptions import OutcomeUnknown, TransactionRolledBack
 from orca_db.transaction import retry_atomic
 from tests import test_lost_reply
 from tests.conftest import admin_connection
+from tests.faults import (
+    admin_run,
+    admin_value,
+    notifications,
+    on_the_server,
+    terminate_when_running,
+)
 from tests.pooled import database_alias
 from tests.test_guarantee import backend_pid, server_texts
 from tests.test_lost_reply import ALIAS, effects, run
@@ -33,46 +36,11 @@ def notify_view(lossy):
     """A view whose rows come from pg_notify(): READ ONLY does not refuse
     it (a notification is not a write), and it is sent when the
     transaction that called it commits."""
-    admin = admin_connection()
-    try:
-        admin.cursor().execute(
-            "CREATE VIEW review35_notify AS SELECT pg_notify('review35', 'view') IS NULL AS x"
-        )
-        admin.commit()
-    finally:
-        admin.close()
-    yield lossy
-    admin = admin_connection()
-    try:
-        admin.cursor().execute("DROP VIEW review35_notify")
-        admin.commit()
-    finally:
-        admin.close()
-
-
-def _notifications(listener) -> list[str]:
-    """Every notification on channel review35 sent so far: a sentinel is
-    sent last from another session, and notifications reach a listener in
-    commit order, so everything before it has arrived when it does (no
-    waiting for a quiet moment that proves nothing)."""
-    sender = admin_connection()
-    try:
-        sender.autocommit = True
-        sender.cursor().execute("SELECT pg_notify('review35', 'sentinel')")
-    finally:
-        sender.close()
-    payloads: list[str] = []
-    deadline = time.monotonic() + 10
-    while "sentinel" not in payloads:
-        assert time.monotonic() < deadline, f"no sentinel notification: {payloads}"
-        if hasattr(listener, "notifies") and callable(listener.notifies):  # psycopg 3
-            payloads += [n.payload for n in listener.notifies(timeout=0.2, stop_after=1)]
-        else:
-            select.select([listener], [], [], 0.2)
-            listener.poll()
-            payloads += [n.payload for n in listener.notifies]
-            listener.notifies.clear()
-    return payloads[: payloads.index("sentinel")]
+    with on_the_server(
+        "CREATE VIEW review35_notify AS SELECT pg_notify('review35', 'view') IS NULL AS x",
+        "DROP VIEW review35_notify",
+    ):
+        yield lossy
 
 
 @pytest.fixture
@@ -91,7 +59,7 @@ def test_a_replayed_read_through_a_view_that_notifies_notifies_once(notify_view,
     notify_view.lose_replies(1, contains="review35_notify")
     assert run("SELECT x FROM review35_notify") == [(False,)]
     assert notify_view.stats["lost_replies"] == 1
-    assert _notifications(listener) == ["view"]
+    assert notifications(listener, "review35") == ["view"]
 
 
 def test_resolve_commit_on_a_read_only_session(lossy):
@@ -109,22 +77,11 @@ def test_resolve_commit_on_a_read_only_session(lossy):
 
 @pytest.fixture
 def data_api_notify_view(data_api_connection):
-    admin = admin_connection()
-    try:
-        admin.cursor().execute(
-            "CREATE VIEW review35_dapi_notify AS "
-            "SELECT pg_notify('review35', 'data-api') IS NULL AS x"
-        )
-        admin.commit()
-    finally:
-        admin.close()
-    yield data_api_connection
-    admin = admin_connection()
-    try:
-        admin.cursor().execute("DROP VIEW review35_dapi_notify")
-        admin.commit()
-    finally:
-        admin.close()
+    with on_the_server(
+        "CREATE VIEW review35_dapi_notify AS SELECT pg_notify('review35', 'data-api') IS NULL AS x",
+        "DROP VIEW review35_dapi_notify",
+    ):
+        yield data_api_connection
 
 
 def test_a_data_api_read_replayed_through_a_view_that_notifies_notifies_once(
@@ -135,7 +92,7 @@ def test_a_data_api_read_replayed_through_a_view_that_notifies_notifies_once(
         data_api_endpoint.lose_replies(1)
         cursor.execute("SELECT x FROM review35_dapi_notify")
         assert cursor.fetchall() == [(False,)]
-    assert _notifications(listener) == ["data-api"]
+    assert notifications(listener, "review35") == ["data-api"]
 
 
 # ----- writes through another database that no execute wrapper sees ---------------------
@@ -145,23 +102,15 @@ def test_a_data_api_read_replayed_through_a_view_that_notifies_notifies_once(
 def second_alias():
     """Another alias of DATABASES on the same server, and a function that
     writes a note."""
-    admin = admin_connection()
-    try:
-        admin.cursor().execute(
+    with (
+        on_the_server(
             "CREATE FUNCTION review35_note(t text) RETURNS void LANGUAGE sql AS "
-            "$$ INSERT INTO testapp_note (text, created) VALUES (t, now()) $$"
-        )
-        admin.commit()
-    finally:
-        admin.close()
-    with database_alias("second", dict(connection.settings_dict)):
+            "$$ INSERT INTO testapp_note (text, created) VALUES (t, now()) $$",
+            "DROP FUNCTION review35_note(text)",
+        ),
+        database_alias("second", dict(connection.settings_dict)),
+    ):
         yield connections["second"]
-    admin = admin_connection()
-    try:
-        admin.cursor().execute("DROP FUNCTION review35_note(text)")
-        admin.commit()
-    finally:
-        admin.close()
 
 
 def _write_elsewhere(db, how: str) -> None:
@@ -223,19 +172,11 @@ def test_a_run_that_wrote_elsewhere_without_execute_is_not_run_again(
 
 @pytest.fixture
 def quiet_view(lossy):
-    admin = admin_connection()
-    try:
-        admin.cursor().execute("CREATE VIEW review35_quiet AS SELECT generate_series(1, 3) AS x")
-        admin.commit()
-    finally:
-        admin.close()
-    yield lossy
-    admin = admin_connection()
-    try:
-        admin.cursor().execute("DROP VIEW review35_quiet")
-        admin.commit()
-    finally:
-        admin.close()
+    with on_the_server(
+        "CREATE VIEW review35_quiet AS SELECT generate_series(1, 3) AS x",
+        "DROP VIEW review35_quiet",
+    ):
+        yield lossy
 
 
 def _lose_a_fetch(sim) -> None:
@@ -343,7 +284,7 @@ def test_a_view_that_advances_a_sequence_is_not_replayed(lossy, body):
         with pytest.raises(OutcomeUnknown):
             run("SELECT x FROM review35_seq")
         assert lossy.stats["lost_replies"] == 1
-        assert _admin_value("SELECT last_value FROM lost_seq") == 1
+        assert admin_value("SELECT last_value FROM lost_seq") == 1
 
 
 @pytest.mark.parametrize("body", ["lo_create(0)::bigint", "lo_from_bytea(0, 'x')::bigint"])
@@ -355,38 +296,14 @@ def test_a_view_that_makes_a_large_object_makes_one(lossy, body):
         lossy.lose_replies(1, contains="review35_lo")
         run("SELECT x FROM review35_lo")
         assert lossy.stats["lost_replies"] == 1
-        assert _admin_value("SELECT count(*) FROM pg_largeobject_metadata") == 1
+        assert admin_value("SELECT count(*) FROM pg_largeobject_metadata") == 1
 
 
-@contextlib.contextmanager
 def _view(name: str, body: str):
-    admin = admin_connection()
-    try:
-        admin.cursor().execute(f"CREATE VIEW {name} AS SELECT {body} AS x")
-        admin.commit()
-    finally:
-        admin.close()
-    try:
-        yield
-    finally:
-        admin = admin_connection()
-        try:
-            admin.cursor().execute(
-                f"DROP VIEW {name}; SELECT lo_unlink(oid) FROM pg_largeobject_metadata"
-            )
-            admin.commit()
-        finally:
-            admin.close()
-
-
-def _admin_value(sql: str):
-    admin = admin_connection()
-    try:
-        cursor = admin.cursor()
-        cursor.execute(sql)
-        return cursor.fetchone()[0]
-    finally:
-        admin.close()
+    return on_the_server(
+        f"CREATE VIEW {name} AS SELECT {body} AS x",
+        f"DROP VIEW {name}; SELECT lo_unlink(oid) FROM pg_largeobject_metadata",
+    )
 
 
 @pytest.mark.xfail(
@@ -411,7 +328,7 @@ def test_a_server_side_cursor_over_a_view_that_makes_a_large_object_makes_one(lo
         finally:
             cursor.close()
         assert lossy.stats["lost_replies"] == 1
-        assert _admin_value("SELECT count(*) FROM pg_largeobject_metadata") == 1
+        assert admin_value("SELECT count(*) FROM pg_largeobject_metadata") == 1
 
 
 # ----- retry_atomic: a body that commits along the way ------------------------------------
@@ -493,52 +410,15 @@ def test_a_lost_commit_after_a_write_no_execute_wrapper_saw_is_resolved(lossy, h
 @pytest.fixture
 def data_api_procedure(data_api_connection):
     """A procedure that commits a row, then sleeps on its first run only."""
-    admin = admin_connection()
-    try:
-        admin.cursor().execute(
-            "CREATE TABLE review35_dapi (what text NOT NULL); "
-            "CREATE PROCEDURE review35_p() LANGUAGE plpgsql AS $$ BEGIN "
-            "INSERT INTO review35_dapi VALUES ('p'); COMMIT; "
-            "IF (SELECT count(*) FROM review35_dapi) = 1 THEN PERFORM pg_sleep(30); END IF; "
-            "END $$"
-        )
-        admin.commit()
-    finally:
-        admin.close()
-    yield data_api_connection
-    admin = admin_connection()
-    try:
-        admin.cursor().execute("DROP PROCEDURE review35_p(); DROP TABLE review35_dapi")
-        admin.commit()
-    finally:
-        admin.close()
-
-
-def _terminate_when_running(fragment: str) -> threading.Thread:
-    """Terminate (57P01) the backend that runs ``fragment``, once, as soon
-    as it waits in pg_sleep."""
-
-    def watch():
-        admin = admin_connection()
-        admin.autocommit = True
-        try:
-            cursor = admin.cursor()
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-                    "state = 'active' AND wait_event = 'PgSleep' AND query LIKE %s",
-                    [f"%{fragment}%"],
-                )
-                if cursor.fetchall():
-                    return
-                time.sleep(0.01)
-        finally:
-            admin.close()
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
+    with on_the_server(
+        "CREATE TABLE review35_dapi (what text NOT NULL); "
+        "CREATE PROCEDURE review35_p() LANGUAGE plpgsql AS $$ BEGIN "
+        "INSERT INTO review35_dapi VALUES ('p'); COMMIT; "
+        "IF (SELECT count(*) FROM review35_dapi) = 1 THEN PERFORM pg_sleep(30); END IF; "
+        "END $$",
+        "DROP PROCEDURE review35_p(); DROP TABLE review35_dapi",
+    ):
+        yield data_api_connection
 
 
 def test_a_data_api_call_that_committed_along_the_way_is_not_run_again(data_api_procedure):
@@ -546,12 +426,15 @@ def test_a_data_api_call_that_committed_along_the_way_is_not_run_again(data_api_
     Data API) after its COMMIT: 57P01 proves only that the last
     transaction did not commit (F2). The connection engines judge it a
     write; the Data API engine replayed it."""
-    killer = _terminate_when_running("review35_p")
+    # as soon as it waits in pg_sleep
+    killer = terminate_when_running(
+        "state = 'active' AND wait_event = 'PgSleep' AND query LIKE %s", ["%review35_p%"]
+    )
     with data_api_procedure.cursor() as cursor:
         with pytest.raises(OutcomeUnknown):
             cursor.execute("CALL review35_p()")
-    killer.join(timeout=30)
-    assert _admin_value("SELECT count(*) FROM review35_dapi") == 1
+    killer.join()
+    assert admin_value("SELECT count(*) FROM review35_dapi") == 1
 
 
 def test_a_lost_commit_whose_session_cannot_be_restored_is_outcome_unknown(lossy):
@@ -615,15 +498,10 @@ def test_a_lost_commit_whose_question_cannot_connect_is_outcome_unknown(rotating
         runs.append(1)
         with db.cursor() as cursor:
             cursor.execute("INSERT INTO review35_rot VALUES ('rotated')")
-        admin = admin_connection()
-        admin.autocommit = True
-        try:
-            admin.cursor().execute("ALTER ROLE review35_app PASSWORD 'review35-b'")
-        finally:
-            admin.close()
+        admin_run("ALTER ROLE review35_app PASSWORD 'review35-b'")
 
     rotating_role.lose_replies(1, contains="COMMIT")
     with pytest.raises(OutcomeUnknown):
         retry_atomic(work, using="review35_app", deadline=5)()
     assert runs == [1]
-    assert _admin_value("SELECT count(*) FROM review35_rot") == 1
+    assert admin_value("SELECT count(*) FROM review35_rot") == 1
