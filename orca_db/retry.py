@@ -11,7 +11,7 @@ object (``_Loop``) over the :class:`Operation`. The caller's attempt is
 attempt 1, its failure that attempt's outcome; the judge's answer is raised
 by the attempt itself: ``tenacity.TryAgain`` (tenacity's own way for code
 that decides itself) when a retry is safe, else the exception to surface.
-Nothing is carried beside tenacity's state. Clock, sleep and random
+No verdict travels beside tenacity's own state. Clock, sleep and random
 generator are the Operation's (``time.monotonic``, ``time.sleep`` and
 :mod:`orca_db.backoff`'s generator unless given).
 """
