@@ -7,6 +7,8 @@ Needs the ``sqlalchemy`` extra (``pip install orca-db[sqlalchemy]``).
 
 from .exc import OutcomeUnknown, RetriesExhausted, ScaleEventError, TransactionRolledBack
 from .plugin import OrcaPlugin, settings_of
+from .aws_lambda import lambda_handler
+from .transactions import run_transaction
 
 __all__ = [
     "OrcaPlugin",
@@ -14,5 +16,7 @@ __all__ = [
     "RetriesExhausted",
     "ScaleEventError",
     "TransactionRolledBack",
+    "lambda_handler",
+    "run_transaction",
     "settings_of",
 ]
