@@ -4,6 +4,7 @@ drivers."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -55,6 +56,14 @@ def transaction_events(events):
     return [(e.outcome, e.attempts) for e in events if e.phase == "transaction"]
 
 
+def commit_resolutions(caplog) -> list[str]:
+    return [
+        r.orca_db["status"]
+        for r in caplog.records
+        if getattr(r, "orca_db", {}).get("kind") == "commit_resolution"
+    ]
+
+
 # ----- Core: fn(connection) ---------------------------------------------------------
 
 
@@ -77,8 +86,9 @@ def test_scale_event_mid_transaction_runs_the_whole_function_again_once(
 
 
 def test_lost_commit_reply_after_the_server_committed_is_resolved_as_committed(
-    sim, engines, table, events
+    sim, engines, table, events, caplog
 ):
+    caplog.set_level(logging.INFO, logger="orca_db.retry")
     e = engines(sim)
     calls = []
 
@@ -92,6 +102,7 @@ def test_lost_commit_reply_after_the_server_committed_is_resolved_as_committed(
     assert sim.stats["lost_replies"] == 1
     assert (len(calls), table.rows()) == (1, 1)  # not run again: it had committed
     assert transaction_events(events) == [("recovered", 1)]
+    assert commit_resolutions(caplog) == ["committed"]
 
 
 def test_commit_on_a_connection_closed_before_it_was_sent_runs_again(sim, engines, table):
@@ -127,8 +138,9 @@ def slow_commit(table):
 
 
 def test_commit_lost_before_the_server_committed_is_resolved_as_aborted_and_run_again(
-    slow_commit, backend_killer, engines, table, events
+    slow_commit, backend_killer, engines, table, events, caplog
 ):
+    caplog.set_level(logging.INFO, logger="orca_db.retry")
     e = engines()
     calls = []
 
@@ -144,6 +156,7 @@ def test_commit_lost_before_the_server_committed_is_resolved_as_aborted_and_run_
     assert backend_killer.killed
     assert (len(calls), table.rows()) == (2, 1)
     assert transaction_events(events) == [("recovered", 2)]
+    assert commit_resolutions(caplog) == ["aborted"]
 
 
 def test_lost_commit_of_a_transaction_that_only_read_is_unknown_by_default(
@@ -178,6 +191,48 @@ def test_lost_commit_with_resolution_off_is_unknown(sim, engines, table):
             e, lambda c: c.execute(table.insert, {"v": "a"}), resolve_commit=False
         )
     assert table.rows() == 1
+
+
+@pytest.fixture
+def blue_green(sim, postgres_server, table):
+    """The simulator in front of a second PostgreSQL (the "blue" cluster,
+    with the suite's role and the test's table); ``sim.switch()`` points new
+    connections at the suite's own server (the "green" one), as a
+    blue/green switchover does."""
+    from django.db import connections
+
+    blue, green = postgres_server, connections["default"].settings_dict
+    user = green["USER"]
+    password = "'" + green["PASSWORD"].replace("'", "''") + "'"
+    if user == blue.superuser:
+        blue.execute(f'ALTER ROLE "{user}" PASSWORD {password}')
+    else:
+        blue.execute(f'CREATE ROLE "{user}" SUPERUSER LOGIN PASSWORD {password}')
+    blue.execute(f"CREATE TABLE {table.name} (id serial PRIMARY KEY, v text)")
+    sim.switch_upstream("127.0.0.1", blue.port)
+    sim.switch = lambda: sim.switch_upstream(green["HOST"], int(green["PORT"]))
+    sim.blue = blue
+    return sim
+
+
+def test_lost_commit_is_not_resolved_against_another_cluster(blue_green, engines, table):
+    """COMMIT committed on the blue cluster, its reply lost; new connections
+    reach the green one, whose pg_xact_status speaks of another xid space:
+    OutcomeUnknown, and fn is not run again."""
+    e = engines(blue_green)
+    calls = []
+
+    def post(connection):
+        calls.append(1)
+        connection.execute(table.insert, {"v": "bluegreen"})
+        blue_green.switch()  # this transaction's own connection stays on blue
+
+    blue_green.lose_replies(1, contains="COMMIT")
+    with pytest.raises(orca.OutcomeUnknown, match="another cluster"):
+        orca.run_transaction(e, post)
+    assert len(calls) == 1
+    assert blue_green.blue.execute(f"SELECT count(*) FROM {table.name}") == [(1,)]
+    assert table.rows() == 0  # nothing on green
 
 
 @pytest.fixture
