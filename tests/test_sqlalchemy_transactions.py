@@ -327,6 +327,25 @@ def test_commit_sent_as_sql_is_never_run_again(sim, engines, table):
     assert (len(calls), table.rows()) == (1, 1)
 
 
+def test_a_nested_run_that_committed_is_never_run_again(sim, engines, table):
+    """run_transaction inside fn commits on a connection of its own: when
+    the outer transaction is then rolled back, running it again would
+    commit the inner one twice."""
+    e = engines(sim)
+    calls = []
+
+    def outer(connection):
+        calls.append(1)
+        orca.run_transaction(e, lambda inner: inner.execute(table.insert, {"v": "inner"}))
+        connection.execute(table.insert, {"v": "outer"})
+        sim.scale_event()
+        connection.execute(table.insert, {"v": "lost"})
+
+    with pytest.raises(orca.OutcomeUnknown, match="inside it committed"):
+        orca.run_transaction(e, outer)
+    assert (len(calls), table.rows()) == (1, 1)
+
+
 def test_needs_the_plugin(engines):
     with pytest.raises(sqlalchemy.exc.ArgumentError, match="orca_db"):
         orca.run_transaction(engines(plugin=False), lambda c: None)

@@ -128,8 +128,20 @@ def run_transaction(
             # Resolved within the first run (a lost COMMIT found committed):
             # the engine only reports what it retried.
             report(operation, "recovered")
+        _committed_inside(alias)
         return result
-    raise _settled(failed, runs, alias)
+    error = _settled(failed, runs, alias)
+    if isinstance(error, exc.OutcomeUnknown):
+        _committed_inside(alias)
+    raise error
+
+
+def _committed_inside(alias: str) -> None:
+    """This call committed (or may have) inside the fn of another: that one
+    must not run again (its rollback does not undo this commit)."""
+    outer = _watching.get()
+    if outer is not None and outer.stage is Stage.BODY:
+        outer.committed_inside = outer.committed_inside or alias
 
 
 def _settled(error: BaseException, runs: _Runs, alias: str) -> BaseException:
@@ -229,6 +241,8 @@ class _Runs:
         #: Whether the run sent a statement that is not a read, or COMMIT.
         self.wrote = False
         self.committed_along = False
+        #: The database of a run_transaction inside fn that committed.
+        self.committed_inside: str | None = None
         #: What fn returned: a lost COMMIT found committed returns it.
         self.result: Any = None
         #: The SQLAlchemy error behind each driver error handed to the engine.
@@ -251,6 +265,7 @@ class _Runs:
     def _run_once(self) -> Any:
         self.stage = Stage.CONNECT
         self.wrote = self.committed_along = False
+        self.committed_inside = None
         self.connection = self.driver_connection = None
         token = _watching.set(self)
         try:
@@ -422,6 +437,15 @@ class _Runs:
                 f"The function run by run_transaction on database {self.operation.alias!r} "
                 f"sent COMMIT itself, which committed what it had done before; it then "
                 f"failed ({failure.error_type}) and was not run again."
+            )
+        if self.committed_inside is not None:
+            # Not an OperationalError: a decorator re-running the caller
+            # would commit that inner transaction a second time.
+            return core.OutcomeUnknown(
+                f"The transaction on database {self.operation.alias!r} was rolled back "
+                f"({failure.error_type}) and not run again: a run_transaction on database "
+                f"{self.committed_inside!r} inside it committed, which this rollback does "
+                f"not undo."
             )
         return None
 
