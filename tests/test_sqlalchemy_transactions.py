@@ -187,9 +187,7 @@ def test_lost_commit_with_resolution_off_is_unknown(sim, engines, table):
     e = engines(sim)
     sim.lose_replies(1, contains="COMMIT")
     with pytest.raises(orca.OutcomeUnknown):
-        orca.run_transaction(
-            e, lambda c: c.execute(table.insert, {"v": "a"}), resolve_commit=False
-        )
+        orca.run_transaction(e, lambda c: c.execute(table.insert, {"v": "a"}), resolve_commit=False)
     assert table.rows() == 1
 
 

@@ -5,10 +5,17 @@
 Needs the ``sqlalchemy`` extra (``pip install orca-db[sqlalchemy]``).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .exc import OutcomeUnknown, RetriesExhausted, ScaleEventError, TransactionRolledBack
 from .plugin import OrcaPlugin, settings_of
-from .aws_lambda import lambda_handler
-from .transactions import run_transaction
+
+if TYPE_CHECKING:
+    from .aws_lambda import lambda_handler
+    from .transactions import run_transaction
+
+#: Loaded when first used: an engine with the plugin alone needs neither.
+_LAZY = {"lambda_handler": ".aws_lambda", "run_transaction": ".transactions"}
 
 __all__ = [
     "OrcaPlugin",
@@ -20,3 +27,13 @@ __all__ = [
     "run_transaction",
     "settings_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -54,7 +54,9 @@ def lambda_handler(*engines: Engine, margin_ms: int = DEFAULT_MARGIN_MS) -> Call
     event carries ``context.aws_request_id``.
     """
     if not engines or not all(isinstance(e, Engine) for e in engines):
-        raise TypeError("lambda_handler() takes the engines the handler uses: lambda_handler(engine)")
+        raise TypeError(
+            "lambda_handler() takes the engines the handler uses: lambda_handler(engine)"
+        )
     if margin_ms < 0:
         raise ValueError(f"margin_ms must not be negative, got {margin_ms!r}.")
     for engine in engines:
@@ -72,7 +74,9 @@ def lambda_handler(*engines: Engine, margin_ms: int = DEFAULT_MARGIN_MS) -> Call
 
 
 @contextlib.contextmanager
-def invocation(context: Any, *engines: Engine, margin_ms: int = DEFAULT_MARGIN_MS) -> Iterator[None]:
+def invocation(
+    context: Any, *engines: Engine, margin_ms: int = DEFAULT_MARGIN_MS
+) -> Iterator[None]:
     """What :func:`lambda_handler` does around a handler, as a context
     manager (for frameworks that call the handler themselves)."""
     token = lambda_request_id.set(getattr(context, "aws_request_id", None))

@@ -130,10 +130,10 @@ def run_transaction(
             report(operation, "recovered")
         _committed_inside(alias)
         return result
-    error = _settled(failed, runs, alias)
-    if isinstance(error, exc.OutcomeUnknown):
+    settled = _settled(failed, runs, alias)
+    if isinstance(settled, exc.OutcomeUnknown):
         _committed_inside(alias)
-    raise error
+    raise settled
 
 
 def _committed_inside(alias: str) -> None:
@@ -470,7 +470,9 @@ class _CoreView:
     connection: ``connection`` (the driver's), ``cursor()``,
     ``ensure_connection()``, ``close()``."""
 
-    def __init__(self, connection: Connection | None, opener: Callable[[], Connection] | None = None):
+    def __init__(
+        self, connection: Connection | None, opener: Callable[[], Connection] | None = None
+    ):
         self._sa = connection
         self._opener = opener
         self._orca_cluster_identity: Any = None
