@@ -523,6 +523,7 @@ def test_lambda_handler_caps_every_wait_at_the_time_left(sim, engines, events):
     sim.pause()
     handler({}, context)
     assert isinstance(outcome["error"], orca.RetriesExhausted)
+    print(f"lambda cap: RetriesExhausted after {outcome['took']:.2f} s (1.5 s cap, 30 s deadline)")
     assert outcome["took"] < 6.0, outcome
     assert [e.lambda_request_id for e in events] == [context.aws_request_id]
 
