@@ -344,6 +344,26 @@ def test_a_nested_run_that_committed_is_never_run_again(sim, engines, table):
     assert (len(calls), table.rows()) == (1, 1)
 
 
+def test_an_autocommit_engine_still_runs_fn_in_one_transaction(engines, table):
+    """An engine made with isolation_level="AUTOCOMMIT" (for replayable
+    reads): fn's statements would each commit on their own, and a second
+    run would apply the first run's again. run_transaction opens a real
+    transaction; the pooled connection goes back to autocommit."""
+    e = engines(isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0)
+    count = f"SELECT count(*) FROM {table.name}"
+
+    def post(connection):
+        before = on_server(count)[0][0]
+        connection.execute(table.insert, {"v": "a"})
+        return on_server(count)[0][0] - before  # another session: not committed yet
+
+    assert orca.run_transaction(e, post) == 0
+    assert orca.run_transaction(sessionmaker(e), post) == 0
+    assert table.rows() == 2
+    with e.connect() as connection:
+        assert connection.connection.dbapi_connection.autocommit
+
+
 def test_needs_the_plugin(engines):
     with pytest.raises(sqlalchemy.exc.ArgumentError, match="orca_db"):
         orca.run_transaction(engines(plugin=False), lambda c: None)

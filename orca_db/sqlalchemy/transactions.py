@@ -276,7 +276,7 @@ class _Runs:
             _watching.reset(token)
 
     def _run_core(self) -> Any:
-        connection = self.engine.connect()
+        connection = self._connect()
         try:
             transaction = connection.begin()
             self._started(connection)
@@ -288,19 +288,34 @@ class _Runs:
             with contextlib.suppress(Exception):
                 connection.close()  # rolls back what was not committed
 
-    def _run_orm(self, factory: Callable[[], Any]) -> Any:
-        session = factory()
+    def _run_orm(self, factory: Callable[..., Any]) -> Any:
+        connection = self._connect()
+        # The session joins this connection: it begins the transaction on
+        # it and commits it (SQLAlchemy's "join an external connection").
+        session = factory(bind=connection)
         try:
             session.begin()
-            self._started(session.connection())
+            self._started(connection)
             self.result = self.fn(session)
             if session.in_transaction():
                 session.flush()
-                self._commit(session.connection(), session.commit)
+                self._commit(connection, session.commit)
             return self.result
         finally:
             with contextlib.suppress(Exception):
                 session.close()
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def _connect(self) -> Connection:
+        connection = self.engine.connect()
+        if connection.connection.dbapi_connection.autocommit:
+            # An AUTOCOMMIT engine: each statement of fn would commit on its
+            # own, and a second run apply the first one's again. This one
+            # runs in a transaction (the pool restores autocommit).
+            level = self.engine.dialect.default_isolation_level or "READ COMMITTED"
+            connection.execution_options(isolation_level=level)
+        return connection
 
     def _started(self, connection: Connection) -> None:
         self.connection = connection
