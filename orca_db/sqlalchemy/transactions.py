@@ -309,7 +309,7 @@ class _Runs:
 
     def _connect(self) -> Connection:
         connection = self.engine.connect()
-        if connection.connection.dbapi_connection.autocommit:
+        if getattr(connection.connection.dbapi_connection, "autocommit", False):
             # An AUTOCOMMIT engine: each statement of fn would commit on its
             # own, and a second run apply the first one's again. This one
             # runs in a transaction (the pool restores autocommit).
