@@ -364,6 +364,62 @@ def test_an_autocommit_engine_still_runs_fn_in_one_transaction(engines, table):
         assert connection.connection.dbapi_connection.autocommit
 
 
+def test_random_faults_over_many_transactions_write_each_exactly_once(
+    sim, engines, table, events, caplog
+):
+    """A hundred transactions (Core and ORM in turn), each meeting at random
+    nothing, a scale event while fn runs, one before COMMIT, or a lost
+    COMMIT reply: every one acknowledged is on the server once and whole
+    (two rows), every OutcomeUnknown whole or absent, nothing else."""
+    import random
+
+    caplog.set_level(logging.INFO, logger="orca_db.retry")
+    e = engines(sim)
+    rng = random.Random(23)
+    faults = ("none", "mid", "before_commit", "commit_reply")
+    outcomes, chosen, extra = {}, [], {f: 0 for f in faults}
+
+    for i in range(100):
+        key, fault = f"k{i:03d}", rng.choice(faults)
+        chosen.append(fault)
+        runs = []
+
+        def work(handle, key=key, fault=fault, runs=runs):
+            runs.append(1)
+            handle.execute(table.insert, {"v": key})
+            if fault == "mid" and len(runs) == 1:
+                sim.scale_event()
+            handle.execute(table.insert, {"v": key})
+            if fault == "before_commit" and len(runs) == 1:
+                sim.scale_event()
+            return key
+
+        if fault == "commit_reply":
+            sim.lose_replies(1, contains="COMMIT")
+        target = e if i % 2 else sessionmaker(e)
+        try:
+            assert orca.run_transaction(target, work) == key
+            outcomes[key] = "ok"
+        except orca.OutcomeUnknown:
+            outcomes[key] = "unknown"
+        sim.lose_replies(0)
+        extra[fault] += len(runs) - 1
+    rows = dict(on_server(f"SELECT v, count(*) FROM {table.name} GROUP BY v"))
+    for key, outcome in outcomes.items():
+        assert rows.get(key) in ((2,) if outcome == "ok" else (None, 2)), (key, outcome)
+    assert set(rows) <= set(outcomes)
+    summary = {f: chosen.count(f) for f in faults}
+    summary["unknown"] = list(outcomes.values()).count("unknown")
+    summary["reruns"] = sum(ev.attempts - 1 for ev in events if ev.phase == "transaction")
+    summary["runs of fn beyond the first, by fault"] = extra
+    resolved = commit_resolutions(caplog)
+    summary["lost commits resolved"] = {r: resolved.count(r) for r in set(resolved)}
+    print(f"random faults: {summary}")
+    # Every lost COMMIT reply was resolved as committed, and fn not run again.
+    assert summary["unknown"] == extra["commit_reply"] == 0
+    assert resolved == ["committed"] * chosen.count("commit_reply")
+
+
 def test_needs_the_plugin(engines):
     with pytest.raises(sqlalchemy.exc.ArgumentError, match="orca_db"):
         orca.run_transaction(engines(plugin=False), lambda c: None)

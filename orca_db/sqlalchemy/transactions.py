@@ -285,8 +285,7 @@ class _Runs:
                 self._commit(connection, transaction.commit)
             return self.result
         finally:
-            with contextlib.suppress(Exception):
-                connection.close()  # rolls back what was not committed
+            _release(connection)  # rolls back what was not committed
 
     def _run_orm(self, factory: Callable[..., Any]) -> Any:
         connection = self._connect()
@@ -304,8 +303,7 @@ class _Runs:
         finally:
             with contextlib.suppress(Exception):
                 session.close()
-            with contextlib.suppress(Exception):
-                connection.close()
+            _release(connection)
 
     def _connect(self) -> Connection:
         connection = self.engine.connect()
@@ -381,7 +379,7 @@ class _Runs:
             # ran on a standby, where nothing it did can have an effect.
             return self._committed()
         self.stage = Stage.RESOLVE
-        view = _CoreView(None, self._autocommit_connection)
+        view = _CoreView(None, self.engine.connect)
         try:
             status = transaction_status(view, self.driver_connection, pending, self.operation)
         finally:
@@ -412,9 +410,6 @@ class _Runs:
         self.pending = None
         self.stage = Stage.COMMITTED
         return pending.result
-
-    def _autocommit_connection(self) -> Connection:
-        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     # ----- what the retry engine sees ------------------------------------------
 
@@ -483,13 +478,20 @@ def _driver_error(error: BaseException) -> BaseException:
 class _CoreView:
     """A SQLAlchemy connection as :mod:`orca_db.commit_resolution` reads a
     connection: ``connection`` (the driver's), ``cursor()``,
-    ``ensure_connection()``, ``close()``."""
+    ``ensure_connection()``, ``close()``. Its queries go through raw
+    cursors: the retry engine of run_transaction judges their failures.
+
+    With an ``opener`` it makes its own connections (to ask what became of
+    a lost COMMIT), in autocommit at the driver for the questions only:
+    ``pg_stat_activity`` is read afresh each time, and the connection goes
+    back to the pool as it came (no isolation level set on it)."""
 
     def __init__(
         self, connection: Connection | None, opener: Callable[[], Connection] | None = None
     ):
         self._sa = connection
         self._opener = opener
+        self._autocommit = False
         self._orca_cluster_identity: Any = None
 
     @property
@@ -504,16 +506,34 @@ class _CoreView:
             self.close()
             assert self._opener is not None
             self._sa = self._opener()
-            self._sa.connection  # noqa: B018  (checks a connection out now)
+            driver: Any = self._sa.connection.dbapi_connection
+            self._autocommit = driver.autocommit
+            driver.autocommit = True
 
     def cursor(self) -> contextlib.closing:
         return contextlib.closing(self.connection.cursor())
 
     def close(self) -> None:
         if self._sa is not None and self._opener is not None:
+            driver = self.connection
             with contextlib.suppress(Exception):
-                self._sa.close()
+                if driver is not None and not drivers.is_broken(driver):
+                    driver.autocommit = self._autocommit
+            _release(self._sa)
             self._sa = None
+
+
+def _release(connection: Connection) -> None:
+    """Close ``connection``; one whose driver connection broke where
+    SQLAlchemy did not see it (a raw cursor's query) is invalidated first,
+    never handed to the pool."""
+    with contextlib.suppress(Exception):
+        if not connection.closed and not connection.invalidated:
+            driver = connection.connection.dbapi_connection
+            if driver is None or drivers.is_broken(driver):
+                connection.invalidate()
+    with contextlib.suppress(Exception):
+        connection.close()
 
 
 # ----- what fn sends ---------------------------------------------------------------
