@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 import orca_db.exceptions as core
-from tests.sim_clients import on_server
+from tests.sim_clients import backend_alive, on_server
 from tests.sim_clients import sqlstate as sim_sqlstate
 from tests.sqlalchemy_helpers import Table, engine, retry_operational_error
 from tests.waiting import wait_until
@@ -157,6 +157,40 @@ def test_commit_lost_before_the_server_committed_is_resolved_as_aborted_and_run_
     assert (len(calls), table.rows()) == (2, 1)
     assert transaction_events(events) == [("recovered", 2)]
     assert commit_resolutions(caplog) == ["aborted"]
+
+
+def test_terminated_backend_mid_transaction_runs_again_once(engines, table, events):
+    """A real 57P01 (pg_terminate_backend, what a scale event sends)."""
+    e = engines()
+    calls = []
+
+    def post(connection):
+        calls.append(1)
+        connection.execute(table.insert, {"v": "a"})
+        if len(calls) == 1:
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            on_server("SELECT pg_terminate_backend(%s)", [pid])
+            wait_until(lambda: not backend_alive(pid))
+        connection.execute(table.insert, {"v": "b"})
+
+    orca.run_transaction(e, post)
+    assert (len(calls), table.rows()) == (2, 2)
+    assert transaction_events(events) == [("recovered", 2)]
+
+
+def test_disabled_runs_fn_once_as_sqlalchemy_does(sim, engines, table):
+    e = engines(sim, aurora={"enabled": False})
+    calls = []
+
+    def post(connection):
+        calls.append(1)
+        connection.execute(table.insert, {"v": "a"})
+        sim.scale_event()
+        connection.execute(table.insert, {"v": "b"})
+
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        orca.run_transaction(e, post)
+    assert (len(calls), table.rows()) == (1, 0)
 
 
 def test_lost_commit_of_a_transaction_that_only_read_is_unknown_by_default(

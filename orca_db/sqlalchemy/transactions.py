@@ -212,6 +212,9 @@ class Stage(enum.Enum):
     ROLLED_BACK = "rolled back"  # proven not committed
 
 
+#: Where a pool record keeps its connection's cluster identity.
+_CLUSTER_KEY = "orca_db_cluster_identity"
+
 #: The run whose statements the engine listeners watch in this context.
 _watching: contextvars.ContextVar[_Runs | None] = contextvars.ContextVar(
     "orca_db_sqlalchemy_run", default=None
@@ -326,7 +329,13 @@ class _Runs:
         )
         xid = pid = cluster = None
         if asked:
-            xid, pid, cluster = transaction_id(_CoreView(connection))
+            # The cluster's identity is read once per driver connection (in
+            # the round trip that reads the id), kept with its pool record.
+            view = _CoreView(connection)
+            info = connection.connection.info
+            view._orca_cluster_identity = info.get(_CLUSTER_KEY)
+            xid, pid, cluster = transaction_id(view)
+            info[_CLUSTER_KEY] = view._orca_cluster_identity
         self.stage = Stage.COMMIT
         try:
             commit()
