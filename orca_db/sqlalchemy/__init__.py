@@ -5,6 +5,7 @@
 Needs the ``sqlalchemy`` extra (``pip install orca-db[sqlalchemy]``).
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from .exc import OutcomeUnknown, RetriesExhausted, ScaleEventError, TransactionRolledBack
@@ -31,8 +32,6 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
