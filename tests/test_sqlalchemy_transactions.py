@@ -19,7 +19,7 @@ from tests.waiting import wait_until
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
 from sqlalchemy import Column, Integer, Text, func, select, text  # noqa: E402
-from sqlalchemy.orm import DeclarativeBase, sessionmaker  # noqa: E402
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker  # noqa: E402
 
 from orca_db import sqlalchemy as orca  # noqa: E402
 
@@ -573,10 +573,14 @@ def test_lambda_handler_closes_every_connection_when_the_invocation_ends(engines
     @orca.lambda_handler(e)
     def handler(event, context):
         orca.run_transaction(e, lambda c: c.execute(table.insert, {"v": event["v"]}))
-        # A connection the handler forgets, in an open transaction.
+        # A connection and a session the handler forgets, each in an open
+        # transaction (kept referenced: no garbage collection closes them).
         forgotten = e.connect()
         forgotten.execute(text("SELECT 1"))
-        kept.append(forgotten)
+        session = Session(e)
+        session.execute(text("SELECT 1"))
+        kept.extend((forgotten, session))
+        assert backends_of(name) == 2
         return "ok"
 
     assert handler({"v": "a"}, LambdaContext(60_000)) == "ok"
