@@ -217,6 +217,25 @@ def test_lost_commit_of_a_transaction_that_only_read_is_unknown_by_default(
     assert len(calls) == 2
 
 
+def test_lost_commit_of_a_notify_only_transaction_is_resolved(sim, engines, caplog):
+    """A transaction that only sent NOTIFY has no id until COMMIT, yet its
+    COMMIT has an effect: NOTIFY counts as a write, an id is assigned before
+    COMMIT, and the lost reply is resolved instead of guessed."""
+    caplog.set_level(logging.INFO, logger="orca_db.retry")
+    e = engines(sim)
+    calls = []
+
+    def notify(connection):
+        calls.append(1)
+        connection.exec_driver_sql("NOTIFY orca_sqltx, 'granule'")
+        return "sent"
+
+    sim.lose_replies(1, contains="COMMIT")
+    assert orca.run_transaction(e, notify) == "sent"
+    assert len(calls) == 1
+    assert commit_resolutions(caplog) == ["committed"]
+
+
 def test_lost_commit_with_resolution_off_is_unknown(sim, engines, table):
     e = engines(sim)
     sim.lose_replies(1, contains="COMMIT")
