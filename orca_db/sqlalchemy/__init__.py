@@ -5,8 +5,18 @@
 Needs the ``sqlalchemy`` extra (``pip install orca-db[sqlalchemy]``).
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .exc import OutcomeUnknown, RetriesExhausted, ScaleEventError, TransactionRolledBack
 from .plugin import OrcaPlugin, settings_of
+
+if TYPE_CHECKING:
+    from .aws_lambda import lambda_handler
+    from .transactions import run_transaction
+
+#: Loaded when first used: an engine with the plugin alone needs neither.
+_LAZY = {"lambda_handler": ".aws_lambda", "run_transaction": ".transactions"}
 
 __all__ = [
     "OrcaPlugin",
@@ -14,5 +24,15 @@ __all__ = [
     "RetriesExhausted",
     "ScaleEventError",
     "TransactionRolledBack",
+    "lambda_handler",
+    "run_transaction",
     "settings_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -226,8 +226,10 @@ class Host:
         return wrap(core, context.statement)
 
     def _report(self, phase: str, statement: str, failure: Failure) -> None:
-        from ..retry import Operation, report
+        from ..retry import Operation, active_operation, report
 
+        if active_operation(self.alias) is not None:
+            return  # run_transaction's operation reports how it settled
         operation = Operation(self.alias, phase, self.settings, statement=statement)
         operation.last_failure = failure
         report(operation, "raised")
