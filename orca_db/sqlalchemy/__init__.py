@@ -5,14 +5,25 @@
 Needs the ``sqlalchemy`` extra (``pip install orca-db[sqlalchemy]``).
 """
 
-from .exc import OutcomeUnknown, RetriesExhausted, ScaleEventError, TransactionRolledBack
+from .exc import (
+    DeadlineExceeded,
+    OutcomeUnknown,
+    RetriesExhausted,
+    ScaleEventError,
+    SessionStateLost,
+    TransactionRolledBack,
+    WriteDeadlineExceeded,
+)
 from .plugin import OrcaPlugin, settings_of
 
 __all__ = [
+    "DeadlineExceeded",
     "OrcaPlugin",
     "OutcomeUnknown",
     "RetriesExhausted",
     "ScaleEventError",
+    "SessionStateLost",
     "TransactionRolledBack",
+    "WriteDeadlineExceeded",
     "settings_of",
 ]
