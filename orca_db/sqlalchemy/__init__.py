@@ -15,6 +15,7 @@ from .exc import (
     WriteDeadlineExceeded,
 )
 from .plugin import OrcaPlugin, settings_of
+from .telemetry import use_opentelemetry
 
 __all__ = [
     "DeadlineExceeded",
@@ -26,4 +27,5 @@ __all__ = [
     "TransactionRolledBack",
     "WriteDeadlineExceeded",
     "settings_of",
+    "use_opentelemetry",
 ]
