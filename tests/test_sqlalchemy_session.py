@@ -255,3 +255,20 @@ def test_orm_session_set_inside_its_transaction(sim, engines, table):
         session.commit()
     with Session(e) as session:
         assert session.execute(text("SHOW search_path")).scalar() == DEFAULT_PATH
+
+
+@pytest.mark.parametrize("level", ["REPEATABLE READ", "AUTOCOMMIT"])
+def test_reset_keeps_the_engines_isolation_level(engines, level):
+    """What SQLAlchemy set up itself (the engine's isolation level) is kept
+    by the reset for the next borrower."""
+    e = engines(pool_size=1, max_overflow=0, isolation_level=level)
+    with e.connect() as connection:
+        connection.execute(text("SET search_path TO orca_elsewhere, public"))
+        connection.commit()
+    with e.connect() as connection:
+        assert connection.execute(text("SHOW search_path")).scalar() == DEFAULT_PATH
+        shown = connection.execute(text("SHOW transaction_isolation")).scalar()
+        autocommit = connection.connection.dbapi_connection.autocommit
+        assert autocommit is (level == "AUTOCOMMIT")
+        if level != "AUTOCOMMIT":
+            assert shown == level.lower()

@@ -15,15 +15,13 @@ from ..classify import SERVER_CLOSED, Failure, classify
 from ..conf import RetrySettings
 from ..sql.lexical import PROFILES, profile
 from . import exc, sessions, watching
+from .ending import RAISE_ATTRIBUTE, EndingHooks
 from .exc import as_sqlalchemy, core_error, wrap
 from .reconnect import link_of, reconnect, run_read_only
 
-#: The attribute carrying the core's error from a hook to handle_error.
-_RAISE = "_orca_db_raise"
 
-
-class Host:
-    """The hooks of one engine."""
+class Host(EndingHooks):
+    """The hooks of one engine (COMMIT, ROLLBACK and errors: ``ending``)."""
 
     def __init__(self, engine: Engine, settings: RetrySettings):
         self.settings = settings
@@ -135,7 +133,7 @@ class Host:
         except Exception as error:
             if watching.ended(watch):
                 cut = watching.statement_cut_off(self.alias, statement, in_transaction)
-                setattr(error, _RAISE, cut)
+                setattr(error, RAISE_ATTRIBUTE, cut)
                 self._report("execute", statement, classify(error))
                 raise
             failure = classify(error)
@@ -159,7 +157,7 @@ class Host:
                         if verdict is decisions.Verdict.ROLLED_BACK
                         else "OutcomeUnknown"
                     )
-                    setattr(error, _RAISE, core_error(name, self.alias, failure))
+                    setattr(error, RAISE_ATTRIBUTE, core_error(name, self.alias, failure))
                 self._report("execute", statement, failure)
                 raise
             self._replay(error, cursor, statement, context, run, verdict)
@@ -264,70 +262,6 @@ class Host:
             report(operation, "raised")
             raise
 
-    # ----- COMMIT -----------------------------------------------------------------
-
-    def do_commit(self, dbapi_connection: Any) -> None:
-        # Found closed before sending: the COMMIT never left (fact 1 of
-        # orca_db.decisions), the transaction is rolled back.
-        closed_before = (
-            not dbapi_connection.autocommit
-            and drivers.transaction_open(drivers.transaction_status(dbapi_connection))
-            and _server_closed(dbapi_connection)
-        )
-        watch = watching.watch(dbapi_connection, self.statement_deadline)
-        try:
-            self.commit(dbapi_connection)
-        except Exception as error:
-            failure = classify(error)
-            if watching.ended(watch) and not closed_before:
-                setattr(error, _RAISE, watching.commit_cut_off(self.alias))
-                self._report("transaction", "COMMIT", failure)
-                raise
-            if closed_before:
-                failure = SERVER_CLOSED
-            elif not failure.retryable:
-                raise
-            verdict = decisions.commit_lost(failure)
-            name = (
-                "TransactionRolledBack"
-                if verdict is decisions.Verdict.ROLLED_BACK
-                else "OutcomeUnknown"
-            )
-            setattr(error, _RAISE, core_error(name, self.alias, failure))
-            self._report("transaction", "COMMIT", failure)
-            raise
-        watching.ended(watch)
-        sessions.transaction_ended(dbapi_connection, True)
-
-    def do_rollback(self, dbapi_connection: Any) -> None:
-        watch = watching.watch(dbapi_connection, self.statement_deadline)
-        try:
-            self.rollback(dbapi_connection)
-        except Exception as error:
-            if watching.ended(watch):
-                setattr(error, _RAISE, watching.rollback_cut_off(self.alias))
-                self._report("transaction", "ROLLBACK", classify(error))
-            raise
-        watching.ended(watch)
-        sessions.transaction_ended(dbapi_connection, False)
-
-    # ----- errors -----------------------------------------------------------------
-
-    def handle_error(self, context: Any) -> BaseException | None:
-        core = getattr(context.original_exception, _RAISE, None)
-        if core is None:
-            return None
-        context.is_disconnect = True  # SQLAlchemy invalidates the connection
-        core.__cause__ = context.original_exception
-        return wrap(core, context.statement)
-
-    def _report(self, phase: str, statement: str, failure: Failure) -> None:
-        from ..retry import Operation, report
-
-        operation = Operation(self.alias, phase, self.settings, statement=statement)
-        operation.last_failure = failure
-        report(operation, "raised")
-
 
 def credentials_for(settings: RetrySettings, url: Any) -> Any:
     """The core's :class:`orca_db.aws.credentials.Credentials` for an
@@ -344,10 +278,3 @@ def credentials_for(settings: RetrySettings, url: Any) -> Any:
 
 def _any_connect_failure(error: BaseException, failure: Failure) -> None:
     return None  # a failed connect applied nothing: every retryable one is safe
-
-
-def _server_closed(dbapi_connection: Any) -> bool:
-    try:
-        return drivers.Link(dbapi_connection).server_closed()
-    except Exception:
-        return False
