@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
-from .. import decisions, drivers
+from .. import deadlines, decisions, drivers
 from ..classify import SERVER_CLOSED, Failure, classify
 from ..conf import RetrySettings
 from ..sql.lexical import PROFILES, profile
@@ -127,11 +127,13 @@ class Host(EndingHooks):
             # "server closed the connection", which proves nothing about a
             # write): replaced first, the statement is sent once.
             cursor = self._reconnect_before_send(statement, context)
-        watch = watching.watch(cursor.connection, self.statement_deadline)
+        watch = None
+        if deadlines.open_caps or self.statement_deadline:  # else nothing is armed
+            watch = watching.watch(cursor.connection, self.statement_deadline)
         try:
             run(cursor)
         except Exception as error:
-            if watching.ended(watch):
+            if watch is not None and watching.ended(watch):
                 cut = watching.statement_cut_off(self.alias, statement, in_transaction)
                 setattr(error, RAISE_ATTRIBUTE, cut)
                 self._report("execute", statement, classify(error))
@@ -162,7 +164,8 @@ class Host(EndingHooks):
                 raise
             self._replay(error, cursor, statement, context, run, verdict)
         else:
-            watching.ended(watch)  # cut after the answer: the next call finds it closed
+            if watch is not None:
+                watching.ended(watch)  # cut after the answer: the next call finds it closed
         try:
             found = PROFILES[statement]
         except (KeyError, TypeError):
