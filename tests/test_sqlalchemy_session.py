@@ -272,3 +272,42 @@ def test_reset_keeps_the_engines_isolation_level(engines, level):
         assert autocommit is (level == "AUTOCOMMIT")
         if level != "AUTOCOMMIT":
             assert shown == level.lower()
+
+
+def test_set_rolled_back_to_a_savepoint_is_not_restored(sim, engines, table):
+    e = engines(sim)
+    with e.connect() as connection:
+        connection.execute(text("SET search_path TO orca_kept, public"))
+        savepoint = connection.begin_nested()
+        connection.execute(text("SET application_name TO 'orca_undone'"))
+        savepoint.rollback()
+        connection.commit()
+        connection.execute(table.insert, {"v": "a"})
+        sim.scale_event()
+        with pytest.raises(orca.TransactionRolledBack):
+            connection.execute(table.insert, {"v": "b"})
+        connection.rollback()
+        assert connection.execute(text("SHOW search_path")).scalar() == "orca_kept, public"
+        assert connection.execute(text("SHOW application_name")).scalar() != "orca_undone"
+
+
+def test_set_sent_by_executemany_is_not_followed(sim, engines):
+    e = engines(sim, isolation_level="AUTOCOMMIT")
+    with e.connect() as connection:
+        connection.execute(
+            text("SELECT set_config('application_name', :v, false)"), [{"v": "a"}, {"v": "b"}]
+        )
+        sim.scale_event()
+        with pytest.raises(orca.SessionStateLost):
+            connection.execute(text("SELECT 1"))
+
+
+def test_read_not_replayed_on_a_session_without_its_advisory_lock(sim, engines, events):
+    e = engines(sim, isolation_level="AUTOCOMMIT")
+    with e.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(4245)"))
+        sim.lose_replies(1, contains="orca_probe")
+        with pytest.raises(orca.SessionStateLost) as error:
+            connection.execute(text("SELECT 1 AS orca_probe"))
+        assert error.value.lost == ("a session advisory lock",)
+    assert [(e.phase, e.outcome) for e in events] == [("execute", "raised")]
