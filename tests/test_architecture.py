@@ -56,6 +56,8 @@ DEFERRED = {
     "(the pytest plugin, a Lambda handler's module) and `import orca_db` stays light",
     "pgserver": "optional (orca-db[embedded]): the embedded PostgreSQL's binaries",
     "uvloop": "optional: the simulator's faster event loop when installed",
+    "sqlalchemy": "optional (orca-db[sqlalchemy]): the pytest plugin's SQLAlchemy fixtures "
+    "load it when a test asks for them",
 }
 
 

@@ -77,17 +77,45 @@ def test_bad_settings_are_refused_with_djangos_message(options):
     assert str(error.value) == expected
 
 
+def test_deadline_and_aws_keys_are_taken():
+    """``statement_deadline``, ``secret``, ``iam_auth``, ``region`` and
+    ``cluster`` are honoured (docs/sqlalchemy.md); creating the engine
+    reads no secret and mints no token."""
+    options = {
+        "statement_deadline": 5,
+        "secret": "arn:aws:secretsmanager:us-east-1:1:secret:db",
+        "iam_auth": True,
+        "region": "us-east-1",
+        "cluster": "orca-cluster",
+    }
+    e = create_engine(url(), plugins=["orca_db"], aurora=options)
+    settings = settings_of(e)
+    assert settings.statement_deadline == 5
+    assert (settings.aws.secret, settings.aws.iam_auth) == (options["secret"], True)
+    assert (settings.aws.region, settings.aws.cluster) == ("us-east-1", "orca-cluster")
+
+
 @pytest.mark.parametrize(
     "options",
-    [
-        {"statement_deadline": 5},
-        {"secret": "arn:aws:secretsmanager:us-east-1:1:secret:db"},
-        {"iam_auth": True, "region": "us-east-1"},
-    ],
+    [{"statement_deadline": 0}, {"iam_auth": "yes"}, {"secret": ""}, {"region": 3}],
 )
-def test_keys_this_host_does_not_honour_yet_are_refused(options):
+def test_bad_deadline_and_aws_keys_are_refused_with_djangos_message(options):
+    test_bad_settings_are_refused_with_djangos_message(options)
+
+
+def test_the_data_api_key_is_refused():
     with pytest.raises(sqlalchemy.exc.ArgumentError, match="not supported by the SQLAlchemy"):
-        create_engine(url(), plugins=["orca_db"], aurora=options)
+        create_engine(url(), plugins=["orca_db"], aurora={"cluster_arn": "arn:aws:rds:x"})
+
+
+@pytest.mark.parametrize("drivername", ["postgresql+psycopg", "postgresql+asyncpg"])
+def test_asyncio_engines_are_refused_at_create_time(drivername):
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    with pytest.raises(sqlalchemy.exc.ArgumentError, match="does not support asyncio engines"):
+        create_async_engine(url().set(drivername=drivername), plugins=["orca_db"])
+    with pytest.raises(sqlalchemy.exc.ArgumentError, match="does not support asyncio engines"):
+        create_async_engine(url(plugin="orca_db").set(drivername=drivername))
 
 
 @pytest.mark.parametrize("drivername", ["postgresql+asyncpg", "postgresql+psycopg_async", "sqlite"])

@@ -8,8 +8,17 @@ Needs the ``sqlalchemy`` extra (``pip install orca-db[sqlalchemy]``).
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .exc import OutcomeUnknown, RetriesExhausted, ScaleEventError, TransactionRolledBack
+from .exc import (
+    DeadlineExceeded,
+    OutcomeUnknown,
+    RetriesExhausted,
+    ScaleEventError,
+    SessionStateLost,
+    TransactionRolledBack,
+    WriteDeadlineExceeded,
+)
 from .plugin import OrcaPlugin, settings_of
+from .telemetry import use_opentelemetry
 
 if TYPE_CHECKING:
     from .aws_lambda import lambda_handler
@@ -19,14 +28,18 @@ if TYPE_CHECKING:
 _LAZY = {"lambda_handler": ".aws_lambda", "run_transaction": ".transactions"}
 
 __all__ = [
+    "DeadlineExceeded",
     "OrcaPlugin",
     "OutcomeUnknown",
     "RetriesExhausted",
     "ScaleEventError",
+    "SessionStateLost",
     "TransactionRolledBack",
+    "WriteDeadlineExceeded",
     "lambda_handler",
     "run_transaction",
     "settings_of",
+    "use_opentelemetry",
 ]
 
 

@@ -22,7 +22,15 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
-__all__ = ["OutcomeUnknown", "RetriesExhausted", "ScaleEventError", "TransactionRolledBack"]
+__all__ = [
+    "DeadlineExceeded",
+    "OutcomeUnknown",
+    "RetriesExhausted",
+    "ScaleEventError",
+    "SessionStateLost",
+    "TransactionRolledBack",
+    "WriteDeadlineExceeded",
+]
 
 
 class ScaleEventError(sa_exc.DatabaseError):
@@ -64,6 +72,36 @@ class OutcomeUnknown(ScaleEventError):
     re-runs a function on any ``OperationalError`` would apply the write a
     second time. Catch it by name (or ``sqlalchemy.exc.DatabaseError``)
     and find out what happened."""
+
+
+class SessionStateLost(ScaleEventError):
+    """The ``Connection``'s driver connection was replaced after a scale
+    event, and its session held state a new session does not have (a
+    temporary table, an advisory lock, ``LISTEN``, ``PREPARE``, a cursor
+    ``WITH HOLD``, a function call nobody can see inside). The statement
+    was not run; the ``Connection`` refuses every statement until it is
+    closed. ``.lost`` names what was lost.
+
+    Not an ``OperationalError``: what the function did before on that
+    session stands (autocommit statements, committed transactions), so
+    running it again from the start is the application's call."""
+
+    @property
+    def lost(self) -> tuple[str, ...]:
+        return getattr(self.orig, "lost", ())
+
+
+class DeadlineExceeded(ScaleEventError, sa_exc.OperationalError):
+    """A read, or a statement inside a transaction, was still waiting for
+    the server at its deadline (``statement_deadline``, the Lambda cap) and
+    was cut off: nothing was applied (the server rolls the transaction
+    back). An ``OperationalError``: running it again is safe."""
+
+
+class WriteDeadlineExceeded(OutcomeUnknown):
+    """A write or a COMMIT was still waiting for the server at its deadline
+    and was cut off: it may or may not have been applied. An
+    ``OutcomeUnknown``, so **not** an ``OperationalError``."""
 
 
 MESSAGES = {

@@ -10,19 +10,18 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
-from .. import decisions, drivers
+from .. import deadlines, decisions, drivers
 from ..classify import SERVER_CLOSED, Failure, classify
 from ..conf import RetrySettings
-from . import exc
+from ..sql.lexical import PROFILES, profile
+from . import exc, sessions, watching
+from .ending import RAISE_ATTRIBUTE, EndingHooks
 from .exc import as_sqlalchemy, core_error, wrap
 from .reconnect import link_of, reconnect, run_read_only
 
-#: The attribute carrying the core's verdict from a hook to handle_error.
-_VERDICT = "_orca_db_verdict"
 
-
-class Host:
-    """The hooks of one engine."""
+class Host(EndingHooks):
+    """The hooks of one engine (COMMIT, ROLLBACK and errors: ``ending``)."""
 
     def __init__(self, engine: Engine, settings: RetrySettings):
         self.settings = settings
@@ -30,6 +29,10 @@ class Host:
         #: The name events carry as ``database`` (the Django host's alias).
         self.alias = engine.url.database or "default"
         self.commit: Callable[[Any], None] = lambda dbapi_connection: None
+        self.rollback: Callable[[Any], None] = lambda dbapi_connection: None
+        self.statement_deadline = settings.statement_deadline
+        #: Logins from AWS (``secret``, ``iam_auth``), fresh per connection.
+        self.credentials = credentials_for(settings, engine.url)
 
     # ----- connecting ---------------------------------------------------------
 
@@ -42,13 +45,20 @@ class Host:
             for key, value in drivers.TCP_DEFAULTS.items():
                 cparams.setdefault(key, value)
 
-        def connect_once() -> Any:
-            return bounded_connect(
-                lambda params: dialect.connect(*cargs, **params),
-                cparams,
-                remaining_time(),
-                drivers.close_broken,
+        credentials = self.credentials
+
+        def connect(params: dict) -> Any:
+            if credentials is None:
+                return dialect.connect(*cargs, **params)
+            # A login refused after a rotation is refreshed and tried once more.
+            return credentials.connect(
+                params, lambda fresh: dialect.connect(*cargs, **fresh), self.alias
             )
+
+        def connect_once() -> Any:
+            # Read for each attempt: a new IAM token, the secret as cached.
+            params = cparams if credentials is None else credentials.apply(cparams)
+            return bounded_connect(connect, params, remaining_time(), drivers.close_broken)
 
         if active_operation(self.alias) is not None:
             return connect_once()  # a replay's reconnect: it retries
@@ -71,26 +81,40 @@ class Host:
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
         return self._execute(
-            cursor, statement, context, False,
+            cursor, statement, parameters, context, False,
             lambda cur: self.dialect.do_execute(cur, statement, parameters, context),
         )  # fmt: skip
 
     def do_execute_no_params(self, cursor: Any, statement: str, context: Any) -> bool:
         return self._execute(
-            cursor, statement, context, False,
+            cursor, statement, None, context, False,
             lambda cur: self.dialect.do_execute_no_params(cur, statement, context),
         )  # fmt: skip
 
     def do_executemany(self, cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
         return self._execute(
-            cursor, statement, context, True,
+            cursor, statement, parameters, context, True,
             lambda cur: self.dialect.do_executemany(cur, statement, parameters, context),
         )  # fmt: skip
 
     def _execute(
-        self, cursor: Any, statement: str, context: Any, many: bool, run: Callable[[Any], Any]
+        self,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        many: bool,
+        run: Callable[[Any], Any],
     ) -> bool:
         dbapi_connection = cursor.connection
+        root = context.root_connection
+        tracked = root.__dict__.get(sessions.KEY)
+        if tracked is not None and (
+            tracked.on is not dbapi_connection or tracked.refusal is not None
+        ):
+            # A driver connection that replaced the session's lost one
+            # (SQLAlchemy reconnected after rollback()): rule 1 first.
+            self._resume(root, tracked, dbapi_connection, statement)
         # libpq's view, read before sending (one call into C): with
         # autocommit off the driver opens a transaction for the statement.
         in_transaction = not dbapi_connection.autocommit or drivers.transaction_open(
@@ -103,10 +127,17 @@ class Host:
             # "server closed the connection", which proves nothing about a
             # write): replaced first, the statement is sent once.
             cursor = self._reconnect_before_send(statement, context)
+        watch = None
+        if deadlines.open_caps or self.statement_deadline:  # else nothing is armed
+            watch = watching.watch(cursor.connection, self.statement_deadline)
         try:
             run(cursor)
-            return True
         except Exception as error:
+            if watch is not None and watching.ended(watch):
+                cut = watching.statement_cut_off(self.alias, statement, in_transaction)
+                setattr(error, RAISE_ATTRIBUTE, cut)
+                self._report("execute", statement, classify(error))
+                raise
             failure = classify(error)
             if not failure.retryable:
                 raise
@@ -123,11 +154,43 @@ class Host:
                 # marked the connection invalid. (A server-side cursor is
                 # not replayed yet: its read surfaces as it is.)
                 if not named:
-                    setattr(error, _VERDICT, verdict)
+                    name = (
+                        "TransactionRolledBack"
+                        if verdict is decisions.Verdict.ROLLED_BACK
+                        else "OutcomeUnknown"
+                    )
+                    setattr(error, RAISE_ATTRIBUTE, core_error(name, self.alias, failure))
                 self._report("execute", statement, failure)
                 raise
             self._replay(error, cursor, statement, context, run, verdict)
-            return True
+        else:
+            if watch is not None:
+                watching.ended(watch)  # cut after the answer: the next call finds it closed
+        try:
+            found = PROFILES[statement]
+        except (KeyError, TypeError):
+            found = profile(statement)
+        if found.observed and (found.tracked or sessions.KEY in root.__dict__):
+            now = context.cursor
+            sessions.observe(
+                root, now.connection, now, statement, parameters, found, in_transaction, many
+            )
+        return True
+
+    def _resume(self, root: Any, tracked: Any, dbapi_connection: Any, statement: str) -> None:
+        from ..retry import Operation, report
+
+        try:
+            sessions.resume(root, tracked, dbapi_connection, self.alias)
+        except Exception as error:
+            from ..exceptions import SessionStateLost
+
+            if isinstance(error, SessionStateLost):
+                operation = Operation(self.alias, "execute", self.settings, statement=statement)
+                operation.last_failure = SERVER_CLOSED
+                report(operation, "raised")
+                raise wrap(error, statement) from error.__cause__
+            raise
 
     def _replay(
         self,
@@ -164,11 +227,21 @@ class Host:
                 if error.orig is not None and not isinstance(error, exc.ScaleEventError):
                     raise error.orig from None
                 raise
+            tracked = context.root_connection.__dict__.get(sessions.KEY)
+            if tracked is not None:
+                sessions.resume(context.root_connection, tracked, new_cursor.connection, self.alias)
             stage = "execute"
-            if verdict is decisions.Verdict.REPLAY_READ_ONLY:
-                run_read_only(new_cursor.connection, new_cursor, run, self.alias)
-            else:
-                run(new_cursor)
+            watch = watching.watch(new_cursor.connection, self.statement_deadline)
+            try:
+                if verdict is decisions.Verdict.REPLAY_READ_ONLY:
+                    run_read_only(new_cursor.connection, new_cursor, run, self.alias)
+                else:
+                    run(new_cursor)
+            except Exception as error:
+                if watching.ended(watch):
+                    raise watching.statement_cut_off(self.alias, statement, False) from error
+                raise
+            watching.ended(watch)
 
         with contextlib.suppress(Exception):
             cursor.close()
@@ -181,66 +254,30 @@ class Host:
         operation = Operation(self.alias, "execute", self.settings, statement=statement)
         operation.last_failure = SERVER_CLOSED
         try:
-            return reconnect(context)
+            cursor = reconnect(context)
+            root = context.root_connection
+            tracked = root.__dict__.get(sessions.KEY)
+            if tracked is not None:
+                with as_sqlalchemy(statement):
+                    sessions.resume(root, tracked, cursor.connection, self.alias)
+            return cursor
         except BaseException:
             report(operation, "raised")
             raise
 
-    # ----- COMMIT -----------------------------------------------------------------
 
-    def do_commit(self, dbapi_connection: Any) -> None:
-        # Found closed before sending: the COMMIT never left (fact 1 of
-        # orca_db.decisions), the transaction is rolled back.
-        closed_before = (
-            not dbapi_connection.autocommit
-            and drivers.transaction_open(drivers.transaction_status(dbapi_connection))
-            and _server_closed(dbapi_connection)
-        )
-        try:
-            self.commit(dbapi_connection)
-        except Exception as error:
-            failure = classify(error)
-            if closed_before:
-                failure = SERVER_CLOSED
-            elif not failure.retryable:
-                raise
-            setattr(error, _VERDICT, decisions.commit_lost(failure))
-            self._report("transaction", "COMMIT", failure)
-            raise
+def credentials_for(settings: RetrySettings, url: Any) -> Any:
+    """The core's :class:`orca_db.aws.credentials.Credentials` for an
+    engine whose ``aurora`` names a ``secret`` or ``iam_auth`` (``None``
+    otherwise); the URL's host, port and database win over the secret's."""
+    aws = settings.aws
+    if aws is None or not aws.credentials:
+        return None
+    from ..aws.credentials import Credentials
 
-    # ----- errors -----------------------------------------------------------------
-
-    def handle_error(self, context: Any) -> BaseException | None:
-        verdict = getattr(context.original_exception, _VERDICT, None)
-        if verdict is None:
-            return None
-        context.is_disconnect = True  # SQLAlchemy invalidates the connection
-        failure = classify(context.original_exception)
-        name = (
-            "TransactionRolledBack"
-            if verdict is decisions.Verdict.ROLLED_BACK
-            else "OutcomeUnknown"
-        )
-        core = core_error(name, self.alias, failure)
-        core.__cause__ = context.original_exception
-        return wrap(core, context.statement)
-
-    def _report(self, phase: str, statement: str, failure: Failure) -> None:
-        from ..retry import Operation, active_operation, report
-
-        if active_operation(self.alias) is not None:
-            return  # run_transaction's operation reports how it settled
-        operation = Operation(self.alias, phase, self.settings, statement=statement)
-        operation.last_failure = failure
-        report(operation, "raised")
+    given = {"host": url.host, "port": url.port, "dbname": url.database}
+    return Credentials(aws, frozenset(key for key, value in given.items() if value))
 
 
 def _any_connect_failure(error: BaseException, failure: Failure) -> None:
     return None  # a failed connect applied nothing: every retryable one is safe
-
-
-def _server_closed(dbapi_connection: Any) -> bool:
-    try:
-        return drivers.Link(dbapi_connection).server_closed()
-    except Exception:
-        return False

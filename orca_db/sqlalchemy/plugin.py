@@ -32,14 +32,22 @@ from sqlalchemy.engine import CreateEnginePlugin, Engine
 from sqlalchemy.engine.url import URL
 
 from ..conf import RetrySettings
+from . import sessions
 from .hooks import Host
 
 #: The drivers the plugin knows how to read (transaction status, socket).
 SUPPORTED_DRIVERS = ("psycopg2", "psycopg")
-#: Keys Django's OPTIONS["aurora"] accepts that this host does not honour
-#: yet: refused, never silently ignored.
-NOT_YET = ("statement_deadline", "secret", "iam_auth", "region", "cluster", "cluster_arn")
+#: Keys Django's OPTIONS["aurora"] accepts that this host does not honour:
+#: refused, never silently ignored (the Data API engine's own key).
+NOT_YET = ("cluster_arn",)
 _SETTINGS = "orca_db_settings"
+ASYNC_REFUSED = (
+    "The orca_db plugin does not support asyncio engines yet ({!r} with "
+    "create_async_engine): its waits (backoff sleeps, bounded connects, session "
+    "restores) block the calling thread, which would stall the event loop. Use a "
+    "synchronous engine (e.g. through run_in_executor / AsyncSession.run_sync), "
+    'or an engine without the plugin (docs/sqlalchemy.md, "asyncio").'
+)
 
 
 def parse_settings(value: Any) -> RetrySettings:
@@ -71,6 +79,8 @@ class OrcaPlugin(CreateEnginePlugin):
     def __init__(self, url: URL, kwargs: dict[str, Any]):
         super().__init__(url, kwargs)
         self.settings = parse_settings(kwargs.pop("aurora", None))
+        if kwargs.get("_is_async"):  # create_async_engine()
+            raise sa_exc.ArgumentError(ASYNC_REFUSED.format(url.drivername))
         driver = url.get_driver_name()
         if url.get_backend_name() != "postgresql" or driver not in SUPPORTED_DRIVERS:
             raise sa_exc.ArgumentError(
@@ -82,6 +92,8 @@ class OrcaPlugin(CreateEnginePlugin):
         return url
 
     def engine_created(self, engine: Engine) -> None:
+        if engine.dialect.is_async:
+            raise sa_exc.ArgumentError(ASYNC_REFUSED.format(engine.url.drivername))
         install(engine, self.settings)
 
 
@@ -98,6 +110,8 @@ def install(engine: Engine, settings: RetrySettings) -> None:
     host = Host(engine, settings)
     event.listen(engine, "do_connect", host.do_connect)
     event.listen(engine.pool, "checkout", host.checkout)
+    # Rule 1: a changed session is cleaned (or closed) for the next borrower.
+    event.listen(engine.pool, "checkin", sessions.checkin)
     event.listen(engine, "do_execute", host.do_execute)
     event.listen(engine, "do_execute_no_params", host.do_execute_no_params)
     event.listen(engine, "do_executemany", host.do_executemany)
@@ -106,3 +120,7 @@ def install(engine: Engine, settings: RetrySettings) -> None:
     # do_commit that judges a lost one (it calls the dialect's method).
     dialect.do_commit = host.do_commit  # type: ignore[method-assign]
     host.commit = type(dialect).do_commit.__get__(dialect)
+    # ROLLBACK: bounded by the deadlines, and it ends the session's pending
+    # changes (the pool's reset-on-return calls it too).
+    dialect.do_rollback = host.do_rollback  # type: ignore[method-assign]
+    host.rollback = type(dialect).do_rollback.__get__(dialect)

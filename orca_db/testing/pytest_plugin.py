@@ -15,6 +15,10 @@ Fixtures:
   ``starting_up``, ``silence``/``unsilence``, ``lose_replies``,
   ``drop_connections``; wait on them with ``wait_for(lambda stats: ...)``
   (docs/simulator.md). Every fault ends with the test.
+- For SQLAlchemy-only projects (no Django settings): ``orca_postgres_url``,
+  ``aurora_engine`` and ``aurora_engine_factory``
+  (:mod:`orca_db.testing.sqlalchemy_fixtures`); ``aurora_simulator`` then
+  stands in front of ``orca_postgres_url``'s server.
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ import pytest
 
 from .postgres import PostgresServer
 from .simulator import AuroraSimulator
+from .sqlalchemy_fixtures import (  # noqa: F401 (fixtures)
+    aurora_engine,
+    aurora_engine_factory,
+    orca_postgres_url,
+    upstream_without_django,
+)
 
 
 @pytest.fixture
@@ -37,10 +47,14 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def aurora_simulator_upstream() -> tuple[str, int]:
+def aurora_simulator_upstream(request: pytest.FixtureRequest) -> tuple[str, int]:
     """``(host, port)`` of the server ``aurora_simulator`` stands in front
     of: the ``HOST``/``PORT`` of Django's ``default`` database (a Unix
-    socket directory works too). Reading them opens no connection."""
+    socket directory works too). Reading them opens no connection. Without
+    Django settings: ``orca_postgres_url``'s server."""
+    without = upstream_without_django(request)
+    if without is not None:
+        return without
     from django.db import connections
 
     settings = connections["default"].settings_dict

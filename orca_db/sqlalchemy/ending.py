@@ -1,0 +1,102 @@
+"""The plugin's hooks at a transaction's end (the dialect's ``do_commit`` and
+``do_rollback``, which no event reports) and SQLAlchemy's ``handle_error``,
+which turns what a hook judged into the plugin's errors
+(``orca_db.sqlalchemy.exc``) once SQLAlchemy has marked the connection
+invalid."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .. import decisions, drivers
+from ..classify import SERVER_CLOSED, Failure, classify
+from ..conf import RetrySettings
+from . import sessions, watching
+from .exc import core_error, wrap
+
+#: The attribute carrying the core's error from a hook to handle_error.
+RAISE_ATTRIBUTE = "_orca_db_raise"
+
+
+class EndingHooks:
+    """Mixed into ``orca_db.sqlalchemy.hooks.Host``."""
+
+    alias: str
+    settings: RetrySettings
+    statement_deadline: float | None
+    commit: Callable[[Any], None]
+    rollback: Callable[[Any], None]
+
+    # ----- COMMIT -----------------------------------------------------------------
+
+    def do_commit(self, dbapi_connection: Any) -> None:
+        # Found closed before sending: the COMMIT never left (fact 1 of
+        # orca_db.decisions), the transaction is rolled back.
+        closed_before = (
+            not dbapi_connection.autocommit
+            and drivers.transaction_open(drivers.transaction_status(dbapi_connection))
+            and _server_closed(dbapi_connection)
+        )
+        watch = watching.watch(dbapi_connection, self.statement_deadline)
+        try:
+            self.commit(dbapi_connection)
+        except Exception as error:
+            failure = classify(error)
+            if watching.ended(watch) and not closed_before:
+                setattr(error, RAISE_ATTRIBUTE, watching.commit_cut_off(self.alias))
+                self._report("transaction", "COMMIT", failure)
+                raise
+            if closed_before:
+                failure = SERVER_CLOSED
+            elif not failure.retryable:
+                raise
+            verdict = decisions.commit_lost(failure)
+            name = (
+                "TransactionRolledBack"
+                if verdict is decisions.Verdict.ROLLED_BACK
+                else "OutcomeUnknown"
+            )
+            setattr(error, RAISE_ATTRIBUTE, core_error(name, self.alias, failure))
+            self._report("transaction", "COMMIT", failure)
+            raise
+        watching.ended(watch)
+        sessions.transaction_ended(dbapi_connection, True)
+
+    def do_rollback(self, dbapi_connection: Any) -> None:
+        watch = watching.watch(dbapi_connection, self.statement_deadline)
+        try:
+            self.rollback(dbapi_connection)
+        except Exception as error:
+            if watching.ended(watch):
+                setattr(error, RAISE_ATTRIBUTE, watching.rollback_cut_off(self.alias))
+                self._report("transaction", "ROLLBACK", classify(error))
+            raise
+        watching.ended(watch)
+        sessions.transaction_ended(dbapi_connection, False)
+
+    # ----- errors -----------------------------------------------------------------
+
+    def handle_error(self, context: Any) -> BaseException | None:
+        core = getattr(context.original_exception, RAISE_ATTRIBUTE, None)
+        if core is None:
+            return None
+        context.is_disconnect = True  # SQLAlchemy invalidates the connection
+        core.__cause__ = context.original_exception
+        return wrap(core, context.statement)
+
+    def _report(self, phase: str, statement: str, failure: Failure) -> None:
+        from ..retry import Operation, active_operation, report
+
+        if active_operation(self.alias) is not None:
+            return  # run_transaction's operation reports how it settled
+        operation = Operation(self.alias, phase, self.settings, statement=statement)
+        operation.last_failure = failure
+        report(operation, "raised")
+
+
+def _server_closed(dbapi_connection: Any) -> bool:
+    try:
+        return drivers.Link(dbapi_connection).server_closed()
+    except Exception:
+        return False
