@@ -38,8 +38,10 @@ from sqlalchemy.dialects.postgresql.base import (
     _INT_TYPES,
     PGDialect,
     PGExecutionContext,
+    PGTypeCompiler,
 )
 from sqlalchemy.dialects.postgresql.json import JSONPathType
+from sqlalchemy.dialects.postgresql.pg_catalog import INT2VECTOR, OIDVECTOR, _SpaceVector
 from sqlalchemy.engine import processors
 from sqlalchemy.sql import sqltypes
 
@@ -102,7 +104,13 @@ class _JSONStrIndexType(sqltypes.JSON.JSONStrIndexType):
 
 
 class _JSONPathType(JSONPathType):
-    pass
+    # ``#>`` and ``#>>`` take a text[]: the path's text is cast to it.
+    render_bind_cast = True
+
+
+class AuroraDataApiTypeCompiler(PGTypeCompiler):
+    def visit_json_path(self, type_: Any, **kw: Any) -> str:
+        return "TEXT[]"
 
 
 class _Enum(ENUM):
@@ -149,6 +157,14 @@ class _Array(PGARRAY):
     render_bind_cast = True
 
 
+class _Int2Vector(_SpaceVector, INT2VECTOR):
+    """The Data API sends an ``int2vector`` as its text (``"0 1"``)."""
+
+
+class _OidVector(_SpaceVector, OIDVECTOR):
+    pass
+
+
 # ----- the dialect ---------------------------------------------------------------------
 
 
@@ -179,6 +195,7 @@ class AuroraDataApiDialect(PGDialect):
     supports_native_json_serialization = False
     supports_native_json_deserialization = False
     execution_ctx_cls = AuroraDataApiExecutionContext
+    type_compiler_cls = AuroraDataApiTypeCompiler
 
     colspecs = util.update_copy(
         PGDialect.colspecs,
@@ -205,6 +222,8 @@ class AuroraDataApiDialect(PGDialect):
             ENUM: _Enum,
             sqltypes.ARRAY: _Array,
             PGARRAY: _Array,
+            INT2VECTOR: _Int2Vector,
+            OIDVECTOR: _OidVector,
         },
     )
 
@@ -213,6 +232,12 @@ class AuroraDataApiDialect(PGDialect):
         super().__init__(**kwargs)
         self.data_api_settings, self.retry_settings = parse_aurora(aurora)
         self._aurora = dict(aurora or {})
+
+    @classmethod
+    def load_provisioning(cls) -> None:
+        # SQLAlchemy's test provisioning for PostgreSQL (the compliance
+        # suite finds it by the dialect's package, which is ours).
+        __import__("sqlalchemy.dialects.postgresql.provision")
 
     @classmethod
     def import_dbapi(cls) -> Any:
@@ -276,7 +301,10 @@ class AuroraDataApiDialect(PGDialect):
             dbapi_connection.autocommit = True
             return
         dbapi_connection.autocommit = False
-        dbapi_connection.set_isolation_level(level)
+        # The server's default needs no SET TRANSACTION (a call of its own
+        # after each BeginTransaction).
+        default = level == self.default_isolation_level
+        dbapi_connection.set_isolation_level(None if default else level)
 
     def get_isolation_level(self, dbapi_connection: Any) -> str:
         if dbapi_connection.autocommit:
@@ -287,13 +315,20 @@ class AuroraDataApiDialect(PGDialect):
         return str(getattr(level, "name", level)).replace("_", " ").upper()
 
     def get_default_isolation_level(self, dbapi_conn: Any) -> str:
-        # Aurora PostgreSQL's default, and the driver's when none is set: no
-        # session to ask (a SHOW would be a call of its own).
-        return "READ COMMITTED"
+        # Asked once, at the first connect, outside a transaction (a
+        # transaction would cost a BeginTransaction and a rollback).
+        if dbapi_conn.transaction_id is not None or dbapi_conn.autocommit:
+            return self._show_isolation(dbapi_conn)
+        dbapi_conn.autocommit = True
+        try:
+            return self._show_isolation(dbapi_conn)
+        finally:
+            dbapi_conn.autocommit = False
 
-    def reset_isolation_level(self, dbapi_connection: Any) -> None:
-        dbapi_connection.autocommit = False
-        dbapi_connection.set_isolation_level(None)
+    def _show_isolation(self, dbapi_conn: Any) -> str:
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute("SHOW default_transaction_isolation")
+            return str(cursor.fetchone()[0]).upper()
 
     def set_readonly(self, connection: Any, value: bool) -> None:
         raise NotImplementedError(
