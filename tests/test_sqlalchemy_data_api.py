@@ -13,6 +13,7 @@ import time
 import uuid
 
 import pytest
+
 from tests.sim_clients import on_server
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
@@ -418,3 +419,40 @@ def test_the_transaction_status_reads_as_libpqs(engine, data_api_endpoint, notes
         assert drivers.transaction_status(raw) == drivers.UNKNOWN
         connection.rollback()
         assert drivers.transaction_status(raw) == drivers.IDLE
+
+
+def test_every_call_is_bounded_by_the_lambda_cap(engine, data_api_endpoint, notes):
+    from orca_db.exceptions import DeadlineExceeded, WriteDeadlineExceeded
+    from orca_db.retry import deadline_cap
+
+    data_api_endpoint.limits.call_seconds = 4  # the endpoint ends them soon after
+    started = time.monotonic()
+    with deadline_cap(1.5), pytest.raises(orca.ScaleEventError) as read:
+        with autocommit(engine).connect() as connection:
+            connection.execute(text("SELECT pg_sleep(30)"))
+    assert time.monotonic() - started < 3
+    assert isinstance(read.value.orig, DeadlineExceeded)
+    assert not isinstance(read.value.orig, WriteDeadlineExceeded)
+    write = text(f"INSERT INTO {notes.table} (v) SELECT 'late' FROM pg_sleep(30)")
+    with deadline_cap(1.5), pytest.raises(orca.OutcomeUnknown) as raised:
+        with autocommit(engine).connect() as connection:
+            connection.execute(write)
+    assert isinstance(raised.value.orig, WriteDeadlineExceeded)
+    data_api_endpoint.wait_for(lambda stats: stats["timeouts"] >= 2, timeout=20)
+
+
+def test_a_lost_commit_can_be_resolved_from_another_call(engine, data_api_endpoint, notes):
+    """What a run_transaction needs to resolve a lost CommitTransaction over
+    the Data API: the transaction's id read inside it, and its status asked
+    in a call of its own once the answer was lost."""
+    data_api_endpoint.lose_replies(1, operation="CommitTransaction")
+    with pytest.raises(orca.OutcomeUnknown):
+        with engine.begin() as connection:
+            connection.execute(notes.insert, {"v": "resolve me"})
+            xid = connection.execute(text("SELECT pg_current_xact_id()::text")).scalar()
+    with autocommit(engine).connect() as connection:
+        status = connection.execute(
+            text("SELECT pg_xact_status(CAST(:xid AS xid8))"), {"xid": xid}
+        ).scalar()
+    assert status == "committed"
+    assert notes.count("resolve me") == 1

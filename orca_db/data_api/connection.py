@@ -103,8 +103,7 @@ class Connection(PsycopgShims):
         (``None``: the server's default); not while one is open."""
         if self.transaction_id is not None or self.lost is not None:
             raise errors.ProgrammingError(
-                "can't change the isolation level while a transaction is open: "
-                "commit or roll back"
+                "can't change the isolation level while a transaction is open: commit or roll back"
             )
         self._isolation_sql = _isolation_sql(level)
         self.isolation_level = level

@@ -26,7 +26,8 @@ What differs from a connection dialect:
 
 from __future__ import annotations
 
-from typing import Any
+import decimal
+from typing import Any, cast
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import util
@@ -43,6 +44,7 @@ from sqlalchemy.dialects.postgresql.base import (
 from sqlalchemy.dialects.postgresql.json import JSONPathType
 from sqlalchemy.dialects.postgresql.pg_catalog import INT2VECTOR, OIDVECTOR, _SpaceVector
 from sqlalchemy.engine import processors
+from sqlalchemy.engine.interfaces import IsolationLevel
 from sqlalchemy.sql import sqltypes
 
 from .exc import as_sqlalchemy
@@ -50,7 +52,12 @@ from .exc import as_sqlalchemy
 __all__ = ["AuroraDataApiDialect"]
 
 #: Levels SQLAlchemy names, as the driver takes them.
-_LEVELS = ("READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE")
+_LEVELS: tuple[IsolationLevel, ...] = (
+    "READ UNCOMMITTED",
+    "READ COMMITTED",
+    "REPEATABLE READ",
+    "SERIALIZABLE",
+)
 
 
 # ----- types: each parameter cast in the SQL text ------------------------------------
@@ -69,7 +76,7 @@ class _NumericCommon(sqltypes.NumericCommon):
         if self.asdecimal:
             if coltype in _FLOAT_TYPES:
                 return processors.to_decimal_processor_factory(
-                    __import__("decimal").Decimal, self._effective_decimal_return_scale
+                    decimal.Decimal, self._effective_decimal_return_scale
                 )
             return None
         if coltype in _DECIMAL_TYPES or coltype in _INT_TYPES:
@@ -121,7 +128,8 @@ class _Interval(INTERVAL):
     render_bind_cast = True
 
     @classmethod
-    def adapt_emulated_to_native(cls, interval: Any, **kw: Any) -> Any:
+    def adapt_emulated_to_native(cls, interval: Any, **kw: Any) -> Any:  # type: ignore[override]
+        # (SQLAlchemy's own INTERVAL differs from its supertype here.)
         return _Interval(precision=interval.second_precision)
 
 
@@ -293,7 +301,7 @@ class AuroraDataApiDialect(PGDialect):
 
     # ----- transactions ----------------------------------------------------------------
 
-    def get_isolation_level_values(self, dbapi_connection: Any) -> list[str]:
+    def get_isolation_level_values(self, dbapi_connection: Any) -> list[IsolationLevel]:
         return ["AUTOCOMMIT", *_LEVELS]
 
     def set_isolation_level(self, dbapi_connection: Any, level: str) -> None:
@@ -306,15 +314,15 @@ class AuroraDataApiDialect(PGDialect):
         default = level == self.default_isolation_level
         dbapi_connection.set_isolation_level(None if default else level)
 
-    def get_isolation_level(self, dbapi_connection: Any) -> str:
+    def get_isolation_level(self, dbapi_connection: Any) -> IsolationLevel:
         if dbapi_connection.autocommit:
             return "AUTOCOMMIT"
         level = dbapi_connection.isolation_level
         if level is None:
             return self.default_isolation_level or "READ COMMITTED"
-        return str(getattr(level, "name", level)).replace("_", " ").upper()
+        return _level(str(getattr(level, "name", level)))
 
-    def get_default_isolation_level(self, dbapi_conn: Any) -> str:
+    def get_default_isolation_level(self, dbapi_conn: Any) -> IsolationLevel:
         # Asked once, at the first connect, outside a transaction (a
         # transaction would cost a BeginTransaction and a rollback).
         if dbapi_conn.transaction_id is not None or dbapi_conn.autocommit:
@@ -325,10 +333,10 @@ class AuroraDataApiDialect(PGDialect):
         finally:
             dbapi_conn.autocommit = False
 
-    def _show_isolation(self, dbapi_conn: Any) -> str:
+    def _show_isolation(self, dbapi_conn: Any) -> IsolationLevel:
         with dbapi_conn.cursor() as cursor:
             cursor.execute("SHOW default_transaction_isolation")
-            return str(cursor.fetchone()[0]).upper()
+            return _level(str(cursor.fetchone()[0]))
 
     def set_readonly(self, connection: Any, value: bool) -> None:
         raise NotImplementedError(
@@ -402,6 +410,13 @@ def parse_aurora(aurora: Any) -> tuple[Any, Any]:
     except ImproperlyConfigured as error:
         message = str(error).replace("OPTIONS['aurora']", "aurora")
         raise sa_exc.ArgumentError(message) from error
+
+
+def _level(name: str) -> IsolationLevel:
+    level = name.replace("_", " ").upper()
+    if level not in _LEVELS:
+        raise sa_exc.ArgumentError(f"unknown isolation level {name!r}")
+    return cast(IsolationLevel, level)
 
 
 def _positive(value: Any) -> float:
