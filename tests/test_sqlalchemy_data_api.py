@@ -42,7 +42,7 @@ from sqlalchemy import (  # noqa: E402
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB  # noqa: E402
+from sqlalchemy.dialects.postgresql import INT4RANGE, JSONB, TSTZRANGE, Range  # noqa: E402
 
 from orca_db import sqlalchemy as orca  # noqa: E402
 
@@ -196,6 +196,8 @@ def test_types_round_trip_as_the_postgresql_dialect_maps_them(engine):
         Column("words", ARRAY(Text)),
         Column("mood", Enum(Mood, name=f"orca_mood_{uuid.uuid4().hex[:6]}")),
         Column("label", String(20)),
+        Column("span_ints", INT4RANGE),
+        Column("period", TSTZRANGE),
     )
     values = {
         "id": 1,
@@ -214,6 +216,8 @@ def test_types_round_trip_as_the_postgresql_dialect_maps_them(engine):
         "words": ["a,b", 'c"d'],
         "mood": Mood.sad,
         "label": "x%sy",
+        "span_ints": Range(1, 5),
+        "period": Range(datetime.datetime(2024, 1, 1, tzinfo=UTC), None, bounds="[)"),
     }
     metadata.create_all(engine)
     try:
@@ -246,6 +250,12 @@ def test_types_round_trip_as_the_postgresql_dialect_maps_them(engine):
             ).all() == [(1,)]
     finally:
         metadata.drop_all(engine)
+
+
+def test_a_value_no_parameter_can_carry_is_refused_by_name(engine):
+    with pytest.raises(exc.ProgrammingError, match="cannot adapt type 'object'"):
+        with engine.connect() as connection:
+            connection.execute(text("SELECT :x"), {"x": object()})
 
 
 def test_several_statements_in_one_text_are_refused_before_sending(engine, data_api_endpoint):

@@ -18,8 +18,9 @@ What differs from a connection dialect:
   ``varchar``, which PostgreSQL does not assign to ``json``, an enum, ...
 - ``json`` values come back as text and are parsed by SQLAlchemy's JSON
   types, as ``jsonb`` values are.
-- No server-side cursors (each result comes back whole, at most 1 MB),
-  one SQL statement per call, no two-phase transactions.
+- No server-side cursors: ``stream_results``/``yield_per`` are accepted
+  and each result comes back whole (the Data API refuses one over 1 MB,
+  by name); one SQL statement per call; no two-phase transactions.
 - The isolation level is the driver's, sent with each ``BeginTransaction``;
   there is no session to set it on.
 """
@@ -38,7 +39,6 @@ from sqlalchemy.dialects.postgresql.base import (
     _FLOAT_TYPES,
     _INT_TYPES,
     PGDialect,
-    PGExecutionContext,
     PGTypeCompiler,
 )
 from sqlalchemy.dialects.postgresql.json import JSONPathType
@@ -176,14 +176,6 @@ class _OidVector(_SpaceVector, OIDVECTOR):
 # ----- the dialect ---------------------------------------------------------------------
 
 
-class AuroraDataApiExecutionContext(PGExecutionContext):
-    def create_server_side_cursor(self) -> Any:
-        raise sa_exc.InvalidRequestError(
-            "The RDS Data API has no server-side cursors: each result comes back whole "
-            "(at most 1 MB). Leave out stream_results / yield_per, or page the query."
-        )
-
-
 class _Host:
     """What the Django engine's retrying caller reads from its wrapper: the
     name events carry (``alias``) and the ``aurora`` settings."""
@@ -202,7 +194,6 @@ class AuroraDataApiDialect(PGDialect):
     supports_sane_multi_rowcount = False
     supports_native_json_serialization = False
     supports_native_json_deserialization = False
-    execution_ctx_cls = AuroraDataApiExecutionContext
     type_compiler_cls = AuroraDataApiTypeCompiler
 
     colspecs = util.update_copy(
@@ -361,13 +352,13 @@ class AuroraDataApiDialect(PGDialect):
     # ----- statements ------------------------------------------------------------------
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None):
-        cursor.json_text = True
+        _read_as_sqlalchemy(cursor)
         with as_sqlalchemy(statement):
             _still_there(cursor.connection)
             cursor.execute(statement, parameters)
 
     def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None):
-        cursor.json_text = True
+        _read_as_sqlalchemy(cursor)
         with as_sqlalchemy(statement):
             _still_there(cursor.connection)
             cursor.execute(statement)
@@ -376,6 +367,19 @@ class AuroraDataApiDialect(PGDialect):
         with as_sqlalchemy(statement):
             _still_there(cursor.connection)
             cursor.executemany(statement, parameters)
+
+
+def _read_as_sqlalchemy(cursor: Any) -> None:
+    """Values as SQLAlchemy's types take them: ``json`` as text (its JSON
+    types parse it, as for ``jsonb``), ranges as its ``Range``."""
+    cursor.json_text = True
+    cursor.range_factory = _range
+
+
+def _range(type_name: str, lower: Any, upper: Any, bounds: str, empty: bool) -> Any:
+    from sqlalchemy.dialects.postgresql import Range
+
+    return Range(lower, upper, bounds=bounds, empty=empty)  # type: ignore[arg-type]
 
 
 def _still_there(connection: Any) -> None:
