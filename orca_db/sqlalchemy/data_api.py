@@ -67,8 +67,13 @@ class _String(sqltypes.String):
     render_bind_cast = True
 
 
-class _NumericCommon(sqltypes.NumericCommon):
+class _NumericCommon:
+    """Numeric and Float results (a mixin: SQLAlchemy 2.1's NumericCommon
+    does not exist in 2.0)."""
+
     render_bind_cast = True
+    asdecimal: bool
+    _effective_decimal_return_scale: Any
 
     def result_processor(self, dialect: Any, coltype: Any) -> Any:
         # The driver gives Decimal for numeric, int for integers, float
