@@ -4,6 +4,7 @@
     python scripts/sqlalchemy_suite.py                      # both drivers, stock and plugin
     python scripts/sqlalchemy_suite.py --driver psycopg2    # one driver
     python scripts/sqlalchemy_suite.py -- -k TransactionTest  # pytest arguments
+    python scripts/sqlalchemy_suite.py --data-api           # the Data API dialect
 
 ``sqlalchemy.testing.suite`` (the suite third-party dialects prove
 themselves with) runs as they run it: SQLAlchemy's pytest plugin loaded
@@ -13,6 +14,12 @@ throwaway PostgreSQL: with the stock dialect, then with ``?plugin=orca_db``.
 The exit status is non-zero when the plugin fails a test the stock dialect
 passes (or the two runs do not run the same tests); the counts of each run
 are printed, and with ``--json FILE`` written there.
+
+``--data-api`` runs the suite once more (alone), on the
+``postgresql+aurora_data_api`` dialect through the local Data API endpoint
+(orca_db.testing.data_api) in front of the same server. The tests it cannot
+pass are listed with their reasons in scripts/sqlalchemy_suite/data_api_known.py
+(strict xfails); any other failure fails the run.
 
 The server is a throwaway PostgreSQL started by this script, unless
 ``--database-url`` (or ``ORCA_DB_TEST_DATABASE_URL``) names one whose user
@@ -72,11 +79,20 @@ def results(junit: Path) -> dict[str, str]:
     return outcome
 
 
-def run(driver: str, mode: str, base_url: str, pytest_args: list[str], out: Path) -> dict:
+def run(
+    driver: str,
+    mode: str,
+    base_url: str,
+    pytest_args: list[str],
+    out: Path,
+    extra_env: dict[str, str] | None = None,
+) -> dict:
     url = base_url.replace("postgresql://", f"postgresql+{driver}://", 1)
     url = url.rsplit("/", 1)[0] + f"/{DATABASE}"
     if mode == "plugin":
         url += "?plugin=orca_db"
+    if mode == "data_api":
+        url = f"postgresql+aurora_data_api:///{DATABASE}"
     junit = out / f"{driver}-{mode}.xml"
     command = [
         sys.executable, "-m", "pytest", "-c", str(SUITE / "pytest.ini"),
@@ -87,6 +103,7 @@ def run(driver: str, mode: str, base_url: str, pytest_args: list[str], out: Path
         **os.environ,
         "PYTHONPATH": str(SUITE) + os.pathsep + str(ROOT),
         "ORCA_DB_SUITE_MODE": mode,
+        **(extra_env or {}),
     }
     if driver == "psycopg2":
         # Only psycopg2 importable, as in tests/driver.py.
@@ -106,7 +123,41 @@ def run(driver: str, mode: str, base_url: str, pytest_args: list[str], out: Path
     counts = {
         k: sum(1 for v in outcome.values() if v == k) for k in ("passed", "failed", "skipped")
     }
+    counts["xfailed"] = completed.stdout.count("XFAIL") if mode == "data_api" else 0
     return {"driver": driver, "mode": mode, "outcome": outcome, "seconds": took, **counts}
+
+
+def run_data_api(base_url: str, pytest_args: list[str]) -> tuple[bool, dict]:
+    """The suite on the Data API dialect, through a local endpoint in front
+    of the server of ``base_url``."""
+    from urllib.parse import unquote, urlsplit
+
+    from orca_db.testing.data_api import DataApiEndpoint
+
+    prepare(base_url)
+    parts = urlsplit(base_url)
+    endpoint = DataApiEndpoint(
+        parts.hostname or "127.0.0.1",
+        parts.port or 5432,
+        unquote(parts.username or "postgres"),
+        unquote(parts.password or ""),
+    ).start()
+    try:
+        aurora = {
+            "cluster_arn": endpoint.cluster_arn,
+            "secret": endpoint.secret_arn,
+            "deadline": 20,
+        }
+        env = {**endpoint.environ(), "ORCA_DB_SUITE_AURORA": json.dumps(aurora)}
+        with tempfile.TemporaryDirectory(prefix="orca-sqla-suite-") as tmp:
+            result = run("aurora_data_api", "data_api", base_url, pytest_args, Path(tmp), env)
+    finally:
+        endpoint.stop()
+    failures = sorted(n for n, r in result.pop("outcome").items() if r == "failed")
+    for name in failures:
+        print(f"    fails on the Data API dialect, not listed: {name}")
+    broken = bool(result.get("broken"))
+    return broken or bool(failures), {**result, "failed_tests": failures}
 
 
 def main(argv: list[str]) -> int:
@@ -114,6 +165,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--driver", choices=DRIVERS, action="append")
     parser.add_argument("--database-url", default=os.environ.get("ORCA_DB_TEST_DATABASE_URL"))
     parser.add_argument("--json", type=Path, help="write the counts and differences here")
+    parser.add_argument(
+        "--data-api",
+        action="store_true",
+        help="run the postgresql+aurora_data_api dialect through the local endpoint only",
+    )
     parser.add_argument("pytest_args", nargs="*")
     args = parser.parse_args(argv)
     server = None
@@ -127,8 +183,12 @@ def main(argv: list[str]) -> int:
     failed = False
     report = []
     try:
+        if args.data_api:
+            failed, entry = run_data_api(base_url, args.pytest_args)
+            report.append(entry)
+            args.driver = []
         with tempfile.TemporaryDirectory(prefix="orca-sqla-suite-") as tmp:
-            for driver in args.driver or DRIVERS:
+            for driver in DRIVERS if args.driver is None else args.driver:
                 runs = {}
                 for mode in MODES:
                     prepare(base_url)

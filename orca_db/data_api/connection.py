@@ -98,6 +98,16 @@ class Connection(PsycopgShims):
             )
         self._autocommit = bool(value)
 
+    def set_isolation_level(self, level: Any) -> None:
+        """The isolation level of the transactions begun from now on
+        (``None``: the server's default); not while one is open."""
+        if self.transaction_id is not None or self.lost is not None:
+            raise errors.ProgrammingError(
+                "can't change the isolation level while a transaction is open: commit or roll back"
+            )
+        self._isolation_sql = _isolation_sql(level)
+        self.isolation_level = level
+
     def commit(self) -> None:
         self._check_open()
         if self.lost is not None:

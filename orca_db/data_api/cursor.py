@@ -18,6 +18,8 @@ class Cursor:
     arraysize = 1
     #: ``timestamptz`` values as aware datetimes (in UTC), or naive ones.
     aware_timestamps = True
+    #: ``json`` values as text (as ``jsonb`` ones always are), not parsed.
+    json_text = False
 
     def __init__(self, connection: Connection):
         self.connection = connection
@@ -89,6 +91,7 @@ class Cursor:
                 records or [],
                 aware=self.aware_timestamps,
                 range_factory=self.range_factory,
+                json_text=self.json_text,
             )
             self.rowcount = len(self._rows)
         else:

@@ -84,13 +84,16 @@ def rows(
     *,
     aware: bool = True,
     range_factory: Callable[..., Any] | None = None,
+    json_text: bool = False,
 ) -> list[tuple]:
     """The records as tuples; ``aware=False``: ``timestamptz`` values are
     naive (in UTC), as Django's PostgreSQL backend reads them with
     ``USE_TZ = False``. Ranges are made by ``range_factory(type name, lower,
-    upper, bounds, empty)`` (default: psycopg's ``Range``)."""
+    upper, bounds, empty)`` (default: psycopg's ``Range``). ``json_text``:
+    ``json`` values stay text, as ``jsonb`` ones do (SQLAlchemy's JSON
+    types parse both)."""
     converters = []
-    parsers = _TEXT_PARSERS if aware else _NAIVE_PARSERS
+    parsers = _PARSERS[aware, json_text]
     for meta in metadata:
         type_name = _type_name(meta)
         if type_name in ranges.SUBTYPES:
@@ -99,9 +102,9 @@ def rows(
         elif type_name[1:] in ranges.SUBTYPES:  # an array of ranges
             bound = parsers[ranges.SUBTYPES[type_name[1:]]]
             element = ranges.text_converter(type_name[1:], bound, range_factory)
-            converters.append(_converter(type_name, aware, element))
+            converters.append(_converter(type_name, parsers, element))
         else:
-            converters.append(_converter(type_name, aware))
+            converters.append(_converter(type_name, parsers))
     return [
         tuple(convert(field) for convert, field in zip(converters, record, strict=True))
         for record in records
@@ -117,9 +120,10 @@ def _type_name(meta: dict[str, Any]) -> str:
 
 
 def _converter(
-    type_name: str, aware: bool = True, element: Callable[[str], Any] | None = None
+    type_name: str,
+    parsers: dict[str, Callable[[str], Any]],
+    element: Callable[[str], Any] | None = None,
 ) -> Callable[[dict], Any]:
-    parsers = _TEXT_PARSERS if aware else _NAIVE_PARSERS
     if type_name.startswith("_"):
         element = element or parsers.get(type_name[1:])
 
@@ -276,4 +280,10 @@ _TEXT_PARSERS["hstore"] = _hstore
 _NAIVE_PARSERS: Final = {
     **_TEXT_PARSERS,
     "timestamptz": lambda text: _timestamptz(text).replace(tzinfo=None),
+}
+_PARSERS: Final = {
+    (True, False): _TEXT_PARSERS,
+    (False, False): _NAIVE_PARSERS,
+    (True, True): {k: v for k, v in _TEXT_PARSERS.items() if k != "json"},
+    (False, True): {k: v for k, v in _NAIVE_PARSERS.items() if k != "json"},
 }
