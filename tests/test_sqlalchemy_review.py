@@ -1,0 +1,359 @@
+"""An adversary's review of ``orca_db.sqlalchemy.run_transaction`` and
+``lambda_handler``: the ways a real SQLAlchemy application reaches them
+that tests/test_sqlalchemy_transactions.py does not. Real servers, the
+Aurora simulator, both drivers."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.sim_clients import on_server
+from tests.sqlalchemy_helpers import Table, engine, retry_operational_error
+from tests.test_sqlalchemy_transactions import LambdaContext, model_of
+
+sqlalchemy = pytest.importorskip("sqlalchemy")
+
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.orm import sessionmaker  # noqa: E402
+
+from orca_db import sqlalchemy as orca  # noqa: E402
+
+pytestmark = pytest.mark.django_db(transaction=False)
+
+
+@pytest.fixture
+def table():
+    t = Table()
+    yield t
+    t.drop()
+
+
+@pytest.fixture
+def sim(aurora_simulator):
+    return aurora_simulator
+
+
+@pytest.fixture
+def engines():
+    made = []
+
+    def make(*args, **kwargs):
+        e = engine(*args, **kwargs)
+        made.append(e)
+        return e
+
+    yield make
+    for e in made:
+        e.dispose()
+
+
+def orca_decorated(function):
+    return retry_operational_error(max_retries=3, backoff_in_seconds=0.001, jitter=0.001)(
+        function
+    )
+
+
+def cancel_a_statement(connection):
+    """A real OperationalError that says nothing of the connection: the
+    statement timed out (57014), the transaction is aborted."""
+    connection.execute(text("SET LOCAL statement_timeout = 1"))
+    connection.execute(text("SELECT pg_sleep(1)"))
+
+
+# ----- what fn committed itself, then an OperationalError ----------------------------
+
+
+def test_operational_error_after_fn_committed_itself_is_not_an_operational_error(
+    engines, table
+):
+    """fn commits (connection.commit()), then a statement fails with an
+    OperationalError that is not a lost connection (57014). Surfaced as it
+    is, ORCA's decorator runs the whole function again and the committed
+    part is written once per run."""
+    e = engines()
+    calls = []
+
+    @orca_decorated
+    def post():
+        def fn(connection):
+            calls.append(1)
+            connection.execute(table.insert, {"v": "a"})
+            connection.commit()
+            cancel_a_statement(connection)
+
+        orca.run_transaction(e, fn)
+
+    with pytest.raises(orca.OutcomeUnknown, match="COMMIT itself") as raised:
+        post()
+    assert isinstance(raised.value.__cause__, sqlalchemy.exc.OperationalError)
+    assert (len(calls), table.rows()) == (1, 1)
+
+
+def test_operational_error_after_a_nested_run_committed_is_not_an_operational_error(
+    engines, table
+):
+    """A run_transaction inside fn committed; then fn fails with an
+    OperationalError: ORCA's decorator must not run it all again."""
+    e = engines()
+    calls = []
+
+    @orca_decorated
+    def post():
+        def fn(connection):
+            calls.append(1)
+            orca.run_transaction(e, lambda inner: inner.execute(table.insert, {"v": "inner"}))
+            cancel_a_statement(connection)
+
+        orca.run_transaction(e, fn)
+
+    with pytest.raises(orca.OutcomeUnknown, match="inside it committed"):
+        post()
+    assert (len(calls), table.rows()) == (1, 1)
+
+
+def test_an_unfollowed_error_after_fn_committed_itself_is_unchanged(engines, table):
+    """Not an OperationalError (no decorator re-runs it): it surfaces as
+    fn raised it."""
+    e = engines()
+
+    def fn(connection):
+        connection.execute(table.insert, {"v": "a"})
+        connection.commit()
+        raise KeyError("application")
+
+    with pytest.raises(KeyError):
+        orca.run_transaction(e, fn)
+    assert table.rows() == 1
+
+
+# ----- fn's own commit, then more writes -----------------------------------------------
+
+
+def test_writes_after_connection_commit_in_fn_are_committed_not_dropped(engines, table):
+    """fn calls connection.commit() and goes on writing (SQLAlchemy 2.0
+    autobegins a new transaction): that second transaction must be
+    committed too, or refused, never rolled back behind a success."""
+    e = engines()
+
+    def fn(connection):
+        connection.execute(table.insert, {"v": "a"})
+        connection.commit()
+        connection.execute(table.insert, {"v": "b"})
+        return "done"
+
+    assert orca.run_transaction(e, fn) == "done"
+    assert table.rows() == 2
+
+
+def test_writes_after_session_commit_in_fn_are_committed(engines, table):
+    e = engines()
+    Granule = model_of(table)
+
+    def fn(session):
+        session.add(Granule(v="a"))
+        session.commit()
+        session.add(Granule(v="b"))
+
+    orca.run_transaction(sessionmaker(e), fn)
+    assert table.rows() == 2
+
+
+# ----- fn swallows the lost connection ---------------------------------------------------
+
+
+def test_fn_that_swallows_a_lost_connection_never_returns_success_uncommitted(
+    sim, engines, table
+):
+    """fn catches the DB error of a lost connection and returns normally:
+    the transaction was rolled back by the server; run_transaction must
+    not report success with nothing committed. It runs fn again (nothing
+    of the first run committed)."""
+    e = engines(sim)
+    calls = []
+
+    def fn(connection):
+        calls.append(1)
+        connection.execute(table.insert, {"v": "a"})
+        if len(calls) == 1:
+            sim.scale_event()
+            try:
+                connection.execute(table.insert, {"v": "b"})
+            except sqlalchemy.exc.DBAPIError:
+                pass  # the application logs it and goes on
+        return len(calls)
+
+    assert orca.run_transaction(e, fn) == 2
+    assert table.rows() == 1
+
+
+def test_orm_fn_that_rolls_back_after_a_lost_connection_and_goes_on_runs_again(
+    sim, engines, table
+):
+    """The ORM idiom: except DBAPIError: session.rollback(), then more
+    work. The first part was rolled back by the server: committing only
+    the rest would commit part of fn's transaction. fn runs again."""
+    e = engines(sim)
+    Granule = model_of(table)
+    calls = []
+
+    def fn(session):
+        calls.append(1)
+        session.add(Granule(v="first"))
+        if len(calls) == 1:
+            session.flush()
+            sim.scale_event()
+            try:
+                session.add(Granule(v="more"))
+                session.flush()
+            except sqlalchemy.exc.DBAPIError:
+                session.rollback()
+        session.add(Granule(v="second"))
+
+    orca.run_transaction(sessionmaker(e), fn)
+    assert len(calls) == 2
+    assert sorted(on_server(f"SELECT v FROM {table.name}")) == [("first",), ("second",)]
+
+
+# ----- async and generator misuse ---------------------------------------------------------
+
+
+def test_fn_returning_a_coroutine_is_refused_and_rolled_back(engines, table):
+    e = engines()
+
+    async def body(connection):
+        connection.execute(table.insert, {"v": "late"})
+
+    def fn(connection):
+        connection.execute(table.insert, {"v": "a"})
+        return body(connection)
+
+    with pytest.raises(TypeError, match="after the transaction"):
+        orca.run_transaction(e, fn)
+    assert table.rows() == 0
+
+
+def test_fn_returning_a_generator_is_refused_and_rolled_back(engines, table):
+    e = engines()
+
+    def rows(connection):
+        yield connection.execute(table.insert, {"v": "late"})
+
+    def fn(connection):
+        connection.execute(table.insert, {"v": "a"})
+        return rows(connection)
+
+    with pytest.raises(TypeError, match="after the transaction"):
+        orca.run_transaction(e, fn)
+    assert table.rows() == 0
+
+
+# ----- a second connection of the same engine inside fn -----------------------------------
+
+
+def test_a_commit_on_another_connection_of_the_engine_inside_fn_is_never_run_again(
+    sim, engines, table
+):
+    """fn opens engine.begin() of its own (a second connection) and
+    commits there, then the run's connection is lost: running fn again
+    would write that row twice. Refused: OutcomeUnknown."""
+    e = engines(sim)
+    calls = []
+
+    def fn(connection):
+        calls.append(1)
+        with e.begin() as audit:
+            audit.execute(table.insert, {"v": "audit"})
+        connection.execute(table.insert, {"v": "main"})
+        sim.scale_event()
+        connection.execute(table.insert, {"v": "lost"})
+
+    with pytest.raises(orca.OutcomeUnknown, match="another connection"):
+        orca.run_transaction(e, fn)
+    assert (len(calls), table.rows()) == (1, 1)
+
+
+def test_an_autocommit_write_on_another_connection_inside_fn_is_never_run_again(
+    sim, engines, table
+):
+    e = engines(sim)
+    calls = []
+
+    def fn(connection):
+        calls.append(1)
+        with e.connect() as audit:
+            audit.execution_options(isolation_level="AUTOCOMMIT").execute(
+                table.insert, {"v": "audit"}
+            )
+        sim.scale_event()
+        connection.execute(table.insert, {"v": "lost"})
+
+    with pytest.raises(orca.OutcomeUnknown, match="another connection"):
+        orca.run_transaction(e, fn)
+    assert (len(calls), table.rows()) == (1, 1)
+
+
+def test_reads_on_another_connection_inside_fn_still_run_again(sim, engines, table):
+    e = engines(sim)
+    calls = []
+
+    def fn(connection):
+        calls.append(1)
+        with e.connect() as other:
+            other.execute(text("SELECT 1"))
+        connection.execute(table.insert, {"v": "a"})
+        if len(calls) == 1:
+            sim.scale_event()
+        connection.execute(table.insert, {"v": "b"})
+
+    orca.run_transaction(e, fn)
+    assert (len(calls), table.rows()) == (2, 2)
+
+
+# ----- Lambda -------------------------------------------------------------------------------
+
+
+def test_a_lambda_handler_called_inside_another_keeps_the_outer_connection(engines, table):
+    """A decorated handler called from another (a router calling a
+    sub-handler): the inner invocation's end must not close the connection
+    the outer one is using."""
+    e = engines()
+
+    @orca.lambda_handler(e)
+    def inner(event, context):
+        return "inner"
+
+    @orca.lambda_handler(e)
+    def outer(event, context):
+        with e.begin() as connection:
+            connection.execute(table.insert, {"v": "a"})
+            inner(event, context)
+            connection.execute(table.insert, {"v": "b"})
+        return "outer"
+
+    assert outer({}, LambdaContext(60_000)) == "outer"
+    assert table.rows() == 2
+
+
+def test_a_lambda_handler_returning_a_generator_is_refused(engines, table):
+    """A lazy result would run after the invocation closed the
+    connections (and outside the cap)."""
+    e = engines()
+
+    @orca.lambda_handler(e)
+    def handler(event, context):
+        with e.begin() as connection:
+            connection.execute(table.insert, {"v": "a"})
+        return (row for row in e.connect().execute(text("SELECT 1")))
+
+    with pytest.raises(TypeError, match="after the invocation"):
+        handler({}, LambdaContext(60_000))
+
+
+def test_an_async_lambda_handler_is_refused_when_decorated(engines):
+    e = engines()
+
+    async def handler(event, context):
+        return None
+
+    with pytest.raises(TypeError, match="plain function"):
+        orca.lambda_handler(e)(handler)
