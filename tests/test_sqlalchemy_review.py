@@ -48,9 +48,7 @@ def engines():
 
 
 def orca_decorated(function):
-    return retry_operational_error(max_retries=3, backoff_in_seconds=0.001, jitter=0.001)(
-        function
-    )
+    return retry_operational_error(max_retries=3, backoff_in_seconds=0.001, jitter=0.001)(function)
 
 
 def cancel_a_statement(connection):
@@ -63,9 +61,7 @@ def cancel_a_statement(connection):
 # ----- what fn committed itself, then an OperationalError ----------------------------
 
 
-def test_operational_error_after_fn_committed_itself_is_not_an_operational_error(
-    engines, table
-):
+def test_operational_error_after_fn_committed_itself_is_not_an_operational_error(engines, table):
     """fn commits (connection.commit()), then a statement fails with an
     OperationalError that is not a lost connection (57014). Surfaced as it
     is, ORCA's decorator runs the whole function again and the committed
@@ -89,9 +85,7 @@ def test_operational_error_after_fn_committed_itself_is_not_an_operational_error
     assert (len(calls), table.rows()) == (1, 1)
 
 
-def test_operational_error_after_a_nested_run_committed_is_not_an_operational_error(
-    engines, table
-):
+def test_operational_error_after_a_nested_run_committed_is_not_an_operational_error(engines, table):
     """A run_transaction inside fn committed; then fn fails with an
     OperationalError: ORCA's decorator must not run it all again."""
     e = engines()
@@ -161,9 +155,7 @@ def test_writes_after_session_commit_in_fn_are_committed(engines, table):
 # ----- fn swallows the lost connection ---------------------------------------------------
 
 
-def test_fn_that_swallows_a_lost_connection_never_returns_success_uncommitted(
-    sim, engines, table
-):
+def test_fn_that_swallows_a_lost_connection_never_returns_success_uncommitted(sim, engines, table):
     """fn catches the DB error of a lost connection and returns normally:
     the transaction was rolled back by the server; run_transaction must
     not report success with nothing committed. It runs fn again (nothing
@@ -186,9 +178,7 @@ def test_fn_that_swallows_a_lost_connection_never_returns_success_uncommitted(
     assert table.rows() == 1
 
 
-def test_orm_fn_that_rolls_back_after_a_lost_connection_and_goes_on_runs_again(
-    sim, engines, table
-):
+def test_orm_fn_that_rolls_back_after_a_lost_connection_and_goes_on_runs_again(sim, engines, table):
     """The ORM idiom: except DBAPIError: session.rollback(), then more
     work. The first part was rolled back by the server: committing only
     the rest would commit part of fn's transaction. fn runs again."""
