@@ -347,3 +347,112 @@ def test_an_async_lambda_handler_is_refused_when_decorated(engines):
 
     with pytest.raises(TypeError, match="plain function"):
         orca.lambda_handler(e)(handler)
+
+
+# ----- what fn does with the session and the connection -------------------------------------
+
+
+def test_a_savepoint_the_application_rolls_back_keeps_the_rest(engines, table):
+    """begin_nested() with an IntegrityError caught: the rest commits once."""
+    e = engines()
+    on_server(f"CREATE UNIQUE INDEX ON {table.name} (v)")
+
+    def fn(connection):
+        connection.execute(table.insert, {"v": "a"})
+        try:
+            with connection.begin_nested():
+                connection.execute(table.insert, {"v": "a"})
+        except sqlalchemy.exc.IntegrityError:
+            pass
+        connection.execute(table.insert, {"v": "b"})
+
+    orca.run_transaction(e, fn)
+    assert table.rows() == 2
+
+
+def test_a_lost_connection_inside_a_savepoint_the_application_catches_runs_again(
+    sim, engines, table
+):
+    e = engines(sim)
+    calls = []
+
+    def fn(connection):
+        calls.append(1)
+        connection.execute(table.insert, {"v": "a"})
+        try:
+            with connection.begin_nested():
+                if len(calls) == 1:
+                    sim.scale_event()
+                connection.execute(table.insert, {"v": "nested"})
+        except sqlalchemy.exc.DBAPIError:
+            pass  # "the optional part failed"
+        return len(calls)
+
+    assert orca.run_transaction(e, fn) == 2
+    assert sorted(on_server(f"SELECT v FROM {table.name}")) == [("a",), ("nested",)]
+
+
+def test_a_server_side_cursor_cut_mid_stream_runs_again_once(sim, engines, table):
+    e = engines(sim)
+    for v in range(50):
+        on_server(f"INSERT INTO {table.name} (v) VALUES (%s)", [str(v)])
+    calls = []
+
+    def fn(connection):
+        calls.append(1)
+        seen = 0
+        result = connection.execute(
+            text(f"SELECT v FROM {table.name}"),
+            execution_options={"stream_results": True, "max_row_buffer": 5},
+        )
+        for _ in result:
+            seen += 1
+            if seen == 10 and len(calls) == 1:
+                sim.scale_event()
+        connection.execute(table.insert, {"v": "summary"})
+        return seen
+
+    assert orca.run_transaction(e, fn) == 50
+    assert (len(calls), table.rows()) == (2, 51)
+
+
+@pytest.mark.parametrize(
+    "pool", [{"poolclass": "null"}, {"pool_pre_ping": True}, {"pool_size": 1, "max_overflow": 0}]
+)
+def test_pools_a_lost_commit_is_resolved_and_a_scale_event_runs_again(sim, engines, table, pool):
+    if pool.get("poolclass") == "null":
+        pool = {"poolclass": sqlalchemy.pool.NullPool}
+    e = engines(sim, pool_timeout=10, **pool) if "pool_size" in pool else engines(sim, **pool)
+    calls = []
+
+    def fn(connection):
+        calls.append(1)
+        connection.execute(table.insert, {"v": "a"})
+        if len(calls) == 1:
+            sim.scale_event()
+        connection.execute(table.insert, {"v": "b"})
+
+    orca.run_transaction(e, fn)
+    sim.lose_replies(1, contains="COMMIT")
+    orca.run_transaction(e, lambda c: c.execute(table.insert, {"v": "c"}))
+    assert sim.stats["lost_replies"] == 1
+    assert (len(calls), table.rows()) == (2, 3)
+
+
+def test_an_engine_with_execution_options_is_followed(sim, engines, table):
+    """engine.execution_options(isolation_level=...) is another Engine
+    object (an OptionEngine) over the same pool and plugin."""
+    e = engines(sim).execution_options(isolation_level="SERIALIZABLE")
+    calls = []
+
+    def fn(connection):
+        calls.append(1)
+        level = connection.execute(text("SHOW transaction_isolation")).scalar()
+        connection.execute(table.insert, {"v": "a"})
+        if len(calls) == 1:
+            sim.scale_event()
+        connection.execute(table.insert, {"v": "b"})
+        return level
+
+    assert orca.run_transaction(e, fn) == "serializable"
+    assert (len(calls), table.rows()) == (2, 2)
