@@ -456,3 +456,42 @@ def test_an_engine_with_execution_options_is_followed(sim, engines, table):
 
     assert orca.run_transaction(e, fn) == "serializable"
     assert (len(calls), table.rows()) == (2, 2)
+
+
+def test_a_lost_reply_to_fns_own_commit_is_unknown_and_never_run_again(sim, engines, table):
+    """fn's own connection.commit() loses its reply: fn raises out of it
+    on a lost connection, which would otherwise be run again."""
+    e = engines(sim)
+    calls = []
+
+    @orca_decorated
+    def post():
+        def fn(connection):
+            calls.append(1)
+            connection.execute(table.insert, {"v": "a"})
+            connection.commit()
+            connection.execute(table.insert, {"v": "b"})
+
+        orca.run_transaction(e, fn)
+
+    sim.lose_replies(1, contains="COMMIT")
+    with pytest.raises(orca.OutcomeUnknown):  # the plugin's own, from the COMMIT
+        post()
+    assert sim.stats["lost_replies"] == 1
+    assert (len(calls), table.rows()) == (1, 1)
+
+
+def test_a_lost_reply_to_fns_own_session_commit_is_unknown(sim, engines, table):
+    e = engines(sim)
+    Granule = model_of(table)
+    calls = []
+
+    def fn(session):
+        calls.append(1)
+        session.add(Granule(v="a"))
+        session.commit()
+
+    sim.lose_replies(1, contains="COMMIT")
+    with pytest.raises(orca.OutcomeUnknown):
+        orca.run_transaction(sessionmaker(e), fn)
+    assert (len(calls), table.rows()) == (1, 1)
