@@ -495,3 +495,22 @@ def test_a_lost_reply_to_fns_own_session_commit_is_unknown(sim, engines, table):
     with pytest.raises(orca.OutcomeUnknown):
         orca.run_transaction(sessionmaker(e), fn)
     assert (len(calls), table.rows()) == (1, 1)
+
+
+def test_a_nested_lambda_handler_with_its_own_engine_is_closed_by_the_outer_one(engines):
+    e, other = engines(), engines()
+    held = []
+
+    @orca.lambda_handler(other)
+    def inner(event, context):
+        held.append(other.connect().connection.dbapi_connection)  # left checked out
+        return "inner"
+
+    @orca.lambda_handler(e)
+    def outer(event, context):
+        inner(event, context)
+        assert not held[0].closed  # the outer invocation goes on
+        return "outer"
+
+    assert outer({}, LambdaContext(60_000)) == "outer"
+    assert held[0].closed  # closed when the outermost one ended

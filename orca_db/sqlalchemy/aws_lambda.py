@@ -96,22 +96,30 @@ def invocation(
 ) -> Iterator[None]:
     """What :func:`lambda_handler` does around a handler, as a context
     manager (for frameworks that call the handler themselves). Inside
-    another invocation (a handler calling a decorated one) it does
-    nothing: closing there would close the outer one's connections."""
-    if _inside.get():
+    another invocation (a handler calling a decorated one) it closes
+    nothing: closing there would close the outer one's connections; its
+    engines are closed when the outermost invocation ends."""
+    outer = _inside.get()
+    if outer is not None:
+        for engine in engines:
+            if not any(engine is known for known in outer):
+                _tracker(engine)
+                close_engine(engine)  # not used by the outer one (yet)
+                outer.append(engine)
         yield
         return
-    inside = _inside.set(True)
+    closing = list(engines)
+    inside = _inside.set(closing)
     try:
-        with _invocation(context, engines, margin_ms):
+        with _invocation(context, closing, margin_ms):
             yield
     finally:
         _inside.reset(inside)
 
 
-#: Whether an invocation is running in this context.
-_inside: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "orca_db_lambda_invocation", default=False
+#: The engines the outermost invocation running in this context closes.
+_inside: contextvars.ContextVar[list[Engine] | None] = contextvars.ContextVar(
+    "orca_db_lambda_invocation", default=None
 )
 
 
@@ -131,7 +139,7 @@ def _lazy(value: Any) -> bool:
 
 
 @contextlib.contextmanager
-def _invocation(context: Any, engines: tuple[Engine, ...], margin_ms: int) -> Iterator[None]:
+def _invocation(context: Any, engines: list[Engine], margin_ms: int) -> Iterator[None]:
     token = lambda_request_id.set(getattr(context, "aws_request_id", None))
     try:
         for engine in engines:
