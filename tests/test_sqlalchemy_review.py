@@ -514,3 +514,49 @@ def test_a_nested_lambda_handler_with_its_own_engine_is_closed_by_the_outer_one(
 
     assert outer({}, LambdaContext(60_000)) == "outer"
     assert held[0].closed  # closed when the outermost one ended
+
+
+# ----- statements that read like reads --------------------------------------------------------
+
+
+@pytest.fixture
+def writing_function(table):
+    on_server(
+        f"CREATE FUNCTION {table.name}_add() RETURNS int LANGUAGE sql AS "
+        f"$$ INSERT INTO {table.name} (v) VALUES ('by function') RETURNING id $$"
+    )
+    yield f"{table.name}_add"
+    on_server(f"DROP FUNCTION IF EXISTS {table.name}_add()")
+
+
+@pytest.mark.parametrize("resolve_commit", [None, True])
+def test_a_lost_commit_after_a_select_of_a_writing_function_is_never_run_again(
+    sim, engines, table, writing_function, resolve_commit
+):
+    """SELECT f() where f inserts looks like a read: its lost COMMIT is
+    never guessed (unknown when not asked, resolved when asked)."""
+    e = engines(sim)
+    calls = []
+
+    def fn(connection):
+        calls.append(1)
+        return connection.execute(text(f"SELECT {writing_function}()")).scalar()
+
+    sim.lose_replies(1, contains="COMMIT")
+    if resolve_commit:
+        assert orca.run_transaction(e, fn, resolve_commit=True) == 1
+    else:
+        with pytest.raises(orca.OutcomeUnknown):
+            orca.run_transaction(e, fn)
+    assert (len(calls), table.rows()) == (1, 1)
+
+
+def test_a_scoped_session_is_refused_with_a_clear_error(engines):
+    """fn would be handed a session of its own while the application's
+    code inside it uses the registry's: refused, not followed."""
+    from sqlalchemy.orm import scoped_session
+
+    registry = scoped_session(sessionmaker(engines()))
+    with pytest.raises(TypeError, match="sessionmaker"):
+        orca.run_transaction(registry, lambda session: None)
+    registry.remove()
