@@ -560,3 +560,41 @@ def test_a_scoped_session_is_refused_with_a_clear_error(engines):
     with pytest.raises(TypeError, match="sessionmaker"):
         orca.run_transaction(registry, lambda session: None)
     registry.remove()
+
+
+def test_an_autocommit_option_engine_still_runs_fn_in_one_transaction(sim, engines, table):
+    """engine.execution_options(isolation_level="AUTOCOMMIT"), the FAQ's
+    recipe for autocommit reads, passed to run_transaction: each statement
+    would commit on its own and a second run apply the first's again."""
+    e = engines(sim).execution_options(isolation_level="AUTOCOMMIT")
+    calls = []
+
+    def fn(connection):
+        calls.append(1)
+        connection.execute(table.insert, {"v": "a"})
+        if len(calls) == 1:
+            sim.scale_event()
+        connection.execute(table.insert, {"v": "b"})
+
+    orca.run_transaction(e, fn)
+    assert (len(calls), table.rows()) == (2, 2)
+
+
+def test_a_sessionmaker_with_binds_to_other_engines_is_refused(sim, engines, table):
+    """sessionmaker(engine, binds={Model: other}): the session writes
+    Model's rows on the other engine, in a transaction run_transaction
+    neither reads an id of nor sees committed (committed one after the
+    other, not atomically). A scale event on the run's connection after
+    the other engine committed would write them twice."""
+    e, other = engines(sim), engines()
+    Granule = model_of(table)
+    factory = sessionmaker(e, binds={Granule: other})
+    calls = []
+
+    def fn(session):
+        calls.append(1)
+        session.add(Granule(v="a"))
+
+    with pytest.raises(TypeError, match="binds"):
+        orca.run_transaction(factory, fn)
+    assert (len(calls), table.rows()) == (0, 0)

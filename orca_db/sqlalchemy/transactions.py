@@ -173,7 +173,14 @@ def _settled(error: BaseException, runs: Runs, alias: str) -> BaseException:
 def _engine_of(target: Any) -> tuple[Engine, Callable[[], Any] | None]:
     if isinstance(target, Engine):
         return target, None
-    bind = getattr(target, "kw", {}).get("bind") if callable(target) else None
+    kw = getattr(target, "kw", {}) if callable(target) else {}
+    if kw.get("binds"):
+        # Rows of those mappers go to other connections, committed apart.
+        raise TypeError(
+            "run_transaction() takes a sessionmaker bound to one engine; this one has "
+            "binds= to others, whose writes it could not follow."
+        )
+    bind = kw.get("bind")
     if isinstance(bind, Engine):
         return bind, target
     raise TypeError(
