@@ -598,3 +598,27 @@ def test_a_sessionmaker_with_binds_to_other_engines_is_refused(sim, engines, tab
     with pytest.raises(TypeError, match="binds"):
         orca.run_transaction(factory, fn)
     assert (len(calls), table.rows()) == (0, 0)
+
+
+def test_a_scale_event_after_fns_own_session_commit_is_unknown_never_run_again(
+    sim, engines, table
+):
+    e = engines(sim)
+    Granule = model_of(table)
+    calls = []
+
+    @orca_decorated
+    def post():
+        def fn(session):
+            calls.append(1)
+            session.add(Granule(v="a"))
+            session.commit()
+            sim.scale_event()
+            session.add(Granule(v="b"))
+            session.flush()
+
+        orca.run_transaction(sessionmaker(e), fn)
+
+    with pytest.raises(orca.OutcomeUnknown, match="COMMIT itself"):
+        post()
+    assert (len(calls), table.rows()) == (1, 1)
