@@ -600,9 +600,7 @@ def test_a_sessionmaker_with_binds_to_other_engines_is_refused(sim, engines, tab
     assert (len(calls), table.rows()) == (0, 0)
 
 
-def test_a_scale_event_after_fns_own_session_commit_is_unknown_never_run_again(
-    sim, engines, table
-):
+def test_a_scale_event_after_fns_own_session_commit_is_unknown_never_run_again(sim, engines, table):
     e = engines(sim)
     Granule = model_of(table)
     calls = []
