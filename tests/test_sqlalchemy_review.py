@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sim_clients import on_server
+from tests.sim_clients import backend_alive, on_server
 from tests.sqlalchemy_helpers import Table, engine, retry_operational_error
 from tests.test_sqlalchemy_transactions import LambdaContext, model_of
+from tests.waiting import wait_until
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
@@ -620,3 +621,26 @@ def test_a_scale_event_after_fns_own_session_commit_is_unknown_never_run_again(s
     with pytest.raises(orca.OutcomeUnknown, match="COMMIT itself"):
         post()
     assert (len(calls), table.rows()) == (1, 1)
+
+
+def test_a_terminated_backend_the_application_catches_runs_again(engines, table):
+    """The same with a real 57P01 (pg_terminate_backend): fn catches the
+    error and returns; nothing of the first run is committed."""
+    e = engines()
+    calls = []
+
+    def fn(connection):
+        calls.append(1)
+        connection.execute(table.insert, {"v": "a"})
+        if len(calls) == 1:
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            on_server("SELECT pg_terminate_backend(%s)", [pid])
+            wait_until(lambda: not backend_alive(pid))
+            try:
+                connection.execute(table.insert, {"v": "b"})
+            except sqlalchemy.exc.DBAPIError:
+                return "gave up on b"
+        return "all"
+
+    assert orca.run_transaction(e, fn) == "all"
+    assert (len(calls), table.rows()) == (2, 1)
