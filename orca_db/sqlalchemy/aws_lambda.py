@@ -12,7 +12,9 @@ kills the function. The Django host does the same for Django's connections
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
+import inspect
 import logging
 import weakref
 from collections.abc import Callable, Iterator
@@ -63,10 +65,25 @@ def lambda_handler(*engines: Engine, margin_ms: int = DEFAULT_MARGIN_MS) -> Call
         _tracker(engine)  # follows checkouts from now on
 
     def decorate(handler: Callable[[Any, Any], T]) -> Callable[[Any, Any], T]:
+        if _lazy(handler):
+            raise TypeError(
+                f"lambda_handler() cannot wrap {handler!r}: its body would run after the "
+                f"invocation closed the connections. Decorate a plain function."
+            )
+
         @functools.wraps(handler)
         def invoke(event: Any, context: Any) -> T:
             with invocation(context, *engines, margin_ms=margin_ms):
-                return handler(event, context)
+                result = handler(event, context)
+                if _lazy(result):
+                    with contextlib.suppress(Exception):
+                        result.close()  # type: ignore[attr-defined]
+                    raise TypeError(
+                        f"{handler!r} returned {type(result).__name__}: it would run after "
+                        f"the invocation closed the connections (and past the cap). "
+                        f"Return the result itself."
+                    )
+                return result
 
         return invoke
 
@@ -78,7 +95,51 @@ def invocation(
     context: Any, *engines: Engine, margin_ms: int = DEFAULT_MARGIN_MS
 ) -> Iterator[None]:
     """What :func:`lambda_handler` does around a handler, as a context
-    manager (for frameworks that call the handler themselves)."""
+    manager (for frameworks that call the handler themselves). Inside
+    another invocation (a handler calling a decorated one) it closes
+    nothing: closing there would close the outer one's connections; its
+    engines are closed when the outermost invocation ends."""
+    outer = _inside.get()
+    if outer is not None:
+        for engine in engines:
+            if not any(engine is known for known in outer):
+                _tracker(engine)
+                close_engine(engine)  # not used by the outer one (yet)
+                outer.append(engine)
+        yield
+        return
+    closing = list(engines)
+    inside = _inside.set(closing)
+    try:
+        with _invocation(context, closing, margin_ms):
+            yield
+    finally:
+        _inside.reset(inside)
+
+
+#: The engines the outermost invocation running in this context closes.
+_inside: contextvars.ContextVar[list[Engine] | None] = contextvars.ContextVar(
+    "orca_db_lambda_invocation", default=None
+)
+
+
+def _lazy(value: Any) -> bool:
+    """A coroutine, generator (or their functions): a body run later."""
+    return any(
+        check(value)
+        for check in (
+            inspect.isawaitable,
+            inspect.isgenerator,
+            inspect.isasyncgen,
+            inspect.iscoroutinefunction,
+            inspect.isgeneratorfunction,
+            inspect.isasyncgenfunction,
+        )
+    )
+
+
+@contextlib.contextmanager
+def _invocation(context: Any, engines: list[Engine], margin_ms: int) -> Iterator[None]:
     token = lambda_request_id.set(getattr(context, "aws_request_id", None))
     try:
         for engine in engines:

@@ -20,6 +20,7 @@ from ..commit_resolution import LostCommit, unresolved
 from ..retry import Operation
 from . import exc
 from .resolution import release, resolve, transaction_ids
+from .unfollowed import lost_under_fn, not_run_again, refuse_lazy
 
 __all__ = ["Final", "Runs", "Stage", "chained", "driver_error_of", "watching"]
 
@@ -75,6 +76,12 @@ class Runs:
         self.committed_along = False
         #: The database of a run_transaction inside fn that committed.
         self.committed_inside: str | None = None
+        #: fn committed a write on another connection of the engine (those
+        #: it wrote on are listed); its own connection was lost (and fn
+        #: caught the error): the listeners in transactions.py set these.
+        self.committed_elsewhere = False
+        self.wrote_elsewhere: list[Connection] = []
+        self.lost_in_body: BaseException | None = None
         #: What fn returned: a lost COMMIT found committed returns it.
         self.result: Any = None
         #: The SQLAlchemy error behind each driver error handed to the engine.
@@ -96,8 +103,9 @@ class Runs:
 
     def _run_once(self) -> Any:
         self.stage = Stage.CONNECT
-        self.wrote = self.committed_along = False
-        self.committed_inside = None
+        self.wrote = self.committed_along = self.committed_elsewhere = False
+        self.committed_inside = self.lost_in_body = None
+        self.wrote_elsewhere = []
         self.connection = self.driver_connection = None
         token = watching.set(self)
         try:
@@ -110,11 +118,13 @@ class Runs:
     def _run_core(self) -> Any:
         connection = self._connect()
         try:
-            transaction = connection.begin()
+            connection.begin()
             self._started(connection)
             self.result = self.fn(connection)
-            if transaction.is_active:
-                self._commit(connection, transaction.commit)
+            self._returned()
+            # Also a transaction autobegun after fn's own connection.commit().
+            if connection.in_transaction():
+                self._commit(connection, connection.commit)
             return self.result
         finally:
             release(connection)  # rolls back what was not committed
@@ -128,6 +138,7 @@ class Runs:
             session.begin()
             self._started(connection)
             self.result = self.fn(session)
+            self._returned()
             if session.in_transaction():
                 session.flush()
                 self._commit(connection, session.commit)
@@ -151,6 +162,12 @@ class Runs:
         self.connection = connection
         self.driver_connection = connection.connection.dbapi_connection
         self.stage = Stage.BODY
+
+    def _returned(self) -> None:
+        refuse_lazy(self.result, self.fn)
+        if self.lost_in_body is not None:
+            self.stage = Stage.ROLLED_BACK
+            raise lost_under_fn(self.operation.alias, self.lost_in_body)
 
     def _commit(self, connection: Connection, commit: Callable[[], None]) -> None:
         asked = self._resolvable() and (
@@ -258,22 +275,7 @@ class Runs:
             failure, committed_nothing=committed_nothing, settings=self.operation.settings
         ):
             return ours
-        if self.committed_along:
-            return core.OutcomeUnknown(
-                f"The function run by run_transaction on database {self.operation.alias!r} "
-                f"sent COMMIT itself, which committed what it had done before; it then "
-                f"failed ({failure.error_type}) and was not run again."
-            )
-        if self.committed_inside is not None:
-            # Not an OperationalError: a decorator re-running the caller
-            # would commit that inner transaction a second time.
-            return core.OutcomeUnknown(
-                f"The transaction on database {self.operation.alias!r} was rolled back "
-                f"({failure.error_type}) and not run again: a run_transaction on database "
-                f"{self.committed_inside!r} inside it committed, which this rollback does "
-                f"not undo."
-            )
-        return None
+        return not_run_again(self, failure.error_type)
 
     def _lost(self) -> bool:
         """The run's own connection was lost: the server rolled its

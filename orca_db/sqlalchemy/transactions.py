@@ -38,6 +38,7 @@ from ..sql import profile
 from . import exc
 from .plugin import settings_of
 from .runs import Final, Runs, Stage, chained, watching
+from .unfollowed import committed_by_fn
 
 __all__ = ["run_transaction"]
 
@@ -119,7 +120,7 @@ def run_transaction(
         _committed_inside(alias)
         return result
     settled = _settled(failed, runs, alias)
-    if isinstance(settled, exc.OutcomeUnknown):
+    if isinstance(settled, exc.OutcomeUnknown) or committed_by_fn(runs):
         _committed_inside(alias)
     raise settled
 
@@ -150,14 +151,36 @@ def _settled(error: BaseException, runs: Runs, alias: str) -> BaseException:
     if isinstance(error, core.ScaleEventError):
         ours = exc.wrap(error, None)
         ours.__cause__ = error.__cause__
-        return ours
+        error = ours
+    committed = committed_by_fn(runs)
+    if committed and isinstance(error, sa_exc.OperationalError):
+        # A decorator that re-runs the caller on any OperationalError (ORCA's
+        # retry_operational_error) would commit that part a second time.
+        return chained(
+            exc.wrap(
+                core.OutcomeUnknown(
+                    f"The function run by run_transaction on database {alias!r} failed "
+                    f"({type(error).__name__}) after {committed}: part of its work is "
+                    f"committed, and it was not run again."
+                ),
+                None,
+            ),
+            error,
+        )
     return error
 
 
 def _engine_of(target: Any) -> tuple[Engine, Callable[[], Any] | None]:
     if isinstance(target, Engine):
         return target, None
-    bind = getattr(target, "kw", {}).get("bind") if callable(target) else None
+    kw = getattr(target, "kw", {}) if callable(target) else {}
+    if kw.get("binds"):
+        # Rows of those mappers go to other connections, committed apart.
+        raise TypeError(
+            "run_transaction() takes a sessionmaker bound to one engine; this one has "
+            "binds= to others, whose writes it could not follow."
+        )
+    bind = kw.get("bind")
     if isinstance(bind, Engine):
         return bind, target
     raise TypeError(
@@ -183,13 +206,19 @@ def _watch(engine: Engine) -> None:
     if not event.contains(engine, "before_cursor_execute", _seen_statement):
         event.listen(engine, "before_cursor_execute", _seen_statement)
         event.listen(engine, "commit", _seen_commit)
+        # Pool events outlive dispose(): the new pool takes them over.
+        event.listen(engine.pool, "invalidate", _seen_invalidated)
+        event.listen(engine.pool, "soft_invalidate", _seen_invalidated)
 
 
 def _seen_statement(
     connection: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
 ) -> None:
     runs = watching.get()
-    if runs is None or connection is not runs.connection:
+    if runs is None:
+        return
+    if connection is not runs.connection:
+        _seen_elsewhere(runs, connection, statement)
         return
     # Reads need no resolution; anything unrecognised counts as a write.
     if not runs.wrote and not profile(statement).maybe_read:
@@ -199,7 +228,35 @@ def _seen_statement(
         runs.committed_along = True
 
 
+def _seen_elsewhere(runs: Runs, connection: Connection, statement: str) -> None:
+    """A statement of fn on another connection of the engine (its own
+    engine.begin(), a Session of its own): a write there commits apart
+    from this run, and a second run would apply it again."""
+    if runs.stage is not Stage.BODY or profile(statement).maybe_read:
+        return
+    driver = connection.connection.dbapi_connection
+    if getattr(driver, "autocommit", False) or decisions.may_commit(statement):
+        runs.committed_elsewhere = True  # committed as it ran
+    elif not any(c is connection for c in runs.wrote_elsewhere):
+        runs.wrote_elsewhere.append(connection)
+
+
 def _seen_commit(connection: Connection) -> None:
     runs = watching.get()
-    if runs is not None and connection is runs.connection and runs.stage is Stage.BODY:
+    if runs is None or runs.stage is not Stage.BODY:
+        return
+    if connection is runs.connection:
         runs.committed_along = True  # fn committed (connection.commit()) itself
+    elif any(c is connection for c in runs.wrote_elsewhere):
+        runs.committed_elsewhere = True
+
+
+def _seen_invalidated(dbapi_connection: Any, record: Any, error: BaseException | None) -> None:
+    runs = watching.get()
+    if (
+        runs is not None
+        and runs.stage is Stage.BODY
+        and runs.lost_in_body is None
+        and dbapi_connection is runs.driver_connection
+    ):
+        runs.lost_in_body = error or ConnectionError("connection invalidated")
