@@ -15,6 +15,11 @@ client is gone: wait a moment, then end it so that the status becomes
 final). Another cluster, or one whose identity cannot be read, is
 ``OutcomeUnknown``. Every connection that dies while asking is replaced,
 within the operation's deadline (the retry engine asks again).
+
+Part of the core: it imports no framework. It talks to the host's connection
+object through ``cursor()``, ``ensure_connection()`` and ``connection`` (the
+DB-API connection under it), catches only what the host's error table says
+a failed query raises, and raises the host's ``OutcomeUnknown``.
 """
 
 from __future__ import annotations
@@ -24,10 +29,8 @@ import logging
 import time
 from typing import Any
 
-from django.db import DatabaseError
-
 from .classify import Failure, classify, driver_error
-from .exceptions import OutcomeUnknown, TransactionRolledBack
+from .outcomes import CORE_ERRORS, ErrorTable, OutcomeUnknown, TransactionRolledBack
 
 logger = logging.getLogger("orca_db.retry")
 
@@ -100,7 +103,7 @@ def transaction_status(connection, lost_connection, pending: LostCommit, operati
     if connection.connection is lost_connection:
         drop(connection)  # never ask the connection that was lost
     connection.ensure_connection()
-    cluster = _query(connection, operation.alias, "SELECT " + _CLUSTER_SQL, [])
+    cluster = _query(connection, operation, "SELECT " + _CLUSTER_SQL, [])
     if pending.cluster is None or cluster is None:
         return None  # no proof that this is the transaction's cluster
     if cluster != pending.cluster:
@@ -111,7 +114,7 @@ def transaction_status(connection, lost_connection, pending: LostCommit, operati
     budget = min(2 * _IN_PROGRESS_WAIT, max(0.0, operation.remaining()))
     terminated = False
     while True:
-        status = _query(connection, operation.alias, _XACT_STATUS_SQL, [pending.xid])
+        status = _query(connection, operation, _XACT_STATUS_SQL, [pending.xid])
         waited = time.monotonic() - started
         if status != "in progress" or waited >= budget:
             return status
@@ -121,16 +124,16 @@ def transaction_status(connection, lost_connection, pending: LostCommit, operati
             # the COMMIT (a commit record being written cannot be
             # interrupted) or abort; either way the status becomes final.
             terminated = True
-            _query(connection, operation.alias, _TERMINATE_SQL, [pending.backend_pid, pending.xid])
+            _query(connection, operation, _TERMINATE_SQL, [pending.backend_pid, pending.xid])
         time.sleep(_IN_PROGRESS_POLL)
 
 
-def _query(connection, alias: str, sql: str, params: list) -> Any:
+def _query(connection, operation, sql: str, params: list) -> Any:
     try:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()[0]
-    except DatabaseError as error:
+    except operation.settings.errors.database as error:
         if classify(error).retryable:
             # This connection died too: the engine asks again on a new one
             # (the next attempt reconnects), within the deadline.
@@ -141,20 +144,24 @@ def _query(connection, alias: str, sql: str, params: list) -> Any:
         logger.warning(
             "%s failed on database %r: %s",
             sql.split("(")[0],
-            alias,
+            operation.alias,
             type(driver_error(error)).__name__,
         )
         return None
 
 
-def unresolved(alias: str, pending: LostCommit, status: str | None) -> OutcomeUnknown:
-    """The error for a lost COMMIT the server could not resolve."""
+def unresolved(
+    alias: str, pending: LostCommit, status: str | None, errors: ErrorTable = CORE_ERRORS
+) -> OutcomeUnknown:
+    """The error for a lost COMMIT the server could not resolve (the class
+    of ``errors``, the host's table)."""
+    unknown = errors.of(OutcomeUnknown)
     lost = (
         f"The connection to database {alias!r} was lost while COMMIT was in flight "
         f"({pending.failure.error_type})"
     )
     if status == OTHER_CLUSTER:
-        return OutcomeUnknown(
+        return unknown(
             f"{lost}, and the new connection reached another cluster (another "
             f"system_identifier: a blue/green switchover?), whose transaction ids are not "
             f"this transaction's: whether it committed cannot be told."
@@ -162,17 +169,19 @@ def unresolved(alias: str, pending: LostCommit, status: str | None) -> OutcomeUn
     why = status or "unknown"
     if pending.cluster is None:
         why = "the cluster's identity (pg_control_system) could not be read"
-    return OutcomeUnknown(
+    return unknown(
         f"{lost} and the server cannot tell whether the transaction committed (status: {why})."
     )
 
 
-def question_failed(alias: str, pending: LostCommit, error: BaseException) -> OutcomeUnknown:
+def question_failed(
+    alias: str, pending: LostCommit, error: BaseException, errors: ErrorTable = CORE_ERRORS
+) -> OutcomeUnknown:
     """The error for a lost COMMIT that could not be asked about: the new
     connection was refused for good (a login refused, a session rule 1
     will not restore: ``SessionStateLost``, whose "start over" would run
     again what may have committed)."""
-    return OutcomeUnknown(
+    return errors.of(OutcomeUnknown)(
         f"The connection to database {alias!r} was lost while COMMIT was in flight "
         f"({pending.failure.error_type}), and asking whether it committed failed "
         f"({type(driver_error(error)).__name__}): the transaction may or may not have "

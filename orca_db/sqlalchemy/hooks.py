@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from .. import decisions, drivers
 from ..classify import SERVER_CLOSED, Failure, classify
-from ..conf import RetrySettings
+from ..options import RetrySettings
 from . import exc
 from .exc import as_sqlalchemy, core_error, wrap
 from .reconnect import link_of, reconnect, run_read_only
