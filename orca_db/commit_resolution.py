@@ -16,17 +16,24 @@ final). Another cluster, or one whose identity cannot be read, is
 ``OutcomeUnknown``. Every connection that dies while asking is replaced,
 within the operation's deadline (the retry engine asks again).
 
-Part of the core: it imports no framework. It talks to the host's connection
-object through ``cursor()``, ``ensure_connection()`` and ``connection`` (the
-DB-API connection under it), catches only what the host's error table says
-a failed query raises, and raises the host's ``OutcomeUnknown``.
+Part of the core: it imports no framework. The protocol itself runs at the
+DB-API level: :func:`read_transaction_id` on the transaction's cursor before
+COMMIT, :func:`resolve` with an ``ask`` function on a new connection after
+a lost reply (:func:`dbapi_ask` makes one from a DB-API connection). The
+Django host's entry points (:func:`transaction_id`,
+:func:`transaction_status`) talk to its connection object through
+``cursor()``, ``ensure_connection()`` and ``connection``, catch only what
+the host's error table says a failed query raises, and the errors are the
+host's ``OutcomeUnknown``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .classify import Failure, classify, driver_error
@@ -91,19 +98,33 @@ class LostCommit:
 OTHER_CLUSTER = "another cluster"
 
 
+#: Runs one query (SQL, parameters) and returns the first column of its row;
+#: ``None`` for a query that failed for good (logged); raises when the
+#: connection died (the caller asks again on another).
+Ask = Callable[[str, list], Any]
+
+
 def transaction_status(connection, lost_connection, pending: LostCommit, operation) -> str | None:
-    """What became of the transaction whose COMMIT reply was lost:
-    "committed", "aborted", "in progress" (still, after waiting and ending
-    the old backend), ``OTHER_CLUSTER`` (the new connection reached another
-    cluster than the transaction's), or ``None`` (the server cannot tell,
-    or the cluster's identity could not be read). Asked on a new
-    connection; a connection that dies while asking raises, and the caller's
-    retry engine asks again on another one within the deadline."""
+    """:func:`resolve` on the host's connection object (Django's): never on
+    the connection that was lost, which is dropped first."""
     assert pending.xid is not None  # a transaction without one had nothing to lose
     if connection.connection is lost_connection:
         drop(connection)  # never ask the connection that was lost
     connection.ensure_connection()
-    cluster = _query(connection, operation, "SELECT " + _CLUSTER_SQL, [])
+    return resolve(functools.partial(_query, connection, operation), pending, operation)
+
+
+def resolve(ask: Ask, pending: LostCommit, operation) -> str | None:
+    """What became of the transaction whose COMMIT reply was lost:
+    "committed", "aborted", "in progress" (still, after waiting and ending
+    the old backend), ``OTHER_CLUSTER`` (the new connection reached another
+    cluster than the transaction's), or ``None`` (the server cannot tell,
+    or the cluster's identity could not be read). Asked through ``ask`` on a
+    new connection; a connection that dies while asking raises, and the
+    caller's retry engine asks again on another one within the deadline
+    (``operation``'s)."""
+    assert pending.xid is not None  # a transaction without one had nothing to lose
+    cluster = ask("SELECT " + _CLUSTER_SQL, [])
     if pending.cluster is None or cluster is None:
         return None  # no proof that this is the transaction's cluster
     if cluster != pending.cluster:
@@ -114,7 +135,7 @@ def transaction_status(connection, lost_connection, pending: LostCommit, operati
     budget = min(2 * _IN_PROGRESS_WAIT, max(0.0, operation.remaining()))
     terminated = False
     while True:
-        status = _query(connection, operation, _XACT_STATUS_SQL, [pending.xid])
+        status = ask(_XACT_STATUS_SQL, [pending.xid])
         waited = time.monotonic() - started
         if status != "in progress" or waited >= budget:
             return status
@@ -124,7 +145,7 @@ def transaction_status(connection, lost_connection, pending: LostCommit, operati
             # the COMMIT (a commit record being written cannot be
             # interrupted) or abort; either way the status becomes final.
             terminated = True
-            _query(connection, operation, _TERMINATE_SQL, [pending.backend_pid, pending.xid])
+            ask(_TERMINATE_SQL, [pending.backend_pid, pending.xid])
         time.sleep(_IN_PROGRESS_POLL)
 
 
@@ -139,15 +160,51 @@ def _query(connection, operation, sql: str, params: list) -> Any:
             # (the next attempt reconnects), within the deadline.
             drop(connection)
             raise
-        # "transaction ID is in the future": another server's history; not
-        # allowed to end another role's backend: keep waiting.
-        logger.warning(
-            "%s failed on database %r: %s",
-            sql.split("(")[0],
-            operation.alias,
-            type(driver_error(error)).__name__,
-        )
+        _failed_for_good(sql, operation, error)
         return None
+
+
+def _failed_for_good(sql: str, operation, error: BaseException) -> None:
+    # "transaction ID is in the future": another server's history; not
+    # allowed to end another role's backend: keep waiting.
+    logger.warning(
+        "%s failed on database %r: %s",
+        sql.split("(")[0],
+        operation.alias,
+        type(driver_error(error)).__name__,
+    )
+
+
+def dbapi_ask(dbapi_connection: Any, operation) -> Ask:
+    """An :data:`Ask` on a DB-API connection in autocommit (a host below
+    Django's cursor: SQLAlchemy's ``connection.connection.dbapi_connection``).
+    A failure a retry can cure raises (the caller replaces the connection);
+    any other is logged and answers ``None``."""
+
+    def ask(sql: str, params: list) -> Any:
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(sql, params)
+                return cursor.fetchone()[0]
+            finally:
+                cursor.close()
+        except Exception as error:
+            if classify(error).retryable:
+                raise
+            _failed_for_good(sql, operation, error)
+            return None
+
+    return ask
+
+
+def read_transaction_id(cursor: Any) -> tuple[str | None, int, str | None]:
+    """On the open transaction's DB-API cursor, before COMMIT: its id
+    (assigned now if need be), its backend's pid and its cluster's identity,
+    in one round trip: the :class:`LostCommit` fields a lost reply needs."""
+    cursor.execute(_XACT_ID_AND_CLUSTER_SQL)
+    xid, pid, cluster = cursor.fetchone()
+    return xid, pid, cluster
 
 
 def unresolved(
