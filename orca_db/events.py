@@ -80,7 +80,7 @@ def listen(listener: Listener) -> None:
 def unlisten(listener: Listener) -> None:
     """Stop calling ``listener`` (added by :func:`listen`)."""
     global _listeners
-    _listeners = tuple(known for known in _listeners if known is not listener)
+    _listeners = tuple(known for known in _listeners if known != listener)
 
 
 def deliver(event: SettledEvent) -> None:

@@ -101,3 +101,27 @@ def test_a_lost_commit_is_unknown_in_the_hosts_class():
 def test_a_table_refuses_a_class_that_is_not_the_outcome():
     with pytest.raises(TypeError, match="does not subclass"):
         outcomes.ErrorTable({outcomes.OutcomeUnknown: exceptions.TransactionRolledBack})
+
+
+def test_listeners_of_the_core_hear_every_event_and_never_raise(caplog):
+    import datetime
+
+    from orca_db import events
+
+    heard = []
+
+    def broken(event):
+        raise RuntimeError("a listener's own bug")
+
+    events.listen(broken)
+    events.listen(heard.append)
+    try:
+        event = events.SettledEvent("unit", "execute", datetime.datetime.now(datetime.UTC))
+        events.deliver(event)
+    finally:
+        events.unlisten(broken)
+        events.unlisten(heard.append)
+    assert heard == [event]
+    assert "listener" in caplog.text and "RuntimeError" in caplog.text
+    events.deliver(event)
+    assert heard == [event]  # no longer listening
