@@ -73,58 +73,74 @@ _FIELDS = {f.name: f for f in dataclasses.fields(RetrySettings) if f.name != "aw
 S = TypeVar("S", bound=RetrySettings)
 
 
+#: How a message names the options: Django's place for them.
+DJANGO_WHERE = f"OPTIONS[{OPTIONS_KEY!r}]"
+
+
 def _check_number(
-    error: type[ConfigurationError], key: str, value: Any, *, minimum: float, integer: bool = False
+    error: type[ConfigurationError],
+    where: str,
+    key: str,
+    value: Any,
+    *,
+    minimum: float,
+    integer: bool = False,
 ) -> None:
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind):
         expected = "an integer" if integer else "a number"
-        raise error(f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be {expected}, got {value!r}.")
+        raise error(f"{where}[{key!r}] must be {expected}, got {value!r}.")
     if not math.isfinite(value) or value < minimum:
-        raise error(f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be at least {minimum}, got {value!r}.")
+        raise error(f"{where}[{key!r}] must be at least {minimum}, got {value!r}.")
 
 
 @overload
-def parse_retry_settings(options: Any) -> RetrySettings: ...
+def parse_retry_settings(options: Any, *, where: str = ...) -> RetrySettings: ...
 @overload
-def parse_retry_settings(options: Any, settings_class: type[S]) -> S: ...
+def parse_retry_settings(options: Any, settings_class: type[S], *, where: str = ...) -> S: ...
 
 
-def parse_retry_settings(options: Any, settings_class: type[RetrySettings] = RetrySettings) -> Any:
+def parse_retry_settings(
+    options: Any, settings_class: type[RetrySettings] = RetrySettings, *, where: str = DJANGO_WHERE
+) -> Any:
     """Validate an ``aurora`` options value into ``settings_class`` (a
     host's subclass of :class:`RetrySettings`); raise that host's
-    :class:`ConfigurationError` naming the offending key."""
+    :class:`ConfigurationError` naming the offending key as ``where[key]``
+    (``where``: how the host's users write the options, e.g. ``aurora`` for
+    ``create_engine(..., aurora={...})``)."""
     error = settings_class.errors.of(ConfigurationError)
     if options is None:
         return settings_class()
     if not isinstance(options, Mapping):
-        raise error(f"OPTIONS[{OPTIONS_KEY!r}] must be a dict, got {type(options).__name__}.")
+        raise error(f"{where} must be a dict, got {type(options).__name__}.")
     unknown = sorted(set(options) - set(_FIELDS) - AWS_KEYS - DATA_API_KEYS)
     if unknown:
         raise error(
-            f"Unknown key OPTIONS[{OPTIONS_KEY!r}][{unknown[0]!r}]; "
+            f"Unknown key {where}[{unknown[0]!r}]; "
             f"valid keys: {', '.join(sorted({*_FIELDS, *AWS_KEYS, *DATA_API_KEYS}))}."
         )
     for key in ("deadline", "backoff_initial", "backoff_max", "backoff_storm_max"):
         if key in options:
-            _check_number(error, key, options[key], minimum=0)
+            _check_number(error, where, key, options[key], minimum=0)
     if options.get("max_attempts") is not None:
-        _check_number(error, "max_attempts", options["max_attempts"], minimum=1, integer=True)
+        _check_number(
+            error, where, "max_attempts", options["max_attempts"], minimum=1, integer=True
+        )
     if options.get("statement_deadline") is not None:
-        _check_number(error, "statement_deadline", options["statement_deadline"], minimum=0.001)
+        _check_number(
+            error, where, "statement_deadline", options["statement_deadline"], minimum=0.001
+        )
     for key in ("retry_writes", "enabled", "record_events", "retry_conflicts"):
         if key in options and not isinstance(options[key], bool):
-            raise error(
-                f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be True or False, got {options[key]!r}."
-            )
+            raise error(f"{where}[{key!r}] must be True or False, got {options[key]!r}.")
     result = settings_class(
         **{key: value for key, value in options.items() if key in _FIELDS},
-        aws=parse_aws_settings(options, error),
+        aws=parse_aws_settings(options, error, where),
     )
     for key in ("backoff_max", "backoff_storm_max"):
         if getattr(result, key) < result.backoff_initial:
             raise error(
-                f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] ({getattr(result, key)}) must "
+                f"{where}[{key!r}] ({getattr(result, key)}) must "
                 f"not be below 'backoff_initial' ({result.backoff_initial})."
             )
     return result

@@ -125,3 +125,17 @@ def test_listeners_of_the_core_hear_every_event_and_never_raise(caplog):
     assert "listener" in caplog.text and "RuntimeError" in caplog.text
     events.deliver(event)
     assert heard == [event]  # no longer listening
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"deadline": -1}, "aurora['deadline'] must be at least 0, got -1."),
+        ({"secret": ""}, "aurora['secret'] must be a non-empty string, got ''."),
+        ("soon", "aurora must be a dict, got str."),
+    ],
+)
+def test_a_host_names_the_options_as_its_users_write_them(value, message):
+    with pytest.raises(outcomes.ConfigurationError) as raised:
+        options.parse_retry_settings(value, where="aurora")
+    assert str(raised.value) == message

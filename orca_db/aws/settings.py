@@ -37,21 +37,21 @@ class AwsSettings:
         return self.secret is not None or self.iam_auth
 
 
-def _key(name: str) -> str:
-    return f"OPTIONS['aurora'][{name!r}]"
-
-
-def _text(options: Mapping[str, Any], name: str, error: type[ConfigurationError]) -> str | None:
+def _text(
+    options: Mapping[str, Any], name: str, error: type[ConfigurationError], where: str
+) -> str | None:
     value = options.get(name)
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise error(f"{_key(name)} must be a non-empty string, got {value!r}.")
+        raise error(f"{where}[{name!r}] must be a non-empty string, got {value!r}.")
     return value.strip()
 
 
 def parse_aws_settings(
-    options: Mapping[str, Any], error: type[ConfigurationError] = ConfigurationError
+    options: Mapping[str, Any],
+    error: type[ConfigurationError] = ConfigurationError,
+    where: str = "OPTIONS['aurora']",
 ) -> AwsSettings | None:
     """The AWS part of a validated-as-a-dict ``OPTIONS["aurora"]``; ``None``
     when it sets none of the AWS keys (the usual case: nothing to do)."""
@@ -59,10 +59,10 @@ def parse_aws_settings(
         return None
     iam_auth = options.get("iam_auth", False)
     if not isinstance(iam_auth, bool):
-        raise error(f"{_key('iam_auth')} must be True or False, got {iam_auth!r}.")
+        raise error(f"{where}['iam_auth'] must be True or False, got {iam_auth!r}.")
     return AwsSettings(
-        secret=_text(options, "secret", error),
+        secret=_text(options, "secret", error, where),
         iam_auth=iam_auth,
-        region=_text(options, "region", error),
-        cluster=_text(options, "cluster", error),
+        region=_text(options, "region", error, where),
+        cluster=_text(options, "cluster", error, where),
     )
