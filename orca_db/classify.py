@@ -102,14 +102,20 @@ def driver_error(exc: BaseException) -> BaseException:
 
     Only wrappers are unwrapped: ``django.db.utils`` re-raises a driver error
     as its own class ``from`` it (recognised by its module's name: the core
-    imports no framework), and the outcomes of ``orca_db.outcomes`` (every
-    host's subclasses of them) do the same.
+    imports no framework), SQLAlchemy raises a ``DBAPIError`` whose ``orig``
+    is its cause (recognised by that), and the outcomes of
+    ``orca_db.outcomes`` (every host's subclasses of them) do the same.
     Anything else (``TransactionManagementError``, chained by Django to the
     possibly stale error that once broke the transaction) is judged as
     itself: the statement it refused never reached the server."""
     for _ in range(3):
-        wrapper = isinstance(exc, ScaleEventError) or type(exc).__module__ == "django.db.utils"
-        if not wrapper or exc.__cause__ is None:
+        cause = exc.__cause__
+        wrapper = (
+            isinstance(exc, ScaleEventError)
+            or type(exc).__module__ == "django.db.utils"
+            or getattr(exc, "orig", None) is cause
+        )
+        if not wrapper or cause is None:
             return exc
         exc = exc.__cause__
     return exc

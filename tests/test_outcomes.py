@@ -139,3 +139,21 @@ def test_a_host_names_the_options_as_its_users_write_them(value, message):
     with pytest.raises(outcomes.ConfigurationError) as raised:
         options.parse_retry_settings(value, where="aurora")
     assert str(raised.value) == message
+
+
+def test_a_sqlalchemy_wrapper_is_judged_by_the_driver_error_behind_it():
+    """What SQLAlchemy raises around a driver error (``orig``, and ``from``
+    it) tells the same facts as the driver error itself."""
+    sa_exc = pytest.importorskip("sqlalchemy.exc")
+    from orca_db.classify import driver_error
+
+    inner = scale_event()
+    try:
+        try:
+            raise inner
+        except Exception as error:
+            raise sa_exc.OperationalError("SELECT 1", None, error) from error
+    except sa_exc.OperationalError as wrapped:
+        assert driver_error(wrapped) is inner
+        assert classify(wrapped) == classify(inner)
+        assert classify(wrapped).sqlstate == "57P01" and classify(wrapped).retryable
