@@ -117,7 +117,7 @@ def driver_error(exc: BaseException) -> BaseException:
         )
         if not wrapper or cause is None:
             return exc
-        exc = exc.__cause__
+        exc = cause
     return exc
 
 
