@@ -134,6 +134,18 @@ def test_the_core_imports_no_framework():
     }
 
 
+def test_the_sqlalchemy_host_stands_on_the_core_alone():
+    """No Django on the SQLAlchemy path (issue 23): the plugin imports
+    neither Django nor a module of the Django host (``orca_db.conf``: use
+    ``orca_db.options``; ``orca_db.exceptions``: ``orca_db.outcomes``)."""
+    sqlalchemy_host = {
+        name: path for name, path in LIBRARY.items() if name.startswith("orca_db.sqlalchemy")
+    }
+    assert "orca_db.sqlalchemy.plugin" in sqlalchemy_host
+    django_host = tuple(set(DJANGO_HOST_MODULES) - {"orca_db"})
+    assert importers_of(sqlalchemy_host, ("django", "orca_db.backends", *django_host)) == {}
+
+
 def test_the_django_host_modules_exist():
     assert set(DJANGO_HOST_MODULES) <= set(LIBRARY)
 
