@@ -22,6 +22,7 @@ from .error_texts import (
     SERVER_TERMINATED_TEXT,
     STORM_TEXT,
 )
+from .outcomes import ConnectTimeout, ScaleEventError
 
 # SQLSTATEs a retry can cure: the server or the connection went away.
 _RETRYABLE_SQLSTATES: Final = frozenset(
@@ -100,15 +101,23 @@ def driver_error(exc: BaseException) -> BaseException:
     """The driver exception behind Django's wrapper of it (or ours).
 
     Only wrappers are unwrapped: ``django.db.utils`` re-raises a driver error
-    as its own class ``from`` it, and ``orca_db.exceptions`` do the same.
+    as its own class ``from`` it (recognised by its module's name: the core
+    imports no framework), SQLAlchemy raises a ``DBAPIError`` whose ``orig``
+    is its cause (recognised by that), and the outcomes of
+    ``orca_db.outcomes`` (every host's subclasses of them) do the same.
     Anything else (``TransactionManagementError``, chained by Django to the
     possibly stale error that once broke the transaction) is judged as
     itself: the statement it refused never reached the server."""
     for _ in range(3):
-        module = type(exc).__module__
-        if module not in ("django.db.utils", "orca_db.exceptions") or exc.__cause__ is None:
+        cause = exc.__cause__
+        wrapper = (
+            isinstance(exc, ScaleEventError)
+            or type(exc).__module__ == "django.db.utils"
+            or getattr(exc, "orig", None) is cause
+        )
+        if not wrapper or cause is None:
             return exc
-        exc = exc.__cause__
+        exc = cause
     return exc
 
 
@@ -189,7 +198,7 @@ def _is_connection_level(exc: BaseException) -> bool:
     # connection closed on our side); any other class is an application error
     # that merely mentions similar words.
     names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & {"OperationalError", "InterfaceError"}:
+    if names & {"OperationalError", "InterfaceError"} or isinstance(exc, ConnectTimeout):
         return True
     # psycopg2 raises its base DatabaseError itself (never a subclass, no
     # SQLSTATE) when the connection dies before libpq marks it bad: "SSL

@@ -15,19 +15,29 @@ client is gone: wait a moment, then end it so that the status becomes
 final). Another cluster, or one whose identity cannot be read, is
 ``OutcomeUnknown``. Every connection that dies while asking is replaced,
 within the operation's deadline (the retry engine asks again).
+
+Part of the core: it imports no framework. The protocol itself runs at the
+DB-API level: :func:`read_transaction_id` on the transaction's cursor before
+COMMIT, :func:`resolve` with an ``ask`` function on a new connection after
+a lost reply (:func:`dbapi_ask` makes one from a DB-API connection). The
+Django host's entry points (:func:`transaction_id`,
+:func:`transaction_status`) talk to its connection object through
+``cursor()``, ``ensure_connection()`` and ``connection``, catch only what
+the host's error table says a failed query raises, and the errors are the
+host's ``OutcomeUnknown``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
-from django.db import DatabaseError
-
 from .classify import Failure, classify, driver_error
-from .exceptions import OutcomeUnknown, TransactionRolledBack
+from .outcomes import CORE_ERRORS, ErrorTable, OutcomeUnknown, TransactionRolledBack
 
 logger = logging.getLogger("orca_db.retry")
 
@@ -88,19 +98,33 @@ class LostCommit:
 OTHER_CLUSTER = "another cluster"
 
 
+#: Runs one query (SQL, parameters) and returns the first column of its row;
+#: ``None`` for a query that failed for good (logged); raises when the
+#: connection died (the caller asks again on another).
+Ask = Callable[[str, list], Any]
+
+
 def transaction_status(connection, lost_connection, pending: LostCommit, operation) -> str | None:
-    """What became of the transaction whose COMMIT reply was lost:
-    "committed", "aborted", "in progress" (still, after waiting and ending
-    the old backend), ``OTHER_CLUSTER`` (the new connection reached another
-    cluster than the transaction's), or ``None`` (the server cannot tell,
-    or the cluster's identity could not be read). Asked on a new
-    connection; a connection that dies while asking raises, and the caller's
-    retry engine asks again on another one within the deadline."""
+    """:func:`resolve` on the host's connection object (Django's): never on
+    the connection that was lost, which is dropped first."""
     assert pending.xid is not None  # a transaction without one had nothing to lose
     if connection.connection is lost_connection:
         drop(connection)  # never ask the connection that was lost
     connection.ensure_connection()
-    cluster = _query(connection, operation.alias, "SELECT " + _CLUSTER_SQL, [])
+    return resolve(functools.partial(_query, connection, operation), pending, operation)
+
+
+def resolve(ask: Ask, pending: LostCommit, operation) -> str | None:
+    """What became of the transaction whose COMMIT reply was lost:
+    "committed", "aborted", "in progress" (still, after waiting and ending
+    the old backend), ``OTHER_CLUSTER`` (the new connection reached another
+    cluster than the transaction's), or ``None`` (the server cannot tell,
+    or the cluster's identity could not be read). Asked through ``ask`` on a
+    new connection; a connection that dies while asking raises, and the
+    caller's retry engine asks again on another one within the deadline
+    (``operation``'s)."""
+    assert pending.xid is not None  # a transaction without one had nothing to lose
+    cluster = ask("SELECT " + _CLUSTER_SQL, [])
     if pending.cluster is None or cluster is None:
         return None  # no proof that this is the transaction's cluster
     if cluster != pending.cluster:
@@ -111,7 +135,7 @@ def transaction_status(connection, lost_connection, pending: LostCommit, operati
     budget = min(2 * _IN_PROGRESS_WAIT, max(0.0, operation.remaining()))
     terminated = False
     while True:
-        status = _query(connection, operation.alias, _XACT_STATUS_SQL, [pending.xid])
+        status = ask(_XACT_STATUS_SQL, [pending.xid])
         waited = time.monotonic() - started
         if status != "in progress" or waited >= budget:
             return status
@@ -121,40 +145,80 @@ def transaction_status(connection, lost_connection, pending: LostCommit, operati
             # the COMMIT (a commit record being written cannot be
             # interrupted) or abort; either way the status becomes final.
             terminated = True
-            _query(connection, operation.alias, _TERMINATE_SQL, [pending.backend_pid, pending.xid])
+            ask(_TERMINATE_SQL, [pending.backend_pid, pending.xid])
         time.sleep(_IN_PROGRESS_POLL)
 
 
-def _query(connection, alias: str, sql: str, params: list) -> Any:
+def _query(connection, operation, sql: str, params: list) -> Any:
     try:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()[0]
-    except DatabaseError as error:
+    except operation.settings.errors.database as error:
         if classify(error).retryable:
             # This connection died too: the engine asks again on a new one
             # (the next attempt reconnects), within the deadline.
             drop(connection)
             raise
-        # "transaction ID is in the future": another server's history; not
-        # allowed to end another role's backend: keep waiting.
-        logger.warning(
-            "%s failed on database %r: %s",
-            sql.split("(")[0],
-            alias,
-            type(driver_error(error)).__name__,
-        )
+        _failed_for_good(sql, operation, error)
         return None
 
 
-def unresolved(alias: str, pending: LostCommit, status: str | None) -> OutcomeUnknown:
-    """The error for a lost COMMIT the server could not resolve."""
+def _failed_for_good(sql: str, operation, error: BaseException) -> None:
+    # "transaction ID is in the future": another server's history; not
+    # allowed to end another role's backend: keep waiting.
+    logger.warning(
+        "%s failed on database %r: %s",
+        sql.split("(")[0],
+        operation.alias,
+        type(driver_error(error)).__name__,
+    )
+
+
+def dbapi_ask(dbapi_connection: Any, operation) -> Ask:
+    """An :data:`Ask` on a DB-API connection in autocommit (a host below
+    Django's cursor: SQLAlchemy's ``connection.connection.dbapi_connection``).
+    A failure a retry can cure raises (the caller replaces the connection);
+    any other is logged and answers ``None``."""
+
+    def ask(sql: str, params: list) -> Any:
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(sql, params)
+                return cursor.fetchone()[0]
+            finally:
+                cursor.close()
+        except Exception as error:
+            if classify(error).retryable:
+                raise
+            _failed_for_good(sql, operation, error)
+            return None
+
+    return ask
+
+
+def read_transaction_id(cursor: Any) -> tuple[str | None, int, str | None]:
+    """On the open transaction's DB-API cursor, before COMMIT: its id
+    (assigned now if need be), its backend's pid and its cluster's identity,
+    in one round trip: the :class:`LostCommit` fields a lost reply needs."""
+    cursor.execute(_XACT_ID_AND_CLUSTER_SQL)
+    xid, pid, cluster = cursor.fetchone()
+    return xid, pid, cluster
+
+
+def unresolved(
+    alias: str, pending: LostCommit, status: str | None, errors: ErrorTable = CORE_ERRORS
+) -> OutcomeUnknown:
+    """The error for a lost COMMIT the server could not resolve (the class
+    of ``errors``, the host's table)."""
+    unknown = errors.of(OutcomeUnknown)
     lost = (
         f"The connection to database {alias!r} was lost while COMMIT was in flight "
         f"({pending.failure.error_type})"
     )
     if status == OTHER_CLUSTER:
-        return OutcomeUnknown(
+        return unknown(
             f"{lost}, and the new connection reached another cluster (another "
             f"system_identifier: a blue/green switchover?), whose transaction ids are not "
             f"this transaction's: whether it committed cannot be told."
@@ -162,17 +226,19 @@ def unresolved(alias: str, pending: LostCommit, status: str | None) -> OutcomeUn
     why = status or "unknown"
     if pending.cluster is None:
         why = "the cluster's identity (pg_control_system) could not be read"
-    return OutcomeUnknown(
+    return unknown(
         f"{lost} and the server cannot tell whether the transaction committed (status: {why})."
     )
 
 
-def question_failed(alias: str, pending: LostCommit, error: BaseException) -> OutcomeUnknown:
+def question_failed(
+    alias: str, pending: LostCommit, error: BaseException, errors: ErrorTable = CORE_ERRORS
+) -> OutcomeUnknown:
     """The error for a lost COMMIT that could not be asked about: the new
     connection was refused for good (a login refused, a session rule 1
     will not restore: ``SessionStateLost``, whose "start over" would run
     again what may have committed)."""
-    return OutcomeUnknown(
+    return errors.of(OutcomeUnknown)(
         f"The connection to database {alias!r} was lost while COMMIT was in flight "
         f"({pending.failure.error_type}), and asking whether it committed failed "
         f"({type(driver_error(error)).__name__}): the transaction may or may not have "

@@ -1,4 +1,9 @@
-"""Per-database retry settings: ``DATABASES[alias]["OPTIONS"]["aurora"]``.
+"""Django's per-database retry settings: ``DATABASES[alias]["OPTIONS"]["aurora"]``.
+
+A Django host module (docs/architecture.md): the keys are validated by the
+core (:mod:`orca_db.options`) into this host's :class:`RetrySettings`, whose
+error table (``orca_db.exceptions.DJANGO_ERRORS``) makes the core raise
+Django's errors: a bad value raises ``ImproperlyConfigured`` naming the key.
 
 Read through :func:`retry_settings` at call time (never at import), cached per
 alias and cleared when ``DATABASES`` changes, so ``override_settings`` works.
@@ -6,118 +11,37 @@ alias and cleared when ``DATABASES`` changes, so ``override_settings`` works.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .aws.settings import AWS_KEYS, AwsSettings, parse_aws_settings
-from .backoff import Backoff
+from . import options
+from .exceptions import DJANGO_ERRORS
+from .options import DATA_API_KEYS, OPTIONS_KEY
+from .outcomes import ErrorTable
 
-OPTIONS_KEY = "aurora"
-#: Keys of the Data API engine, validated by it when it connects
-#: (orca_db.backends.aurora_data_api.settings).
-DATA_API_KEYS = frozenset({"cluster_arn", "secret"})
-
-
-@dataclasses.dataclass(frozen=True)
-class RetrySettings:
-    #: Wall-clock budget (seconds) for one operation, first attempt included.
-    #: The default covers a paused cluster resuming (15-40 s) with margin.
-    deadline: float = 60.0
-    #: Attempts per operation, first included; ``None``: the deadline alone.
-    max_attempts: int | None = None
-    #: First backoff ceiling (seconds); it doubles per attempt up to
-    #: ``backoff_max``. Each sleep is drawn between half the ceiling and the
-    #: ceiling (jitter), so a recovered server is found within ``backoff_max``.
-    backoff_initial: float = 0.05
-    backoff_max: float = 0.1
-    #: The ceiling after a server said it is full or starting (53300, 57P03,
-    #: a full PgBouncer): waits drawn from 0 to the ceiling, so a fleet of
-    #: clients spreads out during a resume storm (orca_db.backoff).
-    backoff_storm_max: float = 2.0
-    #: Seconds a single statement may run before it is cut off and its
-    #: connection closed (``DeadlineExceeded``): the bound on a silent
-    #: network. ``None``: no bound but the Lambda function's remaining time.
-    statement_deadline: float | None = None
-    #: Replay autocommit writes whose outcome is unknown. Only for workloads
-    #: whose every write is idempotent: a replayed write may apply twice.
-    retry_writes: bool = False
-    #: Switch the retry layer off (errors surface as with Django's backend).
-    enabled: bool = True
-    #: Let receivers of ``orca_db.signals.retry_event`` store events for
-    #: this database (``orca_db_app`` does when installed).
-    record_events: bool = True
-    #: ``retry_atomic`` runs a transaction again after a serialization
-    #: failure (40001) or a deadlock (40P01), as it does after a scale event.
-    retry_conflicts: bool = True
-
-    #: The keys ``secret``, ``iam_auth``, ``region``, ``cluster``
-    #: (docs/aws.md); ``None`` when none is set.
-    aws: AwsSettings | None = None
-
-    def backoff(self) -> Backoff:
-        return Backoff(self.backoff_initial, self.backoff_max, self.backoff_storm_max)
+__all__ = [
+    "DATA_API_KEYS",
+    "OPTIONS_KEY",
+    "RetrySettings",
+    "clear_cache",
+    "parse_retry_settings",
+    "retry_settings",
+]
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(RetrySettings) if f.name != "aws"}
+class RetrySettings(options.RetrySettings):
+    """:class:`orca_db.options.RetrySettings` of the Django host: the core
+    raises Django's errors (``orca_db.exceptions``) for it."""
+
+    errors: ClassVar[ErrorTable] = DJANGO_ERRORS
 
 
-def _check_number(key: str, value: Any, *, minimum: float, integer: bool = False):
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        expected = "an integer" if integer else "a number"
-        raise ImproperlyConfigured(
-            f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be {expected}, got {value!r}."
-        )
-    if not math.isfinite(value) or value < minimum:
-        raise ImproperlyConfigured(
-            f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be at least {minimum}, got {value!r}."
-        )
-
-
-def parse_retry_settings(options: Any) -> RetrySettings:
+def parse_retry_settings(value: Any) -> RetrySettings:
     """Validate an ``OPTIONS["aurora"]`` value; raise ``ImproperlyConfigured``
     naming the offending key."""
-    if options is None:
-        return RetrySettings()
-    if not isinstance(options, Mapping):
-        raise ImproperlyConfigured(
-            f"OPTIONS[{OPTIONS_KEY!r}] must be a dict, got {type(options).__name__}."
-        )
-    unknown = sorted(set(options) - set(_FIELDS) - AWS_KEYS - DATA_API_KEYS)
-    if unknown:
-        raise ImproperlyConfigured(
-            f"Unknown key OPTIONS[{OPTIONS_KEY!r}][{unknown[0]!r}]; "
-            f"valid keys: {', '.join(sorted({*_FIELDS, *AWS_KEYS, *DATA_API_KEYS}))}."
-        )
-    for key in ("deadline", "backoff_initial", "backoff_max", "backoff_storm_max"):
-        if key in options:
-            _check_number(key, options[key], minimum=0)
-    if options.get("max_attempts") is not None:
-        _check_number("max_attempts", options["max_attempts"], minimum=1, integer=True)
-    if options.get("statement_deadline") is not None:
-        _check_number("statement_deadline", options["statement_deadline"], minimum=0.001)
-    for key in ("retry_writes", "enabled", "record_events", "retry_conflicts"):
-        if key in options and not isinstance(options[key], bool):
-            raise ImproperlyConfigured(
-                f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] must be True or False, got {options[key]!r}."
-            )
-    result = RetrySettings(
-        **{key: value for key, value in options.items() if key in _FIELDS},
-        aws=parse_aws_settings(options),
-    )
-    for key in ("backoff_max", "backoff_storm_max"):
-        if getattr(result, key) < result.backoff_initial:
-            raise ImproperlyConfigured(
-                f"OPTIONS[{OPTIONS_KEY!r}][{key!r}] ({getattr(result, key)}) must "
-                f"not be below 'backoff_initial' ({result.backoff_initial})."
-            )
-    return result
+    return options.parse_retry_settings(value, RetrySettings)
 
 
 # Bumped whenever DATABASES changes; each connection keeps the settings it
@@ -131,8 +55,8 @@ def retry_settings(connection: Any) -> RetrySettings:
     cached = connection.__dict__.get("_orca_db_retry_settings")
     if cached is not None and cached[0] == _generation:
         return cached[1]
-    options = connection.settings_dict.get("OPTIONS") or {}
-    value = parse_retry_settings(options.get(OPTIONS_KEY))
+    settings_options = connection.settings_dict.get("OPTIONS") or {}
+    value = parse_retry_settings(settings_options.get(OPTIONS_KEY))
     connection._orca_db_retry_settings = (_generation, value)
     return value
 

@@ -47,8 +47,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from django.db import OperationalError
-
+from .outcomes import ConnectTimeout
 from .watches import Watch, held_in_cap, hold, watchdog
 
 __all__ = [
@@ -125,14 +124,6 @@ def watch_statement(fd: int, statement_deadline: float | None) -> Watch | None:
         own = time.monotonic() + statement_deadline
         at = own if at is None else min(at, own)
     return None if at is None else watchdog.watch(fd, at)
-
-
-class ConnectTimeout(OperationalError):
-    """A connect attempt bounded by the caller ran out of time. Classified
-    like libpq's own "timeout expired": retryable, nothing was applied."""
-
-    def __init__(self, detail: str = "the attempt was bounded by the operation's deadline") -> None:
-        super().__init__(f"timeout expired ({detail})")
 
 
 # libpq (and psycopg 3, which mimics it) round a connect_timeout below 2 s

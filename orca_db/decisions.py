@@ -51,7 +51,7 @@ from __future__ import annotations
 import enum
 
 from .classify import Failure
-from .conf import RetrySettings
+from .options import RetrySettings
 from .sql import profile
 
 _MAY_COMMIT = frozenset({"commit", "prepare_transaction", "commit_prepared", "mixed"})

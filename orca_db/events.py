@@ -1,4 +1,11 @@
-"""The record of one operation that met a scale event, and its delivery."""
+"""The record of one operation that met a scale event, and its delivery.
+
+:func:`deliver` logs each settled event and calls the listeners hosts and
+applications added with :func:`listen`: the Django host's ``retry_event``
+signal (``orca_db.signals``, listening from its import on), the EMF writer
+of ``orca_db.logging.emf_events_to``. Events are the same whatever the host,
+so every listener hears every event of the process.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,8 @@ import functools
 import logging
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
-
-from .signals import retry_event
 
 logger = logging.getLogger("orca_db.events")
 
@@ -59,9 +65,26 @@ class SettledEvent:
 
 _LEVELS = {"recovered": logging.WARNING, "exhausted": logging.ERROR, "raised": logging.ERROR}
 
+Listener = Callable[[SettledEvent], None]
+#: Called with each settled event, in the thread of the operation, in the
+#: order added. A tuple, replaced whole: delivering reads it without a lock.
+_listeners: tuple[Listener, ...] = ()
+
+
+def listen(listener: Listener) -> None:
+    """Call ``listener(event)`` with every settled event from now on."""
+    global _listeners
+    _listeners = (*_listeners, listener)
+
+
+def unlisten(listener: Listener) -> None:
+    """Stop calling ``listener`` (added by :func:`listen`)."""
+    global _listeners
+    _listeners = tuple(known for known in _listeners if known != listener)
+
 
 def deliver(event: SettledEvent) -> None:
-    """Log the settled event and send ``retry_event``; never raise."""
+    """Log the settled event and call the listeners; never raise."""
     logger.log(
         _LEVELS.get(event.outcome, logging.WARNING),
         "%s on database %r %s after %d attempt(s) in %.0f ms: %s",
@@ -73,11 +96,13 @@ def deliver(event: SettledEvent) -> None:
         event.error_type,
         extra={"orca_db": {"kind": "settled", **event.as_dict()}},
     )
-    for receiver, response in retry_event.send_robust(sender=SettledEvent, event=event):
-        if isinstance(response, Exception):
+    for listener in _listeners:
+        try:
+            listener(event)
+        except Exception as error:
             logger.error(
-                "retry_event receiver %r failed: %s",
-                receiver,
-                type(response).__name__,
-                exc_info=response,
+                "retry event listener %r failed: %s",
+                listener,
+                type(error).__name__,
+                exc_info=error,
             )

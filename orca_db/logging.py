@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
-from .events import SettledEvent, lambda_request_id
+from .events import SettledEvent, lambda_request_id, listen, unlisten
 from .metrics_emf import DEFAULT_DIMENSIONS, DEFAULT_NAMESPACE, Directive
 
 #: The attribute orca-db's records carry their facts in.
@@ -142,11 +142,9 @@ class SettledEvents(logging.Filter):
 @contextlib.contextmanager
 def emf_events_to(target: str | Path | IO[str], **options: Any) -> Iterator[EmfFormatter]:
     """Within this block, append every settled retry event (the
-    ``retry_event`` signal, whatever the logging levels) to ``target`` (a
+    listeners of ``orca_db.events``, whatever the logging levels) to ``target`` (a
     path or a text stream) as an EMF line; ``options`` go to
     :class:`EmfFormatter`. Used by ``aurora_demo --emf``."""
-    from .signals import retry_event
-
     formatter = EmfFormatter(**options)
     lock = threading.Lock()  # events arrive from the application's threads
     with contextlib.ExitStack() as stack:
@@ -156,14 +154,14 @@ def emf_events_to(target: str | Path | IO[str], **options: Any) -> Iterator[EmfF
             else target
         )
 
-        def write(sender: Any, event: SettledEvent, **kwargs: Any) -> None:
+        def write(event: SettledEvent) -> None:
             line = formatter.format_event(event)
             with lock:
                 stream.write(line + "\n")
                 stream.flush()
 
-        retry_event.connect(write, weak=False)
+        listen(write)
         try:
             yield formatter
         finally:
-            retry_event.disconnect(write)
+            unlisten(write)

@@ -14,9 +14,9 @@ Each settled retry event becomes:
 
 Only ``opentelemetry-api`` is used (``pip install orca-db[otel]``); the
 application installs the SDK and configures exporters. Nothing here imports
-OpenTelemetry until the first event with ``ORCA_DB_OPENTELEMETRY = True``;
-importing this module costs no more than Django's settings. See
-docs/observability.md.
+OpenTelemetry until the first :func:`record`; whether to record is the
+host's decision (Django's ``ORCA_DB_OPENTELEMETRY`` setting, read by
+``orca_db.signals.record_in_opentelemetry``). See docs/observability.md.
 """
 
 from __future__ import annotations
@@ -36,21 +36,6 @@ SPAN_EVENT = "orca_db.retry"
 #: 15-40 s, the default deadline is 60 s.
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0)
 ATTEMPT_BUCKETS = (1, 2, 3, 5, 10, 20, 50, 100)
-
-
-def enabled() -> bool:
-    """``settings.ORCA_DB_OPENTELEMETRY``, read now (``override_settings``
-    works); only ``True`` switches it on (orca_db.W040 reports other values)."""
-    from django.conf import settings
-
-    return getattr(settings, SETTING, False) is True
-
-
-def on_retry_event(sender: Any, event: SettledEvent, **kwargs: Any) -> None:
-    """The ``retry_event`` receiver ``orca_db_app`` connects: records the
-    event when the setting is on."""
-    if enabled():
-        record(event)
 
 
 def metric_attributes(event: SettledEvent) -> dict[str, str]:

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from .backoff import RANDOM
 from .classify import Failure, classify, driver_error
-from .conf import RetrySettings
 from .deadlines import cap, deadline_cap
 from .events import SettledEvent, deliver
-from .exceptions import RetriesExhausted, ScaleEventError
+from .options import RetrySettings
+from .outcomes import RetriesExhausted, ScaleEventError
 
 if TYPE_CHECKING:
     import tenacity
@@ -269,7 +269,7 @@ def _exhausted(operation: Operation) -> RetriesExhausted:
 
     failure = operation.last_failure
     assert failure is not None
-    return RetriesExhausted(
+    return operation.settings.errors.of(RetriesExhausted)(
         f"Database {operation.alias!r} did not recover from {failure.error_type} "
         f"within {operation.attempts} attempt(s) and "
         f"{operation.elapsed_ms() / 1000:.1f} s: {scrub_message(failure.message)}"

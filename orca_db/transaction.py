@@ -173,7 +173,7 @@ def _execute(func: Callable[..., T], args: tuple, kwargs: dict, call: _Call) -> 
         # Asking failed for good (a login refused; a session rule 1 will not
         # restore, whose "start over" would run again what may have
         # committed): the error must say that COMMIT was in flight.
-        raise question_failed(alias, runs.pending, error) from error
+        raise question_failed(alias, runs.pending, error, settings.errors) from error
     if operation.attempts == 1 and operation.last_failure is not None:
         # Resolved within the first run (a lost COMMIT found committed): the
         # engine only reports what it retried.

@@ -224,7 +224,9 @@ class TransactionRuns:
             self.stage = Stage.ROLLED_BACK
             raise pending.cause  # retryable: the engine runs it all again
         self.pending = None
-        raise unresolved(self.operation.alias, pending, status) from pending.cause
+        raise unresolved(
+            self.operation.alias, pending, status, self.operation.settings.errors
+        ) from pending.cause
 
     def _committed(self, pending: LostCommit) -> Any:
         self.pending = None

@@ -10,8 +10,7 @@ class OrcaDbAppConfig(AppConfig):
         # Registration happens on import: system checks (checks*.py, one
         # module per feature) and the receiver that stores retry events
         # (receivers.py).
-        from orca_db import otel
-        from orca_db.signals import retry_event
+        from orca_db.signals import record_in_opentelemetry, retry_event
 
         from . import (  # noqa: F401
             checks,
@@ -24,4 +23,4 @@ class OrcaDbAppConfig(AppConfig):
 
         # OpenTelemetry: the receiver reads ORCA_DB_OPENTELEMETRY at each
         # event and imports nothing before it is on (docs/observability.md).
-        retry_event.connect(otel.on_retry_event, dispatch_uid="orca_db.otel.on_retry_event")
+        retry_event.connect(record_in_opentelemetry, dispatch_uid="orca_db.record_in_opentelemetry")

@@ -90,10 +90,16 @@ def test_no_aws_keys_no_messages():
 
 def test_boto3_missing_at_connect_names_the_extra(monkeypatch):
     from orca_db.aws import clients
+    from orca_db.exceptions import DJANGO_ERRORS
+    from orca_db.outcomes import ConfigurationError
 
     monkeypatch.setitem(sys.modules, "boto3", None)
     clients.clear_clients()
+    # As the Django host asks (its table, with its settings): ImproperlyConfigured.
     with pytest.raises(ImproperlyConfigured, match=r"pip install 'orca-db\[aws\]'"):
+        clients.client("secretsmanager", "us-east-1", DJANGO_ERRORS)
+    # The core's own error without a host (what the SQLAlchemy plugin gets).
+    with pytest.raises(ConfigurationError, match=r"pip install 'orca-db\[aws\]'"):
         clients.client("secretsmanager", "us-east-1")
 
 
@@ -103,9 +109,11 @@ def test_region_missing_is_a_clear_error(monkeypatch):
     for key in ("AWS_REGION", "AWS_DEFAULT_REGION"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    from orca_db.exceptions import DJANGO_ERRORS
+
     clients.clear_clients()
     with pytest.raises(ImproperlyConfigured, match="OPTIONS\\['aurora'\\]\\['region'\\]"):
-        clients.client("rds")
+        clients.client("rds", None, DJANGO_ERRORS)
     clients.clear_clients()
 
 

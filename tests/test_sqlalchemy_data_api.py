@@ -400,7 +400,7 @@ def test_the_orm_session_sees_a_lost_transaction(engine, data_api_endpoint, note
 
 
 def test_statement_deadline_bounds_each_call(engines, data_api_endpoint):
-    from orca_db.exceptions import DeadlineExceeded
+    from orca_db.outcomes import DeadlineExceeded
 
     engine = engines(aurora={"statement_deadline": 0.5})
     data_api_endpoint.limits.call_seconds = 4
@@ -432,7 +432,7 @@ def test_the_transaction_status_reads_as_libpqs(engine, data_api_endpoint, notes
 
 
 def test_every_call_is_bounded_by_the_lambda_cap(engine, data_api_endpoint, notes):
-    from orca_db.exceptions import DeadlineExceeded, WriteDeadlineExceeded
+    from orca_db.outcomes import DeadlineExceeded, WriteDeadlineExceeded
     from orca_db.retry import deadline_cap
 
     data_api_endpoint.limits.call_seconds = 4  # the endpoint ends them soon after

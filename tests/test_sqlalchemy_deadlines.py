@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-import orca_db.exceptions as core
+import orca_db.outcomes as core
 from orca_db.deadlines import deadline_cap
 from tests.sqlalchemy_helpers import Table, engine
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-import orca_db.exceptions as core
+import orca_db.outcomes as core
 from tests.sim_clients import InThread, backend_alive
 from tests.sim_clients import sqlstate as sim_sqlstate
 from tests.sqlalchemy_helpers import Table, engine, retry_operational_error

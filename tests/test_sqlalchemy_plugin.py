@@ -140,7 +140,7 @@ def test_errors_keep_their_class_and_orig_through_pickling(name):
     """Task queues and multiprocessing pickle exceptions."""
     import pickle
 
-    import orca_db.exceptions as core
+    import orca_db.outcomes as core
     from orca_db import sqlalchemy as orca
 
     error = getattr(orca, name)("COMMIT", getattr(core, name)("lost"), connection_invalidated=True)

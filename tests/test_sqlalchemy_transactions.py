@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-import orca_db.exceptions as core
+import orca_db.outcomes as core
 from tests.sim_clients import backend_alive, on_server
 from tests.sim_clients import sqlstate as sim_sqlstate
 from tests.sqlalchemy_helpers import Table, engine, retry_operational_error

@@ -12,7 +12,7 @@ import os
 import threading
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
+from ..outcomes import CORE_ERRORS, ConfigurationError, ErrorTable
 
 EXTRA = "orca-db[aws]"
 
@@ -23,11 +23,11 @@ _clients: dict[tuple[str, str], Any] = {}
 _lock = threading.Lock()
 
 
-def import_boto3() -> Any:
+def import_boto3(errors: ErrorTable = CORE_ERRORS) -> Any:
     try:
         import boto3
     except ImportError as error:
-        raise ImproperlyConfigured(
+        raise errors.of(ConfigurationError)(
             "OPTIONS['aurora'] sets 'secret', 'iam_auth' or 'cluster', which need "
             f"boto3: pip install '{EXTRA}'."
         ) from error
@@ -43,32 +43,33 @@ def region_from_arn(arn: str | None) -> str | None:
     return None
 
 
-def resolve_region(region: str | None) -> str:
+def resolve_region(region: str | None, errors: ErrorTable = CORE_ERRORS) -> str:
     """``region``, else ``AWS_REGION`` (botocore itself reads only
-    ``AWS_DEFAULT_REGION``; Lambda sets both), else boto3's configuration."""
+    ``AWS_DEFAULT_REGION``; Lambda sets both), else boto3's configuration.
+    Neither: the host's ``ConfigurationError`` (``errors``, its table)."""
     if region:
         return region
     if os.environ.get("AWS_REGION"):
         return os.environ["AWS_REGION"]
-    boto3 = import_boto3()
+    boto3 = import_boto3(errors)
     with _lock:
         session = _sessions.get(None) or _sessions.setdefault(None, boto3.session.Session())
     if session.region_name:
         return session.region_name
-    raise ImproperlyConfigured(
+    raise errors.of(ConfigurationError)(
         "No AWS region: set OPTIONS['aurora']['region'] or the AWS_REGION environment variable."
     )
 
 
-def client(service: str, region: str | None = None) -> Any:
+def client(service: str, region: str | None = None, errors: ErrorTable = CORE_ERRORS) -> Any:
     """A boto3 client for ``service`` in ``region`` (resolved as above),
     made once per process and shared (boto3 clients are thread-safe)."""
-    region = resolve_region(region)
+    region = resolve_region(region, errors)
     key = (service, region)
     found = _clients.get(key)
     if found is not None:
         return found
-    boto3 = import_boto3()
+    boto3 = import_boto3(errors)
     with _lock:
         if key not in _clients:
             session = _sessions.get(region) or _sessions.setdefault(

@@ -10,6 +10,11 @@
   parameters are otherwise fixed when the pool is made: the pool then asks
   for current ones for every connection it opens (psycopg_pool's callable
   ``kwargs``), and refreshes after a refused login like a plain connect.
+
+The hooks take the host's connection object (``wrapper``): its
+``retry_settings`` (the host's ``RetrySettings``, whose error table names
+the classes raised), ``settings_dict`` and ``alias``. No framework is
+imported here.
 """
 
 from __future__ import annotations
@@ -20,11 +25,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.db import OperationalError
-
 from ..classify import driver_error
-from ..conf import retry_settings
 from ..drivers import sqlstate
+from ..outcomes import CORE_ERRORS, ErrorTable
+from .errors import CredentialsRejected
 from .settings import AwsSettings
 
 if TYPE_CHECKING:
@@ -45,11 +49,6 @@ _LOGIN_TEXT = (
 )
 
 
-class CredentialsRejected(OperationalError):
-    """The database refused a login made with credentials read from AWS just
-    now. Waiting will not change that: it is not retried."""
-
-
 def is_login_failure(error: BaseException) -> bool:
     inner = driver_error(error)
     code = sqlstate(inner)
@@ -67,17 +66,21 @@ class Credentials:
     host, IAM supplies the password), shared by every alias configured alike
     (orca_db_app stores events through an alias of its own)."""
 
-    def __init__(self, aws: AwsSettings, explicit: frozenset[str]):
+    def __init__(
+        self, aws: AwsSettings, explicit: frozenset[str], errors: ErrorTable = CORE_ERRORS
+    ):
         # Imported here: the backend imports this module on every cold start,
         # and most databases never get this far.
         from .iam import IamTokens
         from .secrets import SecretCredentials
 
         self.explicit = explicit
+        #: The host's table: the errors raised are its classes.
+        self.errors = errors
         self.secret: SecretCredentials | None = (
-            SecretCredentials(aws.secret, aws.region) if aws.secret else None
+            SecretCredentials(aws.secret, aws.region, errors) if aws.secret else None
         )
-        self.iam: IamTokens | None = IamTokens(aws.region) if aws.iam_auth else None
+        self.iam: IamTokens | None = IamTokens(aws.region, errors) if aws.iam_auth else None
         # One fetch or mint at a time: many connections failing together
         # (a rotation, a scale event) cause one refresh, not one each.
         self._lock = threading.Lock()
@@ -98,7 +101,7 @@ class Credentials:
         if self.iam is not None:
             host, port, user = result.get("host"), result.get("port") or "5432", result.get("user")
             if not host or not user:
-                raise CredentialsRejected(
+                raise self.errors.of(CredentialsRejected)(
                     "IAM authentication needs HOST and USER (in DATABASES or the secret)."
                 )
             result["password"] = self.iam.token(str(host), str(port), str(user))
@@ -140,7 +143,9 @@ class Credentials:
         except Exception as error:
             if not is_login_failure(error):
                 raise
-            raise CredentialsRejected(self._rejected(alias, fresh, error)) from error
+            raise self.errors.of(CredentialsRejected)(
+                self._rejected(alias, fresh, error)
+            ) from error
 
     def _rejected(self, alias: str, params: Mapping[str, Any], error: BaseException) -> str:
         sources = []
@@ -160,23 +165,25 @@ def _login(params: Mapping[str, Any]) -> tuple[Any, Any]:
     return (params.get("user"), params.get("password"))
 
 
-_providers: dict[tuple[AwsSettings, frozenset[str]], Credentials] = {}
+_providers: dict[tuple[AwsSettings, frozenset[str], ErrorTable], Credentials] = {}
 _providers_lock = threading.Lock()
 
 
 def credentials_for(wrapper: Any) -> Credentials | None:
-    """The :class:`Credentials` of a ``DatabaseWrapper``; ``None`` when its
-    ``OPTIONS["aurora"]`` has neither ``secret`` nor ``iam_auth``."""
-    aws = retry_settings(wrapper).aws
+    """The :class:`Credentials` of a host's connection object (Django's
+    ``DatabaseWrapper``); ``None`` when its ``aurora`` options have neither
+    ``secret`` nor ``iam_auth``."""
+    retry = wrapper.retry_settings
+    aws = retry.aws
     if aws is None or not aws.credentials:
         return None
     settings = wrapper.settings_dict
     explicit = frozenset(param for key, param in _EXPLICIT if settings.get(key))
-    key = (aws, explicit)
+    key = (aws, explicit, retry.errors)
     found = _providers.get(key)
     if found is None:
         with _providers_lock:
-            found = _providers.setdefault(key, Credentials(aws, explicit))
+            found = _providers.setdefault(key, Credentials(aws, explicit, retry.errors))
     return found
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 
-from django.core.exceptions import ImproperlyConfigured
-from django.db import OperationalError
-
+from ..outcomes import CORE_ERRORS, ConfigurationError, ErrorTable
 from .clients import client, error_text
+from .errors import TokenUnavailable
+
+__all__ = ["REUSE_SECONDS", "TOKEN_LIFETIME", "IamTokens", "TokenUnavailable"]
 
 #: Tokens are valid this long after they are minted (RDS's fixed lifetime).
 TOKEN_LIFETIME = 15 * 60
@@ -26,17 +27,14 @@ REUSE_SECONDS = 10 * 60
 now = time.time
 
 
-class TokenUnavailable(OperationalError):
-    """No token could be minted (no AWS credentials, no region). Not
-    retried."""
-
-
 class IamTokens:
     """The current token of each (host, port, user). Not thread-safe by
     itself: the caller serialises minting."""
 
-    def __init__(self, region: str | None):
+    def __init__(self, region: str | None, errors: ErrorTable = CORE_ERRORS):
         self.region = region
+        #: The host's table: the errors raised are its classes.
+        self.errors = errors
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
         #: Tokens minted so far.
         self.mints = 0
@@ -65,14 +63,14 @@ class IamTokens:
     def _mint(self, host: str, port: str, user: str) -> str:
         self.mints += 1
         try:
-            rds = client("rds", self.region)
+            rds = client("rds", self.region, self.errors)
             return rds.generate_db_auth_token(
                 DBHostname=host, Port=int(port), DBUsername=user, Region=rds.meta.region_name
             )
-        except ImproperlyConfigured:
+        except ConfigurationError:
             raise  # boto3 missing, no region: the message says what to set
         except Exception as error:
-            raise TokenUnavailable(
+            raise self.errors.of(TokenUnavailable)(
                 f"Cannot mint an IAM authentication token "
                 f"for user {user!r} at {host}:{port} ({error_text(error)})."
             ) from None

@@ -14,9 +14,6 @@ import dataclasses
 import datetime
 from typing import Any
 
-from django.db import connections
-
-from ..conf import retry_settings
 from .clients import client, error_text
 from .settings import AwsSettings
 
@@ -120,11 +117,10 @@ def _capacity(
     return float(points[-1]["Average"]), points[-1]["Timestamp"]
 
 
-def cluster_state(alias: str) -> ClusterStatus | None:
-    """The state of ``alias``'s cluster (``OPTIONS["aurora"]["cluster"]``);
+def cluster_state(aws: AwsSettings | None) -> ClusterStatus | None:
+    """The state of the cluster ``aws`` names (``OPTIONS["aurora"]["cluster"]``);
     ``None`` when it names none. For ``aurora_wake``: any failure to ask is
     ``None`` too, the wait goes on without it."""
-    aws = retry_settings(connections[alias]).aws
     if aws is None or not aws.cluster:
         return None
     try:

@@ -18,20 +18,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
-from django.db import OperationalError
-
+from ..outcomes import CORE_ERRORS, ConfigurationError, ErrorTable
 from .clients import client, error_text, region_from_arn
+from .errors import SecretUnavailable
+
+__all__ = ["SECRET_TO_PARAM", "Login", "SecretCredentials", "SecretUnavailable"]
 
 #: The keys of the RDS secret format a connection uses, and the driver
 #: parameter each one sets.
 SECRET_TO_PARAM = {"username": "user", "password": "password", "host": "host",
                    "port": "port", "dbname": "dbname"}  # fmt: skip
-
-
-class SecretUnavailable(OperationalError):
-    """The secret could not be read or is not in the RDS format. Not a
-    scale event: it is not retried."""
 
 
 class Login:
@@ -51,8 +47,10 @@ class SecretCredentials:
     """The login kept in one secret, read on first use and after a refused
     login. Not thread-safe by itself: the caller serialises fetches."""
 
-    def __init__(self, secret_id: str, region: str | None):
+    def __init__(self, secret_id: str, region: str | None, errors: ErrorTable = CORE_ERRORS):
         self.secret_id = secret_id
+        #: The host's table: the errors raised are its classes.
+        self.errors = errors
         self.region = region_from_arn(secret_id) or region
         self.login: Login | None = None
         #: GetSecretValue calls made (each one a network round trip).
@@ -73,13 +71,13 @@ class SecretCredentials:
     def fetch(self) -> Login:
         self.fetches += 1
         try:
-            response = client("secretsmanager", self.region).get_secret_value(
+            response = client("secretsmanager", self.region, self.errors).get_secret_value(
                 SecretId=self.secret_id
             )
-        except ImproperlyConfigured:
+        except ConfigurationError:
             raise  # boto3 missing, no region: the message says what to set
         except Exception as error:
-            raise SecretUnavailable(
+            raise self.errors.of(SecretUnavailable)(
                 f"Cannot read secret {self.secret_id!r} from Secrets Manager ({error_text(error)})."
             ) from None
         return Login(self._params(response.get("SecretString")), response.get("VersionId"))
@@ -91,13 +89,13 @@ class SecretCredentials:
         except ValueError:
             values = None
         if not isinstance(values, dict):
-            raise SecretUnavailable(
+            raise self.errors.of(SecretUnavailable)(
                 f"Secret {self.secret_id!r} is not a JSON "
                 f"object in the RDS format (username, password, host, port, dbname)."
             )
         missing = [key for key in ("username", "password") if not values.get(key)]
         if missing:
-            raise SecretUnavailable(
+            raise self.errors.of(SecretUnavailable)(
                 f"Secret {self.secret_id!r} has no {' or '.join(repr(key) for key in missing)}."
             )
         params = {

@@ -1,9 +1,9 @@
 """The AWS keys of ``OPTIONS["aurora"]``: ``secret``, ``iam_auth``,
 ``region`` and ``cluster`` (docs/aws.md).
 
-Parsed by :func:`orca_db.conf.parse_retry_settings`, the one entry point for
-``OPTIONS["aurora"]``: bad values fail naming the key, and system check
-``orca_db.E001`` reports them.
+Parsed by :func:`orca_db.options.parse_retry_settings`, the one entry point
+for the ``aurora`` options: bad values fail naming the key (the host's
+``ConfigurationError``), and system check ``orca_db.E001`` reports them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
+from ..outcomes import ConfigurationError
 
 #: The keys of ``OPTIONS["aurora"]`` this package reads.
 AWS_KEYS = frozenset({"secret", "iam_auth", "region", "cluster"})
@@ -37,30 +37,32 @@ class AwsSettings:
         return self.secret is not None or self.iam_auth
 
 
-def _key(name: str) -> str:
-    return f"OPTIONS['aurora'][{name!r}]"
-
-
-def _text(options: Mapping[str, Any], name: str) -> str | None:
+def _text(
+    options: Mapping[str, Any], name: str, error: type[ConfigurationError], where: str
+) -> str | None:
     value = options.get(name)
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise ImproperlyConfigured(f"{_key(name)} must be a non-empty string, got {value!r}.")
+        raise error(f"{where}[{name!r}] must be a non-empty string, got {value!r}.")
     return value.strip()
 
 
-def parse_aws_settings(options: Mapping[str, Any]) -> AwsSettings | None:
+def parse_aws_settings(
+    options: Mapping[str, Any],
+    error: type[ConfigurationError] = ConfigurationError,
+    where: str = "OPTIONS['aurora']",
+) -> AwsSettings | None:
     """The AWS part of a validated-as-a-dict ``OPTIONS["aurora"]``; ``None``
     when it sets none of the AWS keys (the usual case: nothing to do)."""
     if not AWS_KEYS.intersection(options):
         return None
     iam_auth = options.get("iam_auth", False)
     if not isinstance(iam_auth, bool):
-        raise ImproperlyConfigured(f"{_key('iam_auth')} must be True or False, got {iam_auth!r}.")
+        raise error(f"{where}['iam_auth'] must be True or False, got {iam_auth!r}.")
     return AwsSettings(
-        secret=_text(options, "secret"),
+        secret=_text(options, "secret", error, where),
         iam_auth=iam_auth,
-        region=_text(options, "region"),
-        cluster=_text(options, "cluster"),
+        region=_text(options, "region", error, where),
+        cluster=_text(options, "cluster", error, where),
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import decisions, drivers
 from ..classify import SERVER_CLOSED, Failure, classify
-from ..conf import RetrySettings
+from ..options import RetrySettings
 from . import sessions, watching
 from .exc import core_error, wrap
 

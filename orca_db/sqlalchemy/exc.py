@@ -2,7 +2,7 @@
 
 Each is a :class:`sqlalchemy.exc.DBAPIError` (what a failed statement
 raises with stock SQLAlchemy) whose ``.orig`` is the orca-db core error of
-the same name (``orca_db.exceptions``), chained to the driver error.
+the same name (``orca_db.outcomes``), chained to the driver error.
 
 Which ones are ``sqlalchemy.exc.OperationalError`` is the design point:
 code that re-runs a whole function on any ``OperationalError`` (ORCA's
@@ -36,7 +36,7 @@ __all__ = [
 class ScaleEventError(sa_exc.DatabaseError):
     """The database went away (scale event, pause, restart) and the
     operation could not be completed transparently. ``.orig`` is the core
-    error (``orca_db.exceptions``) of the same name."""
+    error (``orca_db.outcomes``) of the same name."""
 
     def __init__(self, statement: str | None, orig: BaseException, **kwargs: Any):
         # Parameters are never shown: they may hold secrets or row values.
@@ -117,9 +117,9 @@ MESSAGES = {
 
 
 def core_error(name: str, alias: str, failure: Any) -> BaseException:
-    from .. import exceptions
+    from .. import outcomes
 
-    cls = getattr(exceptions, name)
+    cls = getattr(outcomes, name)
     return cls(MESSAGES[name].format(alias=alias, error=failure.error_type))
 
 
@@ -134,10 +134,10 @@ def wrap(core: BaseException, statement: str | None) -> ScaleEventError:
 
 @contextlib.contextmanager
 def as_sqlalchemy(statement: str | None):
-    """Raise the core's errors (``orca_db.exceptions``) as ours."""
-    from .. import exceptions
+    """Raise the core's errors (``orca_db.outcomes``) as ours."""
+    from .. import outcomes
 
     try:
         yield
-    except exceptions.ScaleEventError as core:
+    except outcomes.ScaleEventError as core:
         raise wrap(core, statement) from core.__cause__

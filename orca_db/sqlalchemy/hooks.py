@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from .. import deadlines, decisions, drivers
 from ..classify import SERVER_CLOSED, Failure, classify
-from ..conf import RetrySettings
+from ..options import RetrySettings
 from ..sql.lexical import PROFILES, profile
 from . import exc, sessions, watching
 from .ending import RAISE_ATTRIBUTE, EndingHooks
@@ -183,7 +183,7 @@ class Host(EndingHooks):
         try:
             sessions.resume(root, tracked, dbapi_connection, self.alias)
         except Exception as error:
-            from ..exceptions import SessionStateLost
+            from ..outcomes import SessionStateLost
 
             if isinstance(error, SessionStateLost):
                 operation = Operation(self.alias, "execute", self.settings, statement=statement)

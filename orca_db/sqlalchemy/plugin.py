@@ -3,7 +3,7 @@
 Registered under the ``sqlalchemy.plugins`` entry point as ``orca_db``, so
 ``?plugin=orca_db`` in the URL works too. It takes ``aurora={...}``, the keys
 of Django's ``OPTIONS["aurora"]``, validated by the same parser
-(:func:`orca_db.conf.parse_retry_settings`).
+(:func:`orca_db.options.parse_retry_settings`).
 
 What it installs on the engine, all through SQLAlchemy's public hooks:
 
@@ -31,7 +31,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import CreateEnginePlugin, Engine
 from sqlalchemy.engine.url import URL
 
-from ..conf import RetrySettings
+from ..options import RetrySettings
 from . import sessions
 from .hooks import Host
 
@@ -55,13 +55,12 @@ def parse_settings(value: Any) -> RetrySettings:
     the same messages (naming ``aurora`` instead of ``OPTIONS['aurora']``);
     raised as ``sqlalchemy.exc.ArgumentError``, what SQLAlchemy raises for a
     bad ``create_engine`` argument."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    from ..conf import parse_retry_settings
+    from ..options import parse_retry_settings
+    from ..outcomes import ConfigurationError
 
     try:
         settings = parse_retry_settings(value)
-    except ImproperlyConfigured as error:
+    except ConfigurationError as error:
         message = str(error).replace("OPTIONS['aurora']", "aurora")
         raise sa_exc.ArgumentError(message) from error
     given = sorted(key for key in NOT_YET if (value or {}).get(key) is not None)

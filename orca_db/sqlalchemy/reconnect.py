@@ -59,9 +59,9 @@ def run_read_only(
         with contextlib.suppress(Exception), contextlib.closing(dbapi_connection.cursor()) as c:
             c.execute("ROLLBACK")
         if drivers.sqlstate(error) == READ_ONLY_VIOLATION:
-            from .. import exceptions
+            from .. import outcomes
 
-            raise exceptions.OutcomeUnknown(
+            raise outcomes.OutcomeUnknown(
                 f"A statement on database {alias!r} judged a read was replayed after its "
                 f"reply was lost, and tried to write: its first run may have been applied."
             ) from error

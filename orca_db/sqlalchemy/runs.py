@@ -14,7 +14,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from .. import decisions, drivers
-from .. import exceptions as core
+from .. import outcomes as core
 from ..classify import Failure, classify, driver_error
 from ..commit_resolution import LostCommit, unresolved
 from ..retry import Operation

@@ -123,7 +123,7 @@ def resume(root: Any, tracked: Tracked, dbapi_connection: Any, alias: str) -> No
     connection its session lives on (the other one was lost): its session
     as it was, or ``SessionStateLost`` (raised now and for every statement
     after, until the Connection is closed)."""
-    from ..exceptions import SessionStateLost
+    from ..outcomes import SessionStateLost
 
     if tracked.refusal is not None:
         raise tracked.refusal

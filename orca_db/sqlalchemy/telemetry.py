@@ -6,7 +6,7 @@ record per operation (recovered, exhausted, or raised: a refusal such as
 ``TransactionRolledBack``, ``OutcomeUnknown``, ``SessionStateLost``,
 ``DeadlineExceeded``), written as JSON lines or CloudWatch EMF documents by
 ``orca_db.logging.JsonFormatter`` / ``EmfFormatter`` once the application's
-logging uses them, and sent as ``orca_db.signals.retry_event``.
+logging uses them, and given to the listeners of ``orca_db.events``.
 
 The Django host switches OpenTelemetry on with
 ``settings.ORCA_DB_OPENTELEMETRY``; a SQLAlchemy application, which has no
@@ -19,23 +19,19 @@ from __future__ import annotations
 
 from typing import Any
 
-#: One receiver per process, however often it is switched on.
-DISPATCH_UID = "orca_db.sqlalchemy.telemetry"
-
-
 def use_opentelemetry(enabled: bool = True) -> None:
     """Record every settled retry event in OpenTelemetry (``enabled``), or
     stop doing so. Needs ``opentelemetry-api`` (``orca-db[otel]``); the
-    application configures the SDK and its exporters."""
-    from ..signals import retry_event
+    application configures the SDK and its exporters. One listener per
+    process, however often it is switched on."""
+    from .. import events
 
+    events.unlisten(_record)
     if enabled:
-        retry_event.connect(_record, dispatch_uid=DISPATCH_UID)
-    else:
-        retry_event.disconnect(dispatch_uid=DISPATCH_UID)
+        events.listen(_record)
 
 
-def _record(sender: Any, event: Any, **kwargs: Any) -> None:
+def _record(event: Any) -> None:
     from ..otel import record
 
     record(event)

@@ -31,7 +31,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from .. import decisions
-from .. import exceptions as core
+from .. import outcomes as core
 from ..commit_resolution import question_failed
 from ..retry import Operation, report, run
 from ..sql import profile

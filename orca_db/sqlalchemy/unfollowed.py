@@ -7,7 +7,7 @@ import contextlib
 import inspect
 from typing import Any
 
-from .. import exceptions as core
+from .. import outcomes as core
 from . import exc
 
 __all__ = ["committed_by_fn", "lost_under_fn", "not_run_again", "refuse_lazy"]

@@ -45,7 +45,7 @@ def ended(entry: deadlines.Watch | None) -> bool:
 def statement_cut_off(alias: str, statement: str, in_transaction: bool) -> BaseException:
     """The core error for a statement cut off at its deadline (the Django
     host's rule, ``orca_db.backends.cursor``)."""
-    from ..exceptions import DeadlineExceeded, WriteDeadlineExceeded
+    from ..outcomes import DeadlineExceeded, WriteDeadlineExceeded
 
     if in_transaction and not decisions.shown_to_end_transaction(statement):
         if decisions.may_commit(statement):
@@ -71,7 +71,7 @@ def statement_cut_off(alias: str, statement: str, in_transaction: bool) -> BaseE
 
 
 def commit_cut_off(alias: str) -> BaseException:
-    from ..exceptions import WriteDeadlineExceeded
+    from ..outcomes import WriteDeadlineExceeded
 
     return WriteDeadlineExceeded(
         f"COMMIT on database {alias!r} was still waiting for the server at its deadline and "
@@ -80,7 +80,7 @@ def commit_cut_off(alias: str) -> BaseException:
 
 
 def rollback_cut_off(alias: str) -> BaseException:
-    from ..exceptions import DeadlineExceeded
+    from ..outcomes import DeadlineExceeded
 
     return DeadlineExceeded(
         f"ROLLBACK on database {alias!r} was still waiting for the server at its deadline "

@@ -13,7 +13,10 @@ import threading
 import time
 from typing import Any
 
+from django.db import connections
+
 from orca_db.classify import Failure, classify
+from orca_db.conf import retry_settings
 from orca_db.sql import scrub_message
 from orca_db_app.management.base import (
     EXIT_FAILED,
@@ -149,7 +152,7 @@ class Command(DatabaseCommand):
         self._cluster_asked = time.monotonic()
         from orca_db.aws.rds import cluster_state, waking_state
 
-        status = cluster_state(self.alias)
+        status = cluster_state(retry_settings(connections[self.alias]).aws)
         state = waking_state(status, connecting=connecting)
         if status is None or state is None:
             return
