@@ -37,7 +37,7 @@ import time
 from typing import Any
 
 from benchmarks import common
-from benchmarks.data_api import start_standins, stop
+from benchmarks.data_api import BOTO3_CHILD, start_standins, stop
 
 ENGINES = ("psycopg", "data_api")
 OPERATIONS = (
@@ -45,12 +45,14 @@ OPERATIONS = (
     "pk_fetch",  # autocommit SELECT of one row by primary key
     "insert_txn",  # begin + INSERT + commit on a held connection
     "connect_select1",  # engine.connect() (pool checkout) + autocommit SELECT 1 + return
+    "dbapi_select1",  # the driver alone: SELECT 1 on the DB-API connection under "select1"
 )
 LABELS = {
     "select1": "autocommit SELECT 1",
     "pk_fetch": "autocommit pk fetch",
     "insert_txn": "begin + INSERT + commit",
     "connect_select1": "engine.connect() + SELECT 1",
+    "dbapi_select1": "DB-API cursor SELECT 1 (driver alone)",
 }
 TABLE = "orca_bench_sa_item"
 ROWS = 1000
@@ -69,31 +71,26 @@ def _register_dialect() -> None:
     )
 
 
-def make_engines(info: dict[str, Any]) -> dict[str, Any]:
+def make_engine(kind: str, info: dict[str, Any]) -> Any:
+    """The psycopg engine with the plugin (through the simulator), or the
+    Data API dialect's (through the endpoint the environment points at)."""
     from sqlalchemy import URL, create_engine
 
+    if kind == "psycopg":
+        url = URL.create(
+            "postgresql+psycopg",
+            username="postgres",
+            password=info["password"],
+            host="127.0.0.1",
+            port=info["simulator_port"],
+            database="postgres",
+        )
+        return create_engine(url, plugins=["orca_db"], aurora={"deadline": 20})
     from orca_db.testing.data_api import DEFAULT_CLUSTER_ARN, DEFAULT_SECRET_ARN
 
     _register_dialect()
-    url = URL.create(
-        "postgresql+psycopg",
-        username="postgres",
-        password=info["password"],
-        host="127.0.0.1",
-        port=info["simulator_port"],
-        database="postgres",
-    )
-    return {
-        "psycopg": create_engine(url, plugins=["orca_db"], aurora={"deadline": 20}),
-        "data_api": create_engine(
-            "postgresql+aurora_data_api:///postgres",
-            aurora={
-                "cluster_arn": DEFAULT_CLUSTER_ARN,
-                "secret": DEFAULT_SECRET_ARN,
-                "deadline": 20,
-            },
-        ),
-    }
+    aurora = {"cluster_arn": DEFAULT_CLUSTER_ARN, "secret": DEFAULT_SECRET_ARN, "deadline": 20}
+    return create_engine("postgresql+aurora_data_api:///postgres", aurora=aurora)
 
 
 def operations(engine: Any) -> tuple[dict[str, Any], Any]:
@@ -122,11 +119,20 @@ def operations(engine: Any) -> tuple[dict[str, Any], Any]:
         with autocommit.connect() as connection:
             connection.execute(select1).scalar_one()
 
+    driver = reads.connection.dbapi_connection  # autocommit, as set by SQLAlchemy
+
+    def op_dbapi_select1() -> None:
+        cursor = driver.cursor()
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
+        cursor.close()
+
     ops = {
         "select1": op_select1,
         "pk_fetch": op_pk_fetch,
         "insert_txn": op_insert_txn,
         "connect_select1": op_connect_select1,
+        "dbapi_select1": op_dbapi_select1,
     }
     return ops, (reads, writes)
 
@@ -152,7 +158,7 @@ def create_table(engine: Any) -> None:
 
 def worker(iterations: int, batch: int) -> None:
     info = common.worker_server_info()
-    engines = make_engines(info)
+    engines = {kind: make_engine(kind, info) for kind in ENGINES}
     create_table(engines["psycopg"])
     ops = {}
     held = []
@@ -211,7 +217,7 @@ def calls_per_operation(
     saved = {name: os.environ.get(name) for name in environ}
     os.environ.update(environ)
     try:
-        engine = make_engines(info)["data_api"]
+        engine = make_engine("data_api", info)
         ops, held = operations(engine)
         counted = {}
         for operation in OPERATIONS:
@@ -320,9 +326,11 @@ def cold_start(
         "PYTHONHASHSEED": "0",
     }
     samples: dict[str, list[dict]] = {kind: [] for kind in ENGINES}
+    boto3: list[dict[str, float]] = []
     for run in range(runs):  # alternating: load from elsewhere hits each alike
         for kind in ENGINES if run % 2 == 0 else ENGINES[::-1]:
             samples[kind].append(_cold_child(kind, env, False)[0])
+        boto3.append(_boto3_alone(env))
     packages: dict[str, dict[str, list[float]]] = {kind: {} for kind in ENGINES}
     for _ in range(importtime_runs):
         for kind in ENGINES:
@@ -338,17 +346,36 @@ def cold_start(
         "modules",
     )
     return {
-        kind: {
-            "ms": {key: common.summary([s[key] for s in values]) for key in keys},
-            "django_loaded": any(s["django"] for s in values),
-            "boto3_loaded": any(s["boto3"] for s in values),
-            "psycopg_loaded": any(s["psycopg"] for s in values),
-            "importtime_self_ms": {
-                package: common.summary(v)["median"] for package, v in packages[kind].items()
-            },
-        }
-        for kind, values in samples.items()
+        "boto3_alone_ms": {
+            key: common.summary([s[key] for s in boto3]) for key in ("import_boto3", "make_client")
+        },
+        **{
+            kind: {
+                "ms": {key: common.summary([s[key] for s in values]) for key in keys},
+                "django_loaded": any(s["django"] for s in values),
+                "boto3_loaded": any(s["boto3"] for s in values),
+                "psycopg_loaded": any(s["psycopg"] for s in values),
+                "importtime_self_ms": {
+                    package: common.summary(v)["median"] for package, v in packages[kind].items()
+                },
+            }
+            for kind, values in samples.items()
+        },
     }
+
+
+def _boto3_alone(env: dict[str, str]) -> dict[str, float]:
+    """``import boto3`` and making the ``rds-data`` client, in a fresh process."""
+    result = subprocess.run(
+        [sys.executable, "-c", BOTO3_CHILD],
+        cwd=common.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 # ----- the parent ------------------------------------------------------------------------------
@@ -361,7 +388,9 @@ def main(argv: list[str] | None = None, server=None) -> dict[str, Any]:
     parser.add_argument("--batch", type=int, default=10, help="operations per timed batch")
     parser.add_argument("--runs", type=int, help="fresh processes per kind (default 15)")
     parser.add_argument("--importtime-runs", type=int, help="-X importtime runs per kind")
+    parser.add_argument("--no-save", action="store_true", help="do not write the results file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     iterations = args.iterations or (100 if args.quick else 1000)
     batch = max(1, min(args.batch, iterations))
@@ -393,6 +422,7 @@ def main(argv: list[str] | None = None, server=None) -> dict[str, Any]:
         if own:
             server.destroy()
     data = {
+        "command": " ".join(["python -m benchmarks.sqlalchemy_data_api", *argv]),
         "iterations": iterations,
         "batch": batch,
         "runs": runs,
@@ -402,14 +432,13 @@ def main(argv: list[str] | None = None, server=None) -> dict[str, Any]:
         "cold_start": cold,
     }
     print_tables(data)
-    path = common.save("sqlalchemy_data_api", data)
-    print(f"\n-> {path}")
+    if not args.no_save:
+        print(f"\n-> {common.save('sqlalchemy_data_api', data)}")
     return data
 
 
 def print_tables(data: dict[str, Any]) -> None:
-    command = " ".join(["python -m benchmarks.sqlalchemy_data_api", *sys.argv[1:]])
-    print(f"$ {command}")
+    print(f"$ {data['command']}")
     print(
         f"\nPer operation, SQLAlchemy {data['sqlalchemy']}, {data['iterations']} each in batches "
         f"of {data['batch']}, engines alternating (median ms; client CPU = process_time "
@@ -461,6 +490,12 @@ def print_tables(data: dict[str, Any]) -> None:
             cold["data_api"]["importtime_self_ms"].get(package, 0.0),
         ])  # fmt: skip
     print(common.table(["", "psycopg+plugin", "data_api"], rows))
+    alone = cold["boto3_alone_ms"]
+    print(
+        f"boto3 alone, fresh process (median ms): import boto3 "
+        f"{alone['import_boto3']['median']:.0f}, rds-data client "
+        f"{alone['make_client']['median']:.0f}"
+    )
 
 
 if __name__ == "__main__":
