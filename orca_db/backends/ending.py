@@ -2,8 +2,8 @@
 connection that may be gone, a COMMIT bounded by the deadlines, and what
 the session record keeps of the changes made inside.
 
-Mixed into ``AuroraRetryMixin`` next to ``LostConnectionMixin``, whose
-refusals and session record it reads."""
+Mixed into ``AuroraRetryMixin`` above ``LostConnectionMixin``, whose
+refusals and session record (``orca_state``) it reads."""
 
 from __future__ import annotations
 
@@ -11,55 +11,50 @@ import sys
 
 from django.db.utils import Error as DjangoError
 
-from .. import deadlines, decisions, drivers
+from .. import decisions, drivers
 from ..classify import classify, driver_error
-from ..exceptions import OutcomeUnknown, TransactionRolledBack, WriteDeadlineExceeded
+from ..exceptions import (
+    OutcomeUnknown,
+    ScaleEventError,
+    TransactionRolledBack,
+    WriteDeadlineExceeded,
+)
 from ..retry import Operation, active_operation, report
-from .lost import called_by_atomic_exit
+from .lost import LostConnectionMixin, called_by_atomic_exit
+from .session_check import fingerprint
+from .watching import rollback_cut_off, watch_if_due, watched
 
 
-class TransactionEndMixin:
+class TransactionEndMixin(LostConnectionMixin):
     """commit(), rollback() and autocommit changes."""
 
-    def _commit(self):
-        refusal = self._orca_refusal
+    def _commit(self) -> None:
+        state = self.orca_state
+        refusal = state.refusal
         if refusal is not None and refusal.kind == "transaction":
-            self._orca_refusal = None
+            state.refusal = None
             raise TransactionRolledBack(
                 f"commit() on database {self.alias!r}: the transaction had already been "
                 f"rolled back when its connection was lost; nothing was committed."
             )
-        session = self._orca_session
+        session = state.session
         # COMMIT of a failed transaction answers ROLLBACK and raises nothing:
         # its session changes were undone with it.
         failed = bool(session.pending) and self._orca_transaction_failed()
-        watch = None
-        if deadlines.open_caps or self._orca_statement_deadline:
-            watch = self._orca_watch_call()
         try:
-            result = super()._commit()
+            result = watched(self, watch_if_due(self), self._orca_commit_cut_off, super()._commit)
+        except ScaleEventError:
+            raise  # cut off at its deadline
         except DjangoError as error:
-            if watch is not None:
-                deadlines.watchdog.release(watch)
-                if watch.cut:
-                    raise self._orca_commit_cut_off() from driver_error(error)
             replacement = self._commit_failure(error)
             if replacement is error:
                 raise
             self._orca_commit_connection_gone()
             raise replacement from driver_error(error)
-        except BaseException:
-            if watch is not None:
-                deadlines.watchdog.release(watch)
-            raise
-        if watch is not None:
-            deadlines.watchdog.release(watch)
-            if watch.cut:
-                self._orca_lose_connection()  # the answer came, the socket is shut
         if session.pending:
             session.transaction_ended(not failed)
         if session.verifying:
-            self._orca_fingerprint()  # rule 1: the session as committed
+            fingerprint(self)  # rule 1: the session as committed
         return result
 
     def _orca_commit_connection_gone(self) -> None:
@@ -75,8 +70,8 @@ class TransactionEndMixin:
         self.closed_in_transaction = True
 
     def _orca_commit_cut_off(self) -> WriteDeadlineExceeded:
-        self._orca_session.lost = True
-        self._orca_session.transaction_ended(None)
+        self.orca_state.session.lost = True
+        self.orca_state.session.transaction_ended(None)
         self._orca_commit_connection_gone()
         return WriteDeadlineExceeded(
             f"COMMIT on database {self.alias!r} was still running at its deadline and was "
@@ -87,8 +82,8 @@ class TransactionEndMixin:
         connection = self.connection
         return connection is not None and drivers.transaction_status(connection) == drivers.INERROR
 
-    def _set_autocommit(self, autocommit):
-        session = self._orca_session
+    def _set_autocommit(self, autocommit: bool) -> None:
+        session = self.orca_state.session
         if (
             not autocommit
             and session.pending
@@ -112,14 +107,15 @@ class TransactionEndMixin:
 
     def _orca_broken(self) -> bool:
         connection = self.connection
-        return self._orca_enabled and connection is not None and drivers.is_broken(connection)
+        return self.orca_state.enabled and connection is not None and drivers.is_broken(connection)
 
-    def _rollback(self):
-        refusal = self._orca_refusal
+    def _rollback(self) -> None:
+        state = self.orca_state
+        refusal = state.refusal
         if refusal is not None and refusal.kind == "transaction":
-            self._orca_refusal = None  # the server rolled it back already
-        if self._orca_session.pending:
-            self._orca_session.transaction_ended(False)
+            state.refusal = None  # the server rolled it back already
+        if state.session.pending:
+            state.session.transaction_ended(False)
         if self._orca_broken():
             # The connection broke (a fetch, the driver used directly): the
             # server rolled back whatever was open on it (F1). Nothing to
@@ -131,17 +127,16 @@ class TransactionEndMixin:
             by_atomic = called_by_atomic_exit(sys._getframe(1))
             self._orca_lose_connection()
             if by_atomic:
-                self._orca_autocommit_wish = None
+                state.autocommit_wish = None
             return None
-        if self.connection is not None and (deadlines.open_caps or self._orca_statement_deadline):
-            result = self._orca_bounded_rollback(super()._rollback)
-        else:
-            result = super()._rollback()
-        if self._orca_session.verifying and self.connection is not None:
-            self._orca_fingerprint()  # rule 1: the session as rolled back to
+        watch = None if self.connection is None else watch_if_due(self)
+        result = watched(self, watch, lambda: rollback_cut_off(self), super()._rollback)
+        if state.session.verifying and self.connection is not None:
+            fingerprint(self)  # rule 1: the session as rolled back to
         return result
 
     def _commit_failure(self, error: DjangoError) -> BaseException:
+        session = self.orca_state.session
         settings = self.retry_settings
         failure = classify(error)
         if not settings.enabled or not failure.retryable:
@@ -152,14 +147,14 @@ class TransactionEndMixin:
             operation = Operation(self.alias, "transaction", settings, statement="COMMIT")
             operation.last_failure = failure
             report(operation, "raised")
-        self._orca_session.lost = True
+        session.lost = True
         if decisions.commit_lost(failure) is decisions.Verdict.ROLLED_BACK:
-            self._orca_session.transaction_ended(False)
+            session.transaction_ended(False)
             return TransactionRolledBack(
                 f"The connection to database {self.alias!r} was closed before "
                 f"COMMIT could be sent; the server rolled the transaction back."
             )
-        self._orca_session.transaction_ended(None)
+        session.transaction_ended(None)
         return OutcomeUnknown(
             f"The connection to database {self.alias!r} was lost while COMMIT "
             f"was in flight ({failure.error_type}); the transaction may or may "
