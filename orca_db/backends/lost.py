@@ -37,10 +37,26 @@ from .state import ConnectionState, Refusal
 from .watching import disarm
 
 if TYPE_CHECKING:
-    # The mixins are typed against the backend they are mixed into.
-    from django.db.backends.postgresql.base import DatabaseWrapper as WrapperBase
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    from ..conf import RetrySettings
+
+    class WrapperBase(DatabaseWrapper):
+        """What the mixins are typed against: Django's PostgreSQL wrapper,
+        with the private methods they override, which django-stubs leaves
+        out."""
+
+        pool: Any
+
+        def _commit(self) -> None: ...
+        def _rollback(self) -> None: ...
+        def _set_autocommit(self, autocommit: bool) -> None: ...
+        def _close(self) -> None: ...
+
+        @property
+        def retry_settings(self) -> RetrySettings: ...
 else:
-    WrapperBase = object
+    WrapperBase = object  # at run time they are mixed into the backend
 
 #: Transaction control after which the tracker's picture may have changed.
 _ENDS = frozenset({"commit", "rollback", "rollback_to", "prepare_transaction", "mixed"})

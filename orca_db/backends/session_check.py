@@ -20,7 +20,7 @@ from ..classify import classify
 from ..sql import profile
 
 if TYPE_CHECKING:
-    from .mixins import AuroraRetryMixin
+    from .lost import LostConnectionMixin
 
 
 #: The session as the server sees it, as one hash (no value is kept or
@@ -57,7 +57,7 @@ def statement_text(sql: object, connection) -> object:
         return sql  # not text: followed as unknown
 
 
-def called(db: AuroraRetryMixin, function: str) -> None:
+def called(db: LostConnectionMixin, function: str) -> None:
     """``cursor.callproc(function)`` succeeded."""
     from ..sql.calls import function_is_known
 
@@ -66,7 +66,7 @@ def called(db: AuroraRetryMixin, function: str) -> None:
         fingerprint(db)
 
 
-def unfollowed(db: AuroraRetryMixin, statement: object) -> None:
+def unfollowed(db: LostConnectionMixin, statement: object) -> None:
     """A statement is sent past ``execute`` (COPY): whatever its text may
     change in the session is not followed."""
     session = db.orca_state.session
@@ -79,7 +79,7 @@ def unfollowed(db: AuroraRetryMixin, statement: object) -> None:
         session.unfollowed(None)
 
 
-def fingerprint(db: AuroraRetryMixin) -> None:
+def fingerprint(db: LostConnectionMixin) -> None:
     """Once the application has called a function the tracker cannot see
     inside, the session is checked against the server: its fingerprint
     now, after a change, compared with the new session's after a
@@ -113,7 +113,7 @@ def fingerprint(db: AuroraRetryMixin) -> None:
                 session.verified(None)
 
 
-def _session_matches(db: AuroraRetryMixin) -> bool:
+def _session_matches(db: LostConnectionMixin) -> bool:
     """On a new connection, after the restore: is the session the one the
     server had (same fingerprint)?"""
     connection = db.connection
@@ -125,7 +125,7 @@ def _session_matches(db: AuroraRetryMixin) -> bool:
     return found == db.orca_state.session.expected
 
 
-def session_differs(db: AuroraRetryMixin) -> str | None:
+def session_differs(db: LostConnectionMixin) -> str | None:
     """On a new connection, after the restore, for a session that is
     checked: why it is not the one the server had (None: it is)."""
     try:

@@ -29,7 +29,7 @@ from ..exceptions import DeadlineExceeded
 from .state import ConnectionState
 
 if TYPE_CHECKING:
-    from .mixins import AuroraRetryMixin
+    from .lost import LostConnectionMixin
 
 T = TypeVar("T")
 #: Makes the error a call cut off at its deadline raises.
@@ -46,7 +46,7 @@ def socket_of(connection: Any) -> int:
 
 
 def watched(
-    db: AuroraRetryMixin,
+    db: LostConnectionMixin,
     watch: Watch | None,
     cut_off: CutOff,
     call: Callable[..., T],
@@ -81,7 +81,7 @@ def watched(
     return result
 
 
-def watch_if_due(db: AuroraRetryMixin) -> Watch | None:
+def watch_if_due(db: LostConnectionMixin) -> Watch | None:
     """:func:`watch_call`, after the check that costs nothing while no
     deadline cap is open and the database has no ``statement_deadline``."""
     if deadlines.open_caps or db.orca_state.statement_deadline:
@@ -186,7 +186,7 @@ def setup_cut_off() -> ConnectTimeout:
 # ----- ROLLBACK -------------------------------------------------------------
 
 
-def rollback_cut_off(db: AuroraRetryMixin) -> DeadlineExceeded:
+def rollback_cut_off(db: LostConnectionMixin) -> DeadlineExceeded:
     state = db.orca_state
     state.session.lost = True
     state.session.transaction_ended(False)
@@ -214,7 +214,7 @@ def rollback_cut_off(db: AuroraRetryMixin) -> DeadlineExceeded:
 # ----- fetches from server-side cursors -------------------------------------
 
 
-def fetching(db: AuroraRetryMixin, cursor: Any) -> Any:
+def fetching(db: LostConnectionMixin, cursor: Any) -> Any:
     """``chunked_cursor()``'s wrapper: a server-side cursor's fetches are
     bounded like statements."""
     if getattr(cursor, "db", None) is db and getattr(cursor.cursor, "name", None):
@@ -306,7 +306,7 @@ def _close(wrapper: Any) -> None:
             db._orca_lose_connection()
 
 
-def _fetch_cut_off(db: AuroraRetryMixin, in_transaction: bool) -> DeadlineExceeded:
+def _fetch_cut_off(db: LostConnectionMixin, in_transaction: bool) -> DeadlineExceeded:
     if in_transaction:
         db._orca_lose_transaction()
         return DeadlineExceeded(
