@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from time import monotonic
+from types import MethodType
 from typing import Any
 
 from django.db.utils import Error as DjangoError
@@ -39,15 +40,16 @@ from .watching import watch_call, watched
 _OPEN = frozenset({drivers.ACTIVE, drivers.INTRANS, drivers.INERROR, drivers.UNKNOWN})
 
 
-def _statement_runner(many: bool) -> Callable[..., Any]:
+def _statement_runner(many: bool, parent: Callable[..., Any]) -> Callable[..., Any]:
     """``_execute`` (or ``_executemany``) of the retrying cursor: one body
-    for both, made twice so that each is a method of its own and the hot
-    path pays no extra call."""
+    for both, made for each method of each class so that the hot path
+    pays no extra call; ``parent`` is the wrapper class's own method, called
+    as a plain function (cheaper than ``super()`` or a bound method on
+    every statement)."""
 
     def run(wrapper: Any, sql: Any, params: Any, *ignored_wrapper_args: Any) -> Any:
         db = wrapper.db
         state = db.orca_state  # one fetch; its fields are slots
-        execute = wrapper._orca_executemany if many else wrapper._orca_execute
         link = state.link  # None while the connection refuses work
         if link is None or link.connection is not db.connection:
             if state.refusal is not None:
@@ -55,7 +57,7 @@ def _statement_runner(many: bool) -> Callable[..., Any]:
             # Retries off, or the cursor's connection was lost or replaced.
             link = relink(db, wrapper)
             if link is None:
-                return execute(sql, params)  # retries off: Django's own behaviour
+                return parent(wrapper, sql, params)  # retries off: Django's own behaviour
         try:
             statement = PROFILES[sql]
         except (KeyError, TypeError):  # a new text, or not a text
@@ -78,13 +80,15 @@ def _statement_runner(many: bool) -> Callable[..., Any]:
         try:
             if deadlines.open_caps or state.statement_deadline:
                 # A deadline applies: the statement is watched (watching.py).
+                execute = MethodType(parent, wrapper)
                 result = _watched(db, sql, params, execute, in_transaction)
             else:
-                result = execute(sql, params)
+                result = parent(wrapper, sql, params)
         except DjangoError as error:
             # A replayed statement is observed below like any other: a
             # replayed SET is part of the session to restore. (A statement
             # cut off at its deadline is not replayed: _recover re-raises.)
+            execute = MethodType(parent, wrapper)
             result = _recover(wrapper, error, sql, params, many, execute, in_transaction, started)
         if statement.observed and (statement.tracked or session.pending):
             db._orca_observe(wrapper, statement, sql, params, in_transaction, many)
@@ -135,9 +139,7 @@ def retrying_class(cursor_class: type, driver_cursor: type | None = None) -> typ
     Retries ``execute``/``executemany`` after their first failure: sits
     below Django's execute wrappers, so each retried call is one call for
     them, and above the driver cursor, which it replaces after a
-    reconnect: no dead cursor is carried across. ``_orca_execute`` and
-    ``_orca_executemany`` are the parent wrapper's own methods, bound here:
-    cheaper than ``super()`` on every statement. The methods go straight
+    reconnect: no dead cursor is carried across. The methods go straight
     into the class, no mixin: Django's ``CursorWrapper`` has a
     ``__getattr__``, so no attribute read on it is specialized, and each
     walks a class list that this keeps at three.
@@ -150,10 +152,8 @@ def retrying_class(cursor_class: type, driver_cursor: type | None = None) -> typ
         (cursor_class,),
         {
             "__module__": __name__,
-            "_execute": _statement_runner(many=False),
-            "_executemany": _statement_runner(many=True),
-            "_orca_execute": getattr(cursor_class, "_execute"),  # noqa: B009
-            "_orca_executemany": getattr(cursor_class, "_executemany"),  # noqa: B009
+            "_execute": _statement_runner(False, getattr(cursor_class, "_execute")),  # noqa: B009
+            "_executemany": _statement_runner(True, getattr(cursor_class, "_executemany")),  # noqa: B009
             "callproc": _callproc_method(getattr(cursor_class, "callproc")),  # noqa: B009
             "copy": copy_method("copy", getattr(cursor_class, "copy", None)),
             "copy_expert": copy_method("copy_expert", getattr(cursor_class, "copy_expert", None)),
