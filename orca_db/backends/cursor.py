@@ -17,7 +17,7 @@ from django.db.utils import Error as DjangoError
 
 from .. import deadlines, decisions, drivers
 from ..classify import SERVER_CLOSED, Failure, classify
-from ..elsewhere import counted_methods, sent_unseen
+from ..elsewhere import counted_methods
 from ..exceptions import (
     DeadlineExceeded,
     OutcomeUnknown,
@@ -28,7 +28,7 @@ from ..retry import Operation, active_operation, recover, report
 from ..sql import profile
 from ..sql.lexical import PROFILES
 from .replay import run_again
-from .session_check import called, copy_method
+from .session_check import callproc_method, copy_method, observe
 from .watching import watch_call, watched
 
 #: libpq's transaction statuses under which a transaction may be open: all
@@ -91,7 +91,7 @@ def _statement_runner(many: bool, parent: Callable[..., Any]) -> Callable[..., A
             execute = MethodType(parent, wrapper)
             result = _recover(wrapper, error, sql, params, many, execute, in_transaction, started)
         if statement.observed and (statement.tracked or session.pending):
-            db._orca_observe(wrapper, statement, sql, params, in_transaction, many)
+            observe(db, wrapper, statement, sql, params, in_transaction, many)
         return result
 
     run.__name__ = run.__qualname__ = "_executemany" if many else "_execute"
@@ -111,24 +111,6 @@ def _watched(
         sql,
         params,
     )
-
-
-def _callproc_method(parent: Callable[..., Any]) -> Callable[..., Any]:
-    """The retrying cursor's ``callproc``: refused while the connection
-    refuses work; counted as sent where no execute wrapper sees it; and a
-    function the tracker cannot see inside checks the session."""
-
-    def callproc(wrapper: Any, procname: str, params: Any = None, kparams: Any = None) -> Any:
-        db = wrapper.db
-        refusal = db.orca_state.refusal
-        if refusal is not None:
-            raise refusal.error()
-        sent_unseen(db)
-        result = parent(wrapper, procname, params, kparams)
-        called(db, procname)
-        return result
-
-    return callproc
 
 
 def retrying_class(cursor_class: type, driver_cursor: type | None = None) -> type:
@@ -154,7 +136,7 @@ def retrying_class(cursor_class: type, driver_cursor: type | None = None) -> typ
             "__module__": __name__,
             "_execute": _statement_runner(False, getattr(cursor_class, "_execute")),  # noqa: B009
             "_executemany": _statement_runner(True, getattr(cursor_class, "_executemany")),  # noqa: B009
-            "callproc": _callproc_method(getattr(cursor_class, "callproc")),  # noqa: B009
+            "callproc": callproc_method(getattr(cursor_class, "callproc")),  # noqa: B009
             "copy": copy_method("copy", getattr(cursor_class, "copy", None)),
             "copy_expert": copy_method("copy_expert", getattr(cursor_class, "copy_expert", None)),
         },

@@ -31,8 +31,7 @@ from ..classify import classify
 from ..exceptions import SessionStateLost, TransactionRolledBack
 from ..session import SessionState
 from ..sql import profile
-from ..sql.facts import Profile
-from .session_check import fingerprint, hidden_calls, session_differs, statement_text
+from .session_check import session_differs
 from .state import ConnectionState, Refusal
 from .watching import disarm
 
@@ -57,10 +56,6 @@ if TYPE_CHECKING:
         def retry_settings(self) -> RetrySettings: ...
 else:
     WrapperBase = object  # at run time they are mixed into the backend
-
-#: Transaction control after which the tracker's picture may have changed.
-_ENDS = frozenset({"commit", "rollback", "rollback_to", "prepare_transaction", "mixed"})
-
 
 #: Every setting back to the connection's defaults (RESET ALL leaves the
 #: role and the session authorization alone; resetting the latter resets
@@ -211,52 +206,16 @@ class LostConnectionMixin(WrapperBase):
                 )
         raise refusal.error()
 
-    def _orca_observe(
-        self,
-        wrapper: Any,
-        statement: Profile,
-        sql: object,
-        params: Any,
-        in_transaction: bool,
-        many: bool = False,
-    ) -> None:
-        session = self.orca_state.session
-        text = statement_text(sql, self.connection)
-        control = statement.control
-        changed = False
-        if statement.session and control is None:
-            if many:
-                session.unfollowed(text)  # which parameters were last? not followed
-            else:
-                session.observe(sql, params, in_transaction, text)
-            changed = True
-        calls = statement.calls or (text is not sql and profile(text).calls)
-        if calls and hidden_calls(text):
-            session.hidden_call(in_transaction)
-            changed = True
-        if control == "commit":
-            # COMMIT of a failed transaction answers ROLLBACK, no error.
-            status = getattr(wrapper.cursor, "statusmessage", None) or ""
-            session.transaction_ended(status.startswith("COMMIT"))
-        elif control == "rollback":
-            session.transaction_ended(False)
-        elif control in ("prepare_transaction", "mixed"):
-            session.transaction_ended(None)
-        elif control == "savepoint":
-            session.savepoint(statement.savepoint_name)
-        elif control == "release":
-            session.savepoint_released(statement.savepoint_name)
-        elif control == "rollback_to":
-            session.rolled_back_to(statement.savepoint_name)
-        if session.verifying and (changed or control in _ENDS):
-            fingerprint(self)
-
     def close(self) -> None:
         state = self.orca_state
         cut = state.rollback_cut  # a ROLLBACK cut at its deadline dropped it
         state.rollback_cut = False
         own = state.close_keeps_session
-        by_atomic = called_by_atomic_exit(sys._getframe(1)) if cut or not own else False
+        # atomic()'s exit closes only a connection it had taken out of
+        # autocommit: an autocommit close (a request's end) walks no frames.
+        by_atomic = (
+            (cut or not own) and not self.autocommit and called_by_atomic_exit(sys._getframe(1))
+        )
         if own or by_atomic:
             # Not the application's choice: orca-db dropping a lost
             # connection, or Django's atomic() dropping one whose ROLLBACK

@@ -29,8 +29,9 @@ from ..pool_waits import pool_wait_bounded
 from ..retry import Operation, active_operation, remaining_time, run
 from .cursor import retrying_class
 from .ending import TransactionEndMixin
+from .fetching import fetching
 from .state import ConnectionState
-from .watching import disarm, fetching, setup_cut_off, setup_ended, watch_setup
+from .watching import disarm, setup_cut_off, setup_ended, watch_setup
 
 __all__ = ["AuroraRetryMixin"]
 

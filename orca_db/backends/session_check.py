@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from .. import deadlines, drivers
 from ..classify import classify
+from ..elsewhere import sent_unseen
 from ..sql import profile
+from ..sql.facts import Profile
 
 if TYPE_CHECKING:
     from .lost import LostConnectionMixin
@@ -39,6 +41,9 @@ FINGERPRINT = """
         (SELECT count(*) FROM pg_listening_channels())), 'UTF8')), 'hex')
 """
 
+#: Transaction control after which the tracker's picture may have changed.
+_ENDS = frozenset({"commit", "rollback", "rollback_to", "prepare_transaction", "mixed"})
+
 
 def hidden_calls(text: object) -> bool:
     from ..sql.calls import hidden_calls
@@ -55,6 +60,50 @@ def statement_text(sql: object, connection) -> object:
         return sql.as_string(connection)  # type: ignore[attr-defined]
     except Exception:
         return sql  # not text: followed as unknown
+
+
+def observe(
+    db: LostConnectionMixin,
+    wrapper: Any,
+    statement: Profile,
+    sql: object,
+    params: Any,
+    in_transaction: bool,
+    many: bool = False,
+) -> None:
+    """After a statement that may change the session, or end or mark a
+    transaction while changes wait on one: what the session record makes
+    of it."""
+    session = db.orca_state.session
+    text = statement_text(sql, db.connection)
+    control = statement.control
+    changed = False
+    if statement.session and control is None:
+        if many:
+            session.unfollowed(text)  # which parameters were last? not followed
+        else:
+            session.observe(sql, params, in_transaction, text)
+        changed = True
+    calls = statement.calls or (text is not sql and profile(text).calls)
+    if calls and hidden_calls(text):
+        session.hidden_call(in_transaction)
+        changed = True
+    if control == "commit":
+        # COMMIT of a failed transaction answers ROLLBACK, no error.
+        status = getattr(wrapper.cursor, "statusmessage", None) or ""
+        session.transaction_ended(status.startswith("COMMIT"))
+    elif control == "rollback":
+        session.transaction_ended(False)
+    elif control in ("prepare_transaction", "mixed"):
+        session.transaction_ended(None)
+    elif control == "savepoint":
+        session.savepoint(statement.savepoint_name)
+    elif control == "release":
+        session.savepoint_released(statement.savepoint_name)
+    elif control == "rollback_to":
+        session.rolled_back_to(statement.savepoint_name)
+    if session.verifying and (changed or control in _ENDS):
+        fingerprint(db)
 
 
 def called(db: LostConnectionMixin, function: str) -> None:
@@ -157,3 +206,21 @@ def copy_method(name: str, parent: Callable[..., Any] | None) -> Callable[..., A
 
     method.__name__ = method.__qualname__ = name
     return method
+
+
+def callproc_method(parent: Callable[..., Any]) -> Callable[..., Any]:
+    """The retrying cursor's ``callproc``: refused while the connection
+    refuses work; counted as sent where no execute wrapper sees it; and a
+    function the tracker cannot see inside checks the session."""
+
+    def callproc(wrapper: Any, procname: str, params: Any = None, kparams: Any = None) -> Any:
+        db = wrapper.db
+        refusal = db.orca_state.refusal
+        if refusal is not None:
+            raise refusal.error()
+        sent_unseen(db)
+        result = parent(wrapper, procname, params, kparams)
+        called(db, procname)
+        return result
+
+    return callproc

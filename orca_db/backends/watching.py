@@ -1,5 +1,5 @@
 """Every blocking call on an aurora connection ends by its deadline (rule 2
-of docs/retry-safety.md), for the aurora backend's mixin.
+of docs/retry-safety.md): the watches over the wrapper's state object.
 
 Within a :func:`~orca_db.deadlines.deadline_cap` block the connection's
 socket is **held** under one watch from the block's start (or the
@@ -7,11 +7,13 @@ connection's connect or first use) until the block or the connection
 closes: whatever blocks on it (a statement, ``ROLLBACK``, a fetch from a
 server-side cursor, Django's set-up, a session restore, a close, a call
 nobody listed) ends at the cap. ``statement_deadline``, a bound per call,
-arms a watch per call where calls block: statements and ``COMMIT``
-(cursor.py, ending.py), ``ROLLBACK``, fetches and set-up (here). Nothing is
-armed while neither applies. The code that catches a driver's error asks
-the watch whether it was cut (``watch.cut``) and raises ``DeadlineExceeded``
-instead of a lost-connection error.
+arms a watch per call where calls block: statements (cursor.py),
+``COMMIT`` and ``ROLLBACK`` (ending.py), fetches (fetching.py) and the
+set-up (here). Nothing is armed while neither applies: the check is one
+module counter and one slot (:func:`watch_if_due`). Every bounded call runs
+through :func:`watched`, which asks the watch whether it was cut
+(``watch.cut``) and raises the caller's ``DeadlineExceeded`` instead of a
+lost-connection error.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db.utils import Error as DjangoError
 
-from .. import deadlines, drivers
+from .. import deadlines
 from ..classify import driver_error
 from ..deadlines import ConnectTimeout, Watch, watchdog
 from ..exceptions import DeadlineExceeded
@@ -211,17 +213,6 @@ def rollback_cut_off(db: LostConnectionMixin) -> DeadlineExceeded:
     )
 
 
-# ----- fetches from server-side cursors -------------------------------------
-
-
-def fetching(db: LostConnectionMixin, cursor: Any) -> Any:
-    """``chunked_cursor()``'s wrapper: a server-side cursor's fetches are
-    bounded like statements."""
-    if getattr(cursor, "db", None) is db and getattr(cursor.cursor, "name", None):
-        cursor.__class__ = _fetching(type(cursor))
-    return cursor
-
-
 def _hold_open_connections(at: float) -> None:
     """A deadline cap opens: the aurora connections already open in this
     context are held from now on, whatever call comes first."""
@@ -236,85 +227,3 @@ def _hold_open_connections(at: float) -> None:
 
 
 deadlines.on_open.append(_hold_open_connections)
-
-_FETCHING: dict[type, type] = {}
-
-
-def _fetching(cursor_class: type) -> type:
-    """The wrapper class of a server-side cursor: each fetch is a round trip,
-    bounded like a statement."""
-    made = _FETCHING.get(cursor_class)
-    if made is None:
-        made = _FETCHING.setdefault(
-            cursor_class,
-            type(
-                f"Fetching{cursor_class.__name__}",
-                (cursor_class,),
-                {
-                    "__module__": __name__,
-                    "fetchone": _fetch_method("fetchone"),
-                    "fetchmany": _fetch_method("fetchmany"),
-                    "fetchall": _fetch_method("fetchall"),
-                    "close": _close,
-                },
-            ),
-        )
-    return made
-
-
-def _fetch_method(name: str) -> Callable[..., Any]:
-    def fetch(wrapper: Any, *args: Any, **kwargs: Any) -> Any:
-        db = wrapper.db
-        method = wrapper.__getattr__(name)  # Django's, with its error wrapping
-        if db.connection is None:
-            return method(*args, **kwargs)
-        watch = watch_if_due(db)
-        if watch is None:
-            return method(*args, **kwargs)
-        in_transaction = db.in_atomic_block or not db.autocommit
-        return watched(
-            db, watch, lambda: _fetch_cut_off(db, in_transaction), method, *args, **kwargs
-        )
-
-    fetch.__name__ = fetch.__qualname__ = name
-    return fetch
-
-
-def _close(wrapper: Any) -> None:
-    """Close the server-side cursor (psycopg2 sends CLOSE): bounded like a
-    fetch; on a connection that is gone (a fetch was cut off) the cursor
-    went with it, and there is nothing to report."""
-    db = wrapper.db
-    cursor = wrapper.cursor
-    watch = None if db.connection is None else watch_if_due(db)
-    try:
-        cursor.close()
-    except Exception:
-        # The driver's own error (not wrapped by Django): watched() does
-        # not apply.
-        if watch is not None:
-            watchdog.release(watch)
-            if watch.cut:
-                db._orca_lose_connection()
-                return
-        if drivers.is_closed(cursor.connection):
-            return
-        raise
-    if watch is not None:
-        watchdog.release(watch)
-        if watch.cut:
-            db._orca_lose_connection()
-
-
-def _fetch_cut_off(db: LostConnectionMixin, in_transaction: bool) -> DeadlineExceeded:
-    if in_transaction:
-        db._orca_lose_transaction()
-        return DeadlineExceeded(
-            f"A fetch from a server-side cursor on database {db.alias!r} was still waiting "
-            f"at its deadline; it was cut off, and the server rolls its transaction back."
-        )
-    db._orca_lose_connection()
-    return DeadlineExceeded(
-        f"A fetch from a server-side cursor on database {db.alias!r} was still waiting at "
-        f"its deadline and was cut off (a read: nothing was applied)."
-    )
