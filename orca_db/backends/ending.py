@@ -11,7 +11,7 @@ import sys
 
 from django.db.utils import Error as DjangoError
 
-from .. import decisions, drivers
+from .. import deadlines, decisions, drivers
 from ..classify import classify, driver_error
 from ..exceptions import (
     OutcomeUnknown,
@@ -22,7 +22,7 @@ from ..exceptions import (
 from ..retry import Operation, active_operation, report
 from .lost import LostConnectionMixin, called_by_atomic_exit
 from .session_check import fingerprint
-from .watching import rollback_cut_off, watch_if_due, watched
+from .watching import rollback_cut_off, watch_call, watched
 
 
 class TransactionEndMixin(LostConnectionMixin):
@@ -42,7 +42,11 @@ class TransactionEndMixin(LostConnectionMixin):
         # its session changes were undone with it.
         failed = bool(session.pending) and self._orca_transaction_failed()
         try:
-            result = watched(self, watch_if_due(self), self._orca_commit_cut_off, super()._commit)
+            if deadlines.open_caps or state.statement_deadline:
+                commit = super()._commit
+                result = watched(self, watch_call(state), self._orca_commit_cut_off, commit)
+            else:
+                result = super()._commit()  # no deadline: nothing to arm
         except ScaleEventError:
             raise  # cut off at its deadline
         except DjangoError as error:
@@ -83,26 +87,33 @@ class TransactionEndMixin(LostConnectionMixin):
         return connection is not None and drivers.transaction_status(connection) == drivers.INERROR
 
     def _set_autocommit(self, autocommit: bool) -> None:
-        session = self.orca_state.session
-        if (
-            not autocommit
-            and session.pending
-            and self.connection is not None
-            and drivers.transaction_status(self.connection) == drivers.IDLE
-        ):
-            # A new transaction starts (atomic, set_autocommit(False)) while
-            # changes of an earlier one are pending: that one ended through
-            # the driver, unseen. Its changes are not carried into this one.
-            session.transaction_ended(None)
-        if not autocommit and self._orca_broken() and active_operation(self.alias) is None:
-            # atomic() or set_autocommit(False) on a connection that broke
-            # outside a statement of ours (rule 4): a transaction may have
-            # been open on it (BEGIN sent as SQL). Nothing starts; the
-            # connection refuses work until the application rolls back.
-            # (Within retry_atomic, the run's own judge decides: its entry
-            # refused an UNKNOWN connection already, so this one broke in
-            # its runs.)
-            raise self._orca_lose_transaction()
+        if not autocommit:
+            state = self.orca_state
+            connection = self.connection
+            if (
+                state.session.pending
+                and connection is not None
+                and drivers.transaction_status(connection) == drivers.IDLE
+            ):
+                # A new transaction starts (atomic, set_autocommit(False))
+                # while changes of an earlier one are pending: that one ended
+                # through the driver, unseen. Its changes are not carried
+                # into this one.
+                state.session.transaction_ended(None)
+            if (
+                state.enabled
+                and connection is not None
+                and drivers.is_broken(connection)
+                and active_operation(self.alias) is None
+            ):
+                # atomic() or set_autocommit(False) on a connection that
+                # broke outside a statement of ours (rule 4): a transaction
+                # may have been open on it (BEGIN sent as SQL). Nothing
+                # starts; the connection refuses work until the application
+                # rolls back. (Within retry_atomic, the run's own judge
+                # decides: its entry refused an UNKNOWN connection already,
+                # so this one broke in its runs.)
+                raise self._orca_lose_transaction()
         return super()._set_autocommit(autocommit)
 
     def _orca_broken(self) -> bool:
@@ -129,8 +140,11 @@ class TransactionEndMixin(LostConnectionMixin):
             if by_atomic:
                 state.autocommit_wish = None
             return None
-        watch = None if self.connection is None else watch_if_due(self)
-        result = watched(self, watch, lambda: rollback_cut_off(self), super()._rollback)
+        if self.connection is not None and (deadlines.open_caps or state.statement_deadline):
+            cut_off = lambda: rollback_cut_off(self)  # noqa: E731
+            result = watched(self, watch_call(state), cut_off, super()._rollback)
+        else:
+            result = super()._rollback()  # no deadline: nothing to arm
         if state.session.verifying and self.connection is not None:
             fingerprint(self)  # rule 1: the session as rolled back to
         return result
