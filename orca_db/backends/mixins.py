@@ -17,6 +17,7 @@ it all in one object per connection (``state.py``, ``orca_state``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .. import connect_notice, drivers
@@ -42,6 +43,14 @@ class AuroraRetryMixin(TransactionEndMixin):
     Two mixins below it (``TransactionEndMixin``, ``LostConnectionMixin``),
     the rest functions over the one state object: the wrapper's class stays
     short, which the attribute lookups of every statement feel."""
+
+    #: The backend's own ``create_cursor`` (the next in the class's MRO),
+    #: found once per class: cheaper than ``super()`` on every cursor.
+    _orca_parent_create_cursor: Callable[..., Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._orca_parent_create_cursor = super().create_cursor
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -164,7 +173,7 @@ class AuroraRetryMixin(TransactionEndMixin):
                 f"its connection was lost; leave the atomic block and run it again."
             )
         try:
-            return super().create_cursor(name)
+            return self._orca_parent_create_cursor(name)
         except Exception as error:
             if not self._orca_broken():
                 raise
