@@ -285,7 +285,8 @@ class TransactionRuns:
 
 
 def _server_closed(connection) -> bool:
-    link = getattr(connection, "_orca_link", None)
+    state = getattr(connection, "orca_state", None)  # the aurora backend's (backends/state.py)
+    link = None if state is None else state.link
     if link is None or link.connection is not connection.connection:
         link = drivers.Link(connection.connection)
     return link.server_closed()

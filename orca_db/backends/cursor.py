@@ -8,14 +8,16 @@ the rare statement that changes session state."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from time import monotonic
+from types import MethodType
+from typing import Any
 
 from django.db.utils import Error as DjangoError
 
 from .. import deadlines, decisions, drivers
-from ..classify import SERVER_CLOSED, Failure, classify, driver_error
-from ..deadlines import watchdog
-from ..elsewhere import counted_methods, sent_unseen
+from ..classify import SERVER_CLOSED, Failure, classify
+from ..elsewhere import counted_methods
 from ..exceptions import (
     DeadlineExceeded,
     OutcomeUnknown,
@@ -26,7 +28,8 @@ from ..retry import Operation, active_operation, recover, report
 from ..sql import profile
 from ..sql.lexical import PROFILES
 from .replay import run_again
-from .session_check import SessionCursorMixin
+from .session_check import callproc_method, copy_method, observe
+from .watching import watch_call, watched
 
 #: libpq's transaction statuses under which a transaction may be open: all
 #: but IDLE. UNKNOWN is a connection that broke outside a statement of ours
@@ -37,33 +40,35 @@ from .session_check import SessionCursorMixin
 _OPEN = frozenset({drivers.ACTIVE, drivers.INTRANS, drivers.INERROR, drivers.UNKNOWN})
 
 
-def _statement_runner(many: bool):
+def _statement_runner(many: bool, parent: Callable[..., Any]) -> Callable[..., Any]:
     """``_execute`` (or ``_executemany``) of the retrying cursor: one body
-    for both, made twice so that each is a method of its own and the hot
-    path pays no extra call."""
+    for both, made for each method of each class so that the hot path
+    pays no extra call; ``parent`` is the wrapper class's own method, called
+    as a plain function (cheaper than ``super()`` or a bound method on
+    every statement)."""
 
-    def run(wrapper, sql, params, *ignored_wrapper_args):
+    def run(wrapper: Any, sql: Any, params: Any, *ignored_wrapper_args: Any) -> Any:
         db = wrapper.db
-        execute = wrapper._orca_executemany if many else wrapper._orca_execute
-        link = db._orca_link  # None while the connection refuses work
+        state = db.orca_state  # one fetch; its fields are slots
+        link = state.link  # None while the connection refuses work
         if link is None or link.connection is not db.connection:
-            if db._orca_refusal is not None:
+            if state.refusal is not None:
                 return db._orca_refused(sql)
             # Retries off, or the cursor's connection was lost or replaced.
             link = relink(db, wrapper)
             if link is None:
-                return execute(sql, params)  # retries off: Django's own behaviour
+                return parent(wrapper, sql, params)  # retries off: Django's own behaviour
         try:
             statement = PROFILES[sql]
         except (KeyError, TypeError):  # a new text, or not a text
             statement = profile(sql)
+        session = state.session
         if db.in_atomic_block or link.transaction_status() in _OPEN:
             # Nothing is retried inside a transaction: no clock needed.
             in_transaction, started = True, None
         else:
             started = monotonic()
             in_transaction = not db.autocommit
-            session = db._orca_session
             if session.pending:
                 # The transaction ended through the driver itself: whether
                 # its session changes committed is unknown.
@@ -72,79 +77,75 @@ def _statement_runner(many: bool):
             probe = in_transaction or not statement.maybe_read
             if probe and link.poll(0) and link.server_closed():
                 reconnect_before_send(db, wrapper, sql)
-        watch = None
-        if deadlines.open_caps or db._orca_statement_deadline:
-            watch = _watch(db)
         try:
-            result = execute(sql, params)
+            if deadlines.open_caps or state.statement_deadline:
+                # A deadline applies: the statement is watched (watching.py).
+                execute = MethodType(parent, wrapper)
+                result = _watched(db, sql, params, execute, in_transaction)
+            else:
+                result = parent(wrapper, sql, params)
         except DjangoError as error:
-            if watch is not None:
-                watchdog.release(watch)
-                if watch.cut:
-                    raise _cut_off(db, sql, in_transaction) from driver_error(error)
             # A replayed statement is observed below like any other: a
-            # replayed SET is part of the session to restore.
+            # replayed SET is part of the session to restore. (A statement
+            # cut off at its deadline is not replayed: _recover re-raises.)
+            execute = MethodType(parent, wrapper)
             result = _recover(wrapper, error, sql, params, many, execute, in_transaction, started)
-        except BaseException:
-            # Not a database error (a driver's IndexError for a missing
-            # parameter, a signal's exception): the watch must not outlive
-            # the statement, or it would cut whatever socket holds its file
-            # descriptor number at the deadline.
-            if watch is not None:
-                watchdog.release(watch)
-            raise
-        else:
-            if watch is not None:
-                watchdog.release(watch)
-                if watch.cut:
-                    db._orca_lose_connection()  # the answer came, the socket is shut
-        if statement.observed and (statement.tracked or db._orca_session.pending):
-            db._orca_observe(wrapper, statement, sql, params, in_transaction, many)
+        if statement.observed and (statement.tracked or session.pending):
+            observe(db, wrapper, statement, sql, params, in_transaction, many)
         return result
 
     run.__name__ = run.__qualname__ = "_executemany" if many else "_execute"
     return run
 
 
-class RetryingCursorMixin(SessionCursorMixin):
-    """Retries ``execute``/``executemany`` after their first failure.
-
-    Sits below Django's execute wrappers, so each retried call is one call
-    for them, and above the driver cursor, which it replaces after a
-    reconnect: no dead cursor is carried across. ``_orca_execute`` and
-    ``_orca_executemany`` are the parent wrapper's own methods, bound when
-    the retrying class is made (``retrying_class``): cheaper than
-    ``super()`` on every statement."""
-
-    _execute = _statement_runner(many=False)
-    _executemany = _statement_runner(many=True)
-
-    def callproc(self, procname, params=None, kparams=None):
-        refusal = self.db._orca_refusal
-        if refusal is not None:
-            raise refusal.error()
-        sent_unseen(self.db)
-        result = super().callproc(procname, params, kparams)
-        self.db._orca_called(procname)
-        return result
+def _watched(
+    db: Any, sql: Any, params: Any, execute: Callable[..., Any], in_transaction: bool
+) -> Any:
+    """The statement under its watch (``None`` when no deadline applies
+    after all): cut off at the deadline, it raises ``DeadlineExceeded``."""
+    return watched(
+        db,
+        watch_call(db.orca_state),
+        lambda: _cut_off(db, sql, in_transaction),
+        execute,
+        sql,
+        params,
+    )
 
 
 def retrying_class(cursor_class: type, driver_cursor: type | None = None) -> type:
     """The retrying subclass of a backend's cursor wrapper class (any
     parent's own wrapper is kept: PostgreSQL's debug wrapper adds copy
-    methods). The methods of ``driver_cursor`` (the driver's cursor class)
-    that send SQL around ``execute`` are counted (``sent_unseen``); only
-    those it has, so that ``hasattr`` still tells the drivers apart."""
+    methods).
+
+    Retries ``execute``/``executemany`` after their first failure: sits
+    below Django's execute wrappers, so each retried call is one call for
+    them, and above the driver cursor, which it replaces after a
+    reconnect: no dead cursor is carried across. The methods go straight
+    into the class, no mixin: Django's ``CursorWrapper`` has a
+    ``__getattr__``, so no attribute read on it is specialized, and each
+    walks a class list that this keeps at three.
+
+    The methods of ``driver_cursor`` (the driver's cursor class) that send
+    SQL around ``execute`` are counted (``sent_unseen``); only those it
+    has, so that ``hasattr`` still tells the drivers apart."""
     cls = type(
         f"Retrying{cursor_class.__name__}",
-        (RetryingCursorMixin, cursor_class),
+        (cursor_class,),
         {
             "__module__": __name__,
-            "_orca_execute": getattr(cursor_class, "_execute"),  # noqa: B009
-            "_orca_executemany": getattr(cursor_class, "_executemany"),  # noqa: B009
+            "_execute": _statement_runner(False, getattr(cursor_class, "_execute")),  # noqa: B009
+            "_executemany": _statement_runner(True, getattr(cursor_class, "_executemany")),  # noqa: B009
+            "callproc": callproc_method(getattr(cursor_class, "callproc")),  # noqa: B009
+            "copy": copy_method("copy", getattr(cursor_class, "copy", None)),
+            "copy_expert": copy_method("copy_expert", getattr(cursor_class, "copy_expert", None)),
         },
     )
-    for name, method in counted_methods(cls, driver_cursor).items():
+    # counted_methods wraps what the class's parent has under each name: a
+    # throwaway subclass makes that parent ``cls``, whose COPY methods check
+    # the session first.
+    counted = counted_methods(type("Counted", (cls,), {}), driver_cursor)
+    for name, method in counted.items():
         setattr(cls, name, method)
     return cls
 
@@ -153,7 +154,7 @@ def relink(db, wrapper):
     """The cursor's connection was lost (and not replaced yet), or replaced
     behind the backend's back: the cursor goes on on the connection that is
     current now, as a new one would."""
-    if not db._orca_enabled:
+    if not db.orca_state.enabled:
         return None
     if db.connection is None:
         db.ensure_connection()
@@ -163,10 +164,6 @@ def relink(db, wrapper):
             wrapper.cursor.close()
         wrapper.cursor = db.create_cursor(getattr(wrapper.cursor, "name", None))
     return link
-
-
-def _watch(db):
-    return db._orca_watch_call()
 
 
 def _cut_off(db, sql, in_transaction: bool) -> DeadlineExceeded:
@@ -256,20 +253,18 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
             wrapper.cursor.close()
         wrapper.cursor = db.create_cursor(name)
         stage = "execute"
-        watch = _watch(db)  # after a failure: no fast path needed
-        try:
-            result = run_again(wrapper, execute, sql, params, replay_verdict)
-        except BaseException as error:
-            if watch is not None:
-                watchdog.release(watch)
-                if watch.cut and isinstance(error, DjangoError):
-                    raise _cut_off(db, sql, False) from driver_error(error)
-            raise
-        if watch is not None:
-            watchdog.release(watch)
-            if watch.cut:
-                db._orca_lose_connection()
-        return result
+        watch = watch_call(db.orca_state)  # after a failure: no fast path needed
+        return watched(
+            db,
+            watch,
+            lambda: _cut_off(db, sql, False),
+            run_again,
+            wrapper,
+            execute,
+            sql,
+            params,
+            replay_verdict,
+        )
 
     return recover(operation, error, replay, judge)
 

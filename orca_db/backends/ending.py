@@ -2,8 +2,8 @@
 connection that may be gone, a COMMIT bounded by the deadlines, and what
 the session record keeps of the changes made inside.
 
-Mixed into ``AuroraRetryMixin`` next to ``LostConnectionMixin``, whose
-refusals and session record it reads."""
+Mixed into ``AuroraRetryMixin`` above ``LostConnectionMixin``, whose
+refusals and session record (``orca_state``) it reads."""
 
 from __future__ import annotations
 
@@ -13,53 +13,52 @@ from django.db.utils import Error as DjangoError
 
 from .. import deadlines, decisions, drivers
 from ..classify import classify, driver_error
-from ..exceptions import OutcomeUnknown, TransactionRolledBack, WriteDeadlineExceeded
+from ..exceptions import (
+    OutcomeUnknown,
+    ScaleEventError,
+    TransactionRolledBack,
+    WriteDeadlineExceeded,
+)
 from ..retry import Operation, active_operation, report
-from .lost import called_by_atomic_exit
+from .lost import LostConnectionMixin, called_by_atomic_exit
+from .session_check import fingerprint
+from .watching import rollback_cut_off, watch_call, watched
 
 
-class TransactionEndMixin:
+class TransactionEndMixin(LostConnectionMixin):
     """commit(), rollback() and autocommit changes."""
 
-    def _commit(self):
-        refusal = self._orca_refusal
+    def _commit(self) -> None:
+        state = self.orca_state
+        refusal = state.refusal
         if refusal is not None and refusal.kind == "transaction":
-            self._orca_refusal = None
+            state.refusal = None
             raise TransactionRolledBack(
                 f"commit() on database {self.alias!r}: the transaction had already been "
                 f"rolled back when its connection was lost; nothing was committed."
             )
-        session = self._orca_session
+        session = state.session
         # COMMIT of a failed transaction answers ROLLBACK and raises nothing:
         # its session changes were undone with it.
         failed = bool(session.pending) and self._orca_transaction_failed()
-        watch = None
-        if deadlines.open_caps or self._orca_statement_deadline:
-            watch = self._orca_watch_call()
         try:
-            result = super()._commit()
+            if deadlines.open_caps or state.statement_deadline:
+                commit = super()._commit
+                result = watched(self, watch_call(state), self._orca_commit_cut_off, commit)
+            else:
+                result = super()._commit()  # no deadline: nothing to arm
+        except ScaleEventError:
+            raise  # cut off at its deadline
         except DjangoError as error:
-            if watch is not None:
-                deadlines.watchdog.release(watch)
-                if watch.cut:
-                    raise self._orca_commit_cut_off() from driver_error(error)
             replacement = self._commit_failure(error)
             if replacement is error:
                 raise
             self._orca_commit_connection_gone()
             raise replacement from driver_error(error)
-        except BaseException:
-            if watch is not None:
-                deadlines.watchdog.release(watch)
-            raise
-        if watch is not None:
-            deadlines.watchdog.release(watch)
-            if watch.cut:
-                self._orca_lose_connection()  # the answer came, the socket is shut
         if session.pending:
             session.transaction_ended(not failed)
         if session.verifying:
-            self._orca_fingerprint()  # rule 1: the session as committed
+            fingerprint(self)  # rule 1: the session as committed
         return result
 
     def _orca_commit_connection_gone(self) -> None:
@@ -75,8 +74,8 @@ class TransactionEndMixin:
         self.closed_in_transaction = True
 
     def _orca_commit_cut_off(self) -> WriteDeadlineExceeded:
-        self._orca_session.lost = True
-        self._orca_session.transaction_ended(None)
+        self.orca_state.session.lost = True
+        self.orca_state.session.transaction_ended(None)
         self._orca_commit_connection_gone()
         return WriteDeadlineExceeded(
             f"COMMIT on database {self.alias!r} was still running at its deadline and was "
@@ -87,39 +86,47 @@ class TransactionEndMixin:
         connection = self.connection
         return connection is not None and drivers.transaction_status(connection) == drivers.INERROR
 
-    def _set_autocommit(self, autocommit):
-        session = self._orca_session
-        if (
-            not autocommit
-            and session.pending
-            and self.connection is not None
-            and drivers.transaction_status(self.connection) == drivers.IDLE
-        ):
-            # A new transaction starts (atomic, set_autocommit(False)) while
-            # changes of an earlier one are pending: that one ended through
-            # the driver, unseen. Its changes are not carried into this one.
-            session.transaction_ended(None)
-        if not autocommit and self._orca_broken() and active_operation(self.alias) is None:
-            # atomic() or set_autocommit(False) on a connection that broke
-            # outside a statement of ours (rule 4): a transaction may have
-            # been open on it (BEGIN sent as SQL). Nothing starts; the
-            # connection refuses work until the application rolls back.
-            # (Within retry_atomic, the run's own judge decides: its entry
-            # refused an UNKNOWN connection already, so this one broke in
-            # its runs.)
-            raise self._orca_lose_transaction()
+    def _set_autocommit(self, autocommit: bool) -> None:
+        if not autocommit:
+            state = self.orca_state
+            connection = self.connection
+            if (
+                state.session.pending
+                and connection is not None
+                and drivers.transaction_status(connection) == drivers.IDLE
+            ):
+                # A new transaction starts (atomic, set_autocommit(False))
+                # while changes of an earlier one are pending: that one ended
+                # through the driver, unseen. Its changes are not carried
+                # into this one.
+                state.session.transaction_ended(None)
+            if (
+                state.enabled
+                and connection is not None
+                and drivers.is_broken(connection)
+                and active_operation(self.alias) is None
+            ):
+                # atomic() or set_autocommit(False) on a connection that
+                # broke outside a statement of ours (rule 4): a transaction
+                # may have been open on it (BEGIN sent as SQL). Nothing
+                # starts; the connection refuses work until the application
+                # rolls back. (Within retry_atomic, the run's own judge
+                # decides: its entry refused an UNKNOWN connection already,
+                # so this one broke in its runs.)
+                raise self._orca_lose_transaction()
         return super()._set_autocommit(autocommit)
 
     def _orca_broken(self) -> bool:
         connection = self.connection
-        return self._orca_enabled and connection is not None and drivers.is_broken(connection)
+        return self.orca_state.enabled and connection is not None and drivers.is_broken(connection)
 
-    def _rollback(self):
-        refusal = self._orca_refusal
+    def _rollback(self) -> None:
+        state = self.orca_state
+        refusal = state.refusal
         if refusal is not None and refusal.kind == "transaction":
-            self._orca_refusal = None  # the server rolled it back already
-        if self._orca_session.pending:
-            self._orca_session.transaction_ended(False)
+            state.refusal = None  # the server rolled it back already
+        if state.session.pending:
+            state.session.transaction_ended(False)
         if self._orca_broken():
             # The connection broke (a fetch, the driver used directly): the
             # server rolled back whatever was open on it (F1). Nothing to
@@ -131,17 +138,19 @@ class TransactionEndMixin:
             by_atomic = called_by_atomic_exit(sys._getframe(1))
             self._orca_lose_connection()
             if by_atomic:
-                self._orca_autocommit_wish = None
+                state.autocommit_wish = None
             return None
-        if self.connection is not None and (deadlines.open_caps or self._orca_statement_deadline):
-            result = self._orca_bounded_rollback(super()._rollback)
+        if self.connection is not None and (deadlines.open_caps or state.statement_deadline):
+            cut_off = lambda: rollback_cut_off(self)  # noqa: E731
+            result = watched(self, watch_call(state), cut_off, super()._rollback)
         else:
-            result = super()._rollback()
-        if self._orca_session.verifying and self.connection is not None:
-            self._orca_fingerprint()  # rule 1: the session as rolled back to
+            result = super()._rollback()  # no deadline: nothing to arm
+        if state.session.verifying and self.connection is not None:
+            fingerprint(self)  # rule 1: the session as rolled back to
         return result
 
     def _commit_failure(self, error: DjangoError) -> BaseException:
+        session = self.orca_state.session
         settings = self.retry_settings
         failure = classify(error)
         if not settings.enabled or not failure.retryable:
@@ -152,14 +161,14 @@ class TransactionEndMixin:
             operation = Operation(self.alias, "transaction", settings, statement="COMMIT")
             operation.last_failure = failure
             report(operation, "raised")
-        self._orca_session.lost = True
+        session.lost = True
         if decisions.commit_lost(failure) is decisions.Verdict.ROLLED_BACK:
-            self._orca_session.transaction_ended(False)
+            session.transaction_ended(False)
             return TransactionRolledBack(
                 f"The connection to database {self.alias!r} was closed before "
                 f"COMMIT could be sent; the server rolled the transaction back."
             )
-        self._orca_session.transaction_ended(None)
+        session.transaction_ended(None)
         return OutcomeUnknown(
             f"The connection to database {self.alias!r} was lost while COMMIT "
             f"was in flight ({failure.error_type}); the transaction may or may "

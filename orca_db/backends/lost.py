@@ -19,9 +19,10 @@ is a new start: both are forgotten.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import sys
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from django.db.transaction import Atomic
 
@@ -30,11 +31,31 @@ from ..classify import classify
 from ..exceptions import SessionStateLost, TransactionRolledBack
 from ..session import SessionState
 from ..sql import profile
-from .session_check import SessionCheckMixin, hidden_calls, statement_text
+from .session_check import session_differs
+from .state import ConnectionState, Refusal
+from .watching import disarm
 
-#: Transaction control after which the tracker's picture may have changed.
-_ENDS = frozenset({"commit", "rollback", "rollback_to", "prepare_transaction", "mixed"})
+if TYPE_CHECKING:
+    from django.db.backends.postgresql.base import DatabaseWrapper
 
+    from ..conf import RetrySettings
+
+    class WrapperBase(DatabaseWrapper):
+        """What the mixins are typed against: Django's PostgreSQL wrapper,
+        with the private methods they override, which django-stubs leaves
+        out."""
+
+        pool: Any
+
+        def _commit(self) -> None: ...
+        def _rollback(self) -> None: ...
+        def _set_autocommit(self, autocommit: bool) -> None: ...
+        def _close(self) -> None: ...
+
+        @property
+        def retry_settings(self) -> RetrySettings: ...
+else:
+    WrapperBase = object  # at run time they are mixed into the backend
 
 #: Every setting back to the connection's defaults (RESET ALL leaves the
 #: role and the session authorization alone; resetting the latter resets
@@ -42,7 +63,7 @@ _ENDS = frozenset({"commit", "rollback", "rollback_to", "prepare_transaction", "
 _RESET_SETTINGS = "RESET SESSION AUTHORIZATION; RESET ALL"
 
 
-def _pooled(connection) -> bool:
+def _pooled(connection: object) -> bool:
     """A connection lent by a pool: psycopg_pool marks its connections with
     their pool; django-db-connection-pool's are SQLAlchemy proxies."""
     return getattr(connection, "_pool", None) is not None or hasattr(connection, "invalidate")
@@ -55,8 +76,10 @@ def called_by_atomic_exit(frame: FrameType | None, depth: int = 4) -> bool:
     """Is Django's ``Atomic.__exit__`` among the ``depth`` callers from
     ``frame`` up? Its ``close()`` (after a failed ROLLBACK or COMMIT) and
     its ``rollback()`` are not the application's: the autocommit they leave
-    is atomic()'s. (Several frames: Django's ``async_unsafe`` wraps
-    ``rollback()``.)"""
+    is atomic()'s. Several frames, not one: Django's ``async_unsafe`` wraps
+    ``close()`` and ``rollback()``, and a backend's own override adds one.
+    Asked only where the answer matters (a close that is not orca-db's
+    own, a rollback on a broken connection), never per statement."""
     while frame is not None and depth:
         if frame.f_code is _ATOMIC_EXIT:
             return True
@@ -64,40 +87,34 @@ def called_by_atomic_exit(frame: FrameType | None, depth: int = 4) -> bool:
     return False
 
 
-@dataclasses.dataclass(frozen=True)
-class _Refusal:
-    """Why the connection refuses statements, and until when."""
+class LostConnectionMixin(WrapperBase):
+    """Refusals and the session record; mixed into ``AuroraRetryMixin``.
+    Its state is the wrapper's ``orca_state`` (state.py)."""
 
-    #: "transaction": until rollback()/ROLLBACK or close();
-    #: "session": until close().
-    kind: str
-    message: str
-    lost: tuple[str, ...] = ()
+    orca_state: ConnectionState
 
-    def error(self) -> Exception:
-        if self.kind == "session":
-            return SessionStateLost(self.message, self.lost)
-        return TransactionRolledBack(self.message)
+    def _discard_connection(self) -> None:
+        connection, self.connection = self.connection, None
+        self.orca_state.link = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                self._close_broken_connection(connection)
+        disarm(self.orca_state)
 
-
-class LostConnectionMixin(SessionCheckMixin):
-    """Refusals and the session record; mixed into ``AuroraRetryMixin``."""
-
-    _orca_refusal: _Refusal | None = None
-    _orca_autocommit_wish: bool | None = None
-    _orca_connecting = False
-    _orca_dropped = False
+    def _close_broken_connection(self, connection: Any) -> None:
+        drivers.close_broken(connection)
 
     def _orca_resume_session(self) -> None:
         """On a connection that replaces a lost one: the application's
         session as it was, or a refusal; and autocommit as it last set it."""
-        session = self._orca_session
+        state = self.orca_state
+        session = state.session
         if session.lost:
             lost = session.lost_items()
             if not lost and not session.empty:
                 self._restore_session(session)
             if not lost and session.verifying:
-                differs = self._orca_session_differs()
+                differs = session_differs(self)
                 lost = (differs,) if differs else ()
             if lost:
                 message = (
@@ -105,10 +122,10 @@ class LostConnectionMixin(SessionCheckMixin):
                     f"event, and its session held {', '.join(lost)}, which a new session "
                     f"does not have; close the connection and start over."
                 )
-                self._orca_refusal = _Refusal("session", message, lost)
+                state.refusal = Refusal("session", message, lost)
                 raise SessionStateLost(message, lost)
             session.lost = False
-        wish, self._orca_autocommit_wish = self._orca_autocommit_wish, None
+        wish, state.autocommit_wish = state.autocommit_wish, None
         if wish is not None and wish != self.autocommit:
             self._set_autocommit(wish)
             self.autocommit = wish
@@ -128,7 +145,7 @@ class LostConnectionMixin(SessionCheckMixin):
                 f"and the session's settings could not be applied again "
                 f"({type(error).__name__})."
             )
-            self._orca_refusal = _Refusal("session", message, ("session settings",))
+            self.orca_state.refusal = Refusal("session", message, ("session settings",))
             raise SessionStateLost(message, ("session settings",)) from error
 
     # ----- losing a connection ------------------------------------------------
@@ -138,11 +155,12 @@ class LostConnectionMixin(SessionCheckMixin):
         one must get the session back, with autocommit as it was."""
         if self.connection is None:
             return
-        self._orca_session.lost = True
+        state = self.orca_state
+        state.session.lost = True
         # Changes waiting on a transaction died with it.
-        self._orca_session.transaction_ended(False)
-        if self._orca_autocommit_wish is None:
-            self._orca_autocommit_wish = self.autocommit
+        state.session.transaction_ended(False)
+        if state.autocommit_wish is None:
+            state.autocommit_wish = self.autocommit
         self._discard_connection()
 
     def _orca_lose_transaction(self) -> TransactionRolledBack:
@@ -151,96 +169,70 @@ class LostConnectionMixin(SessionCheckMixin):
             f"The connection to database {self.alias!r} was lost inside a transaction; the "
             f"server rolled the whole transaction back."
         )
-        self._orca_session.transaction_ended(False)
+        state = self.orca_state
+        state.session.transaction_ended(False)
         if self.in_atomic_block:
             # Django's own state for it: every statement until the block
             # is left raises, and leaving it drops the connection.
-            self._orca_session.lost = True
-            self._orca_connecting = True  # a loss, not a close: see close()
+            state.session.lost = True
+            state.close_keeps_session = True  # a loss, not a close: see close()
             try:
                 self.close()
             finally:
-                self._orca_connecting = False
+                state.close_keeps_session = False
         else:
             self._orca_lose_connection()
-            self._orca_refusal = _Refusal(
+            state.refusal = Refusal(
                 "transaction",
                 message + " Call rollback() (or send ROLLBACK) to go on.",
             )
         return TransactionRolledBack(message)
 
-    def _orca_refused(self, sql: object):
+    def _orca_refused(self, sql: object) -> None:
         """A statement on a connection that refuses work."""
-        refusal = self._orca_refusal
+        state = self.orca_state
+        refusal = state.refusal
         assert refusal is not None
         if refusal.kind == "transaction":
             control = profile(sql).control
             if control == "rollback":
-                self._orca_refusal = None
+                state.refusal = None
                 return None  # the server already rolled it back
             if control == "commit":
-                self._orca_refusal = None
+                state.refusal = None
                 raise TransactionRolledBack(
                     f"COMMIT on database {self.alias!r}: the transaction had already been "
                     f"rolled back when its connection was lost; nothing was committed."
                 )
         raise refusal.error()
 
-    def _orca_observe(
-        self, wrapper, statement, sql, params, in_transaction: bool, many: bool = False
-    ) -> None:
-        session = self._orca_session
-        text = statement_text(sql, self.connection)
-        control = statement.control
-        changed = False
-        if statement.session and control is None:
-            if many:
-                session.unfollowed(text)  # which parameters were last? not followed
-            else:
-                session.observe(sql, params, in_transaction, text)
-            changed = True
-        calls = statement.calls or (text is not sql and profile(text).calls)
-        if calls and hidden_calls(text):
-            session.hidden_call(in_transaction)
-            changed = True
-        if control == "commit":
-            # COMMIT of a failed transaction answers ROLLBACK, no error.
-            status = getattr(wrapper.cursor, "statusmessage", None) or ""
-            session.transaction_ended(status.startswith("COMMIT"))
-        elif control == "rollback":
-            session.transaction_ended(False)
-        elif control in ("prepare_transaction", "mixed"):
-            session.transaction_ended(None)
-        elif control == "savepoint":
-            session.savepoint(statement.savepoint_name)
-        elif control == "release":
-            session.savepoint_released(statement.savepoint_name)
-        elif control == "rollback_to":
-            session.rolled_back_to(statement.savepoint_name)
-        if session.verifying and (changed or control in _ENDS):
-            self._orca_fingerprint()
-
     def close(self) -> None:
-        by_atomic = called_by_atomic_exit(sys._getframe(1))
-        cut = self._orca_dropped  # a ROLLBACK cut at its deadline dropped it
-        self._orca_dropped = False
-        if self._orca_connecting or by_atomic:
+        state = self.orca_state
+        cut = state.rollback_cut  # a ROLLBACK cut at its deadline dropped it
+        state.rollback_cut = False
+        own = state.close_keeps_session
+        # atomic()'s exit closes only a connection it had taken out of
+        # autocommit: an autocommit close (a request's end) walks no frames.
+        by_atomic = (
+            (cut or not own) and not self.autocommit and called_by_atomic_exit(sys._getframe(1))
+        )
+        if own or by_atomic:
             # Not the application's choice: orca-db dropping a lost
             # connection, or Django's atomic() dropping one whose ROLLBACK
             # failed. The session is brought back on the next connection
             # (or refused), without what its open transaction had changed.
             if cut and by_atomic:
                 # atomic() had turned autocommit off, not the application.
-                self._orca_autocommit_wish = None
-            self._orca_session.lost = True
-            self._orca_session.transaction_ended(False)
+                state.autocommit_wish = None
+            state.session.lost = True
+            state.session.transaction_ended(False)
         else:
             # The application's close() (a worker between jobs, the end of
             # a request): a clean session, whatever state the old
             # connection was in, broken or not. A pool would lend the
             # connection again with its session: one whose session changed
             # is closed for good instead (the pool opens a fresh one).
-            if self._orca_session.changed and not self.in_atomic_block:
+            if self.orca_state.session.changed and not self.in_atomic_block:
                 self._orca_clean_pooled()
             self._orca_forget_session()
         super().close()
@@ -254,7 +246,7 @@ class LostConnectionMixin(SessionCheckMixin):
         if connection is None or not _pooled(connection):
             return  # closed below anyway
         if (
-            self._orca_session.settings_only
+            self.orca_state.session.settings_only
             and self.autocommit
             and drivers.transaction_status(connection) == drivers.IDLE
         ):
@@ -276,6 +268,7 @@ class LostConnectionMixin(SessionCheckMixin):
     def _orca_forget_session(self) -> None:
         """The application closed its connection: the next one is a new
         session, as it asked."""
-        self._orca_refusal = None
-        self._orca_session.reset()
-        self._orca_autocommit_wish = None
+        state = self.orca_state
+        state.refusal = None
+        state.session.reset()
+        state.autocommit_wish = None

@@ -10,13 +10,14 @@ Decisions (what is retryable, what may be replayed) come from
 ``orca_db.classify`` and ``orca_db.decisions``, retries from
 ``orca_db.retry``, driver questions from ``orca_db.drivers``; this module
 wires them into Django's connection life cycle (connecting, cursors), the
-statement path is in ``cursor.py``, and what a lost connection leaves
-behind (refusals, the session to restore) in ``lost.py``.
+statement path is in ``cursor.py``, what a lost connection leaves
+behind (refusals, the session to restore) in ``lost.py``, and the state of
+it all in one object per connection (``state.py``, ``orca_state``).
 """
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from .. import connect_notice, drivers
@@ -27,28 +28,33 @@ from ..deadlines import bounded_connect
 from ..exceptions import TransactionRolledBack
 from ..pool_waits import pool_wait_bounded
 from ..retry import Operation, active_operation, remaining_time, run
-from ..session import SessionState
-from .cursor import RetryingCursorMixin, retrying_class
+from .cursor import retrying_class
 from .ending import TransactionEndMixin
-from .lost import LostConnectionMixin
-from .watching import ConnectionWatchMixin
+from .fetching import fetching
+from .state import ConnectionState
+from .watching import disarm, setup_cut_off, setup_ended, watch_setup
 
-__all__ = ["AuroraRetryMixin", "RetryingCursorMixin"]
+__all__ = ["AuroraRetryMixin"]
 
 
-class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatchMixin):
-    """Connect and execute through scale events, pauses and restarts."""
+class AuroraRetryMixin(TransactionEndMixin):
+    """Connect and execute through scale events, pauses and restarts.
+
+    Two mixins below it (``TransactionEndMixin``, ``LostConnectionMixin``),
+    the rest functions over the one state object: the wrapper's class stays
+    short, which the attribute lookups of every statement feel."""
+
+    #: The backend's own ``create_cursor`` (the next in the class's MRO),
+    #: found once per class: cheaper than ``super()`` on every cursor.
+    _orca_parent_create_cursor: Callable[..., Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._orca_parent_create_cursor = super().create_cursor
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._orca_link: drivers.Link | None = None
-        self._orca_refusal = None
-        self._orca_session = SessionState()
-        self._orca_autocommit_wish: bool | None = None
-        self._orca_statement_deadline: float | None = None
-        self._orca_connecting = False
-        self._orca_enabled = True
-        self._orca_cursor_class: type | None = None
+        self.orca_state = ConnectionState()
 
     @property
     def retry_settings(self) -> RetrySettings:
@@ -83,17 +89,18 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatch
         # started, and one libpq cannot bound is abandoned at the bound.
         connection = bounded_connect(connect, conn_params, remaining, drivers.close_broken)
         settings = self.retry_settings
-        self._orca_statement_deadline = settings.statement_deadline
+        state = self.orca_state
+        state.statement_deadline = settings.statement_deadline
         if settings.enabled:
             # Django's set-up and the session's restore, about to run on it,
             # end by the same bounds as any call (watching.py).
             operation = active_operation(self.alias)
-            self._orca_watch_setup(connection, None if operation is None else operation.deadline_at)
-        self._orca_enabled = settings.enabled
+            watch_setup(state, connection, None if operation is None else operation.deadline_at)
+        state.enabled = settings.enabled
         # No link while the connection refuses work: the hot path then takes
         # the slow way, which says so.
-        refused = self._orca_refusal is not None
-        self._orca_link = drivers.Link(connection) if settings.enabled and not refused else None
+        refused = state.refusal is not None
+        state.link = drivers.Link(connection) if settings.enabled and not refused else None
         return connection
 
     def connect(self) -> None:
@@ -103,8 +110,8 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatch
         # while running system checks, and orca_db.E001 reports them better.)
         settings = self.retry_settings
         if not settings.enabled:
-            self._orca_enabled = False
-            self._orca_link = None
+            self.orca_state.enabled = False
+            self.orca_state.link = None
             return super().connect()
         if active_operation(self.alias) is not None:
             # Nested in a statement's retry: that operation retries, within
@@ -114,58 +121,49 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatch
         run(operation, self._connect_once, _retry_any_connect_failure)
 
     def _connect_once(self) -> None:
-        self._orca_connecting = True
+        state = self.orca_state
+        state.close_keeps_session = True  # a close() while connecting is orca-db's
         where = (self.alias, self.settings_dict.get("HOST"), self.settings_dict.get("PORT"))
-        self._orca_dropped = False
+        state.rollback_cut = False
         try:
             super().connect()
             self._orca_resume_session()
         except BaseException as error:
-            cut = self._orca_setup_ended()
+            cut = setup_ended(state)
             # A half-made connection (init_connection_state failed) must not
             # linger: the next attempt starts clean.
             self._discard_connection()
             # A wrong HOST or PORT is told at once, not after the deadline.
             connect_notice.failed(*where, error)
             if cut:
-                raise self._orca_setup_cut_off() from driver_error(error)
+                raise setup_cut_off() from driver_error(error)
             raise
         else:
-            if self._orca_setup_ended():
+            if setup_ended(state):
                 self._orca_lose_connection()  # the answer came, the socket is shut
         finally:
-            self._orca_connecting = False
+            state.close_keeps_session = False
         connect_notice.succeeded(*where)
 
     def _orca_relink(self) -> drivers.Link | None:
         """``self.connection`` was replaced behind the backend's back."""
+        state = self.orca_state
         try:
-            self._orca_link = drivers.Link(self.connection)
+            state.link = drivers.Link(self.connection)
         except Exception:
-            self._orca_link = None
-        return self._orca_link
-
-    def _discard_connection(self) -> None:
-        connection, self.connection = self.connection, None
-        self._orca_link = None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                self._close_broken_connection(connection)
-        self._orca_disarm()
+            state.link = None
+        return state.link
 
     def _close(self) -> None:
         try:
             super()._close()
         finally:
             # After the close, which the watch covered too.
-            self._orca_disarm()
-
-    def _close_broken_connection(self, connection) -> None:
-        drivers.close_broken(connection)
+            disarm(self.orca_state)
 
     # ----- what the application does to the connection -----------------------
 
-    def create_cursor(self, name=None):
+    def create_cursor(self, name: str | None = None) -> Any:
         if self.closed_in_transaction and self.in_atomic_block:
             # Code that caught TransactionRolledBack inside the block and
             # carried on: the transaction is gone, say so again (Django would
@@ -175,10 +173,9 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatch
                 f"its connection was lost; leave the atomic block and run it again."
             )
         try:
-            return super().create_cursor(name)
+            return self._orca_parent_create_cursor(name)
         except Exception as error:
-            connection = self.connection
-            if not self._orca_enabled or connection is None or not drivers.is_broken(connection):
+            if not self._orca_broken():
                 raise
             # The connection broke outside a statement of ours (a server-side
             # cursor's fetch, the driver used directly): a transaction may
@@ -189,15 +186,19 @@ class AuroraRetryMixin(LostConnectionMixin, TransactionEndMixin, ConnectionWatch
                 raise  # retry_atomic's judge decides, as for a statement's error
             raise lost from error
 
-    def make_cursor(self, cursor):
-        cls = self._orca_cursor_class
+    def chunked_cursor(self) -> Any:
+        return fetching(self, super().chunked_cursor())
+
+    def make_cursor(self, cursor: Any) -> Any:
+        state = self.orca_state
+        cls = state.cursor_class
         if cls is None:
-            cls = self._orca_cursor_class = _retrying(
+            cls = state.cursor_class = _retrying(
                 type(self), False, type(super().make_cursor(cursor)), type(cursor)
             )
         return cls(cursor, self)
 
-    def make_debug_cursor(self, cursor):
+    def make_debug_cursor(self, cursor: Any) -> Any:
         cls = _RETRYING_CLASSES.get((type(self), True))
         if cls is None:
             cls = _retrying(type(self), True, type(super().make_debug_cursor(cursor)), type(cursor))

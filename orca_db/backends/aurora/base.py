@@ -38,5 +38,5 @@ class DatabaseWrapper(AuroraRetryMixin, postgresql.DatabaseWrapper):
             # logins from AWS (secret, IAM token) must be read per connection.
             # (Here, before Django opens the pool and checks a connection
             # out, not in the pool property, which Django reads per cursor.)
-            use_current_credentials(self, self.pool)  # type: ignore[attr-defined]
+            use_current_credentials(self, self.pool)
         return super().get_new_connection(conn_params)
