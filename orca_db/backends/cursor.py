@@ -8,6 +8,7 @@ the rare statement that changes session state."""
 from __future__ import annotations
 
 import contextlib
+import enum
 from collections.abc import Callable
 from time import monotonic
 from types import MethodType
@@ -214,19 +215,34 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
     if started is None:  # inside a transaction, where nothing is retried
         started = monotonic()
     operation = Operation(db.alias, "execute", settings, statement=sql, started=started)
-    name = getattr(wrapper.cursor, "name", None)
-    stage = "execute"
-    replay_verdict = decisions.Verdict.REPLAY  # how judge() let it run again
+    retry = _StatementRetry(wrapper, sql, params, many, execute, in_transaction, settings)
+    return recover(operation, error, retry.attempt, retry.judge)
 
-    def judge(error: BaseException, failure: Failure) -> BaseException | None:
-        if stage == "connect":
+
+class _Stage(enum.Enum):
+    """Where a statement's retry is, and what a failure there proves."""
+
+    CONNECT = "connect"  # replacing the connection: nothing of this attempt sent
+    EXECUTE = "execute"  # the statement was (or may have been) sent
+
+
+class _StatementRetry:
+    """The judge and the attempt of one statement's retries (retry.recover)."""
+
+    def __init__(self, wrapper, sql, params, many, execute, in_transaction, settings):
+        self.wrapper, self.db, self.sql, self.params = wrapper, wrapper.db, sql, params
+        self.many, self.execute, self.in_transaction = many, execute, in_transaction
+        self.settings = settings
+        self.name = getattr(wrapper.cursor, "name", None)
+        self.stage = _Stage.EXECUTE
+        self.verdict = decisions.Verdict.REPLAY  # how judge() let it run again
+
+    def judge(self, error: BaseException, failure: Failure) -> BaseException | None:
+        if self.stage is _Stage.CONNECT:
             return None  # nothing was sent on this attempt
+        db, sql, in_transaction = self.db, self.sql, self.in_transaction
         verdict = decisions.after_statement_failure(
-            failure,
-            sql,
-            many=many,
-            in_transaction=in_transaction,
-            settings=settings,
+            failure, sql, many=self.many, in_transaction=in_transaction, settings=self.settings
         )
         if verdict is decisions.Verdict.ROLLED_BACK:
             return db._orca_lose_transaction()
@@ -240,19 +256,18 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
                 f"flight ({failure.error_type}); it may or may not have been applied, and "
                 f"was not retried."
             )
-        nonlocal replay_verdict
-        replay_verdict = verdict
+        self.verdict = verdict
         return None
 
-    def replay():
-        nonlocal stage
-        stage = "connect"
+    def attempt(self):
+        db, wrapper, sql = self.db, self.wrapper, self.sql
+        self.stage = _Stage.CONNECT
         db._orca_lose_connection()
         db.ensure_connection()
         with contextlib.suppress(Exception):
             wrapper.cursor.close()
-        wrapper.cursor = db.create_cursor(name)
-        stage = "execute"
+        wrapper.cursor = db.create_cursor(self.name)
+        self.stage = _Stage.EXECUTE
         watch = watch_call(db.orca_state)  # after a failure: no fast path needed
         return watched(
             db,
@@ -260,13 +275,11 @@ def _recover(wrapper, error, sql, params, many, execute, in_transaction, started
             lambda: _cut_off(db, sql, False),
             run_again,
             wrapper,
-            execute,
+            self.execute,
             sql,
-            params,
-            replay_verdict,
+            self.params,
+            self.verdict,
         )
-
-    return recover(operation, error, replay, judge)
 
 
 def reconnect_before_send(db, wrapper, sql) -> None:
