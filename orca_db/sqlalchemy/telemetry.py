@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+
 def use_opentelemetry(enabled: bool = True) -> None:
     """Record every settled retry event in OpenTelemetry (``enabled``), or
     stop doing so. Needs ``opentelemetry-api`` (``orca-db[otel]``); the
