@@ -18,8 +18,8 @@ from .backoff import Backoff
 from .outcomes import CORE_ERRORS, ConfigurationError, ErrorTable
 
 OPTIONS_KEY = "aurora"
-#: Keys of the Data API engine, validated by it when it connects
-#: (orca_db.backends.aurora_data_api.settings).
+#: Keys of the Data API transport, validated by its hosts when they
+#: connect (orca_db.data_api.settings).
 DATA_API_KEYS = frozenset({"cluster_arn", "secret"})
 
 

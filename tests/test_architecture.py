@@ -141,20 +141,24 @@ def test_the_sqlalchemy_host_stands_on_the_core_alone():
     neither Django nor a module of the Django host (``orca_db.conf``: use
     ``orca_db.options``; ``orca_db.exceptions``: ``orca_db.outcomes``)."""
     sqlalchemy_host = {
-        name: path
-        for name, path in LIBRARY.items()
-        if name.startswith("orca_db.sqlalchemy") and name not in SQLALCHEMY_NOT_YET
+        name: path for name, path in LIBRARY.items() if name.startswith("orca_db.sqlalchemy")
     }
     assert "orca_db.sqlalchemy.plugin" in sqlalchemy_host
     django_host = tuple(set(DJANGO_HOST_MODULES) - {"orca_db"})
     assert importers_of(sqlalchemy_host, ("django", "orca_db.backends", *django_host)) == {}
 
 
-#: Modules of the SQLAlchemy host that still lean on the Django host, and
-#: why. The Data API dialect reuses the Django Data API engine's settings
-#: parser and retrying caller (orca_db.backends.aurora_data_api) until they
-#: move below both hosts.
-SQLALCHEMY_NOT_YET = {"orca_db.sqlalchemy.data_api"}
+def test_the_data_api_transport_stands_below_both_hosts():
+    """The Data API transport (``orca_db.data_api``: the driver, its
+    settings, its retrying caller) serves both hosts: it imports the core,
+    never a host nor a framework; each host hands it its settings (and with
+    them its error table)."""
+    transport = {
+        name: path for name, path in LIBRARY.items() if name.startswith("orca_db.data_api")
+    }
+    assert {"orca_db.data_api.settings", "orca_db.data_api.retrying"} <= set(transport)
+    hosts = ("orca_db.backends", "orca_db.sqlalchemy", *set(DJANGO_HOST_MODULES) - {"orca_db"})
+    assert importers_of(transport, (*FRAMEWORKS, *hosts)) == {}
 
 
 def test_the_django_host_modules_exist():

@@ -7,8 +7,7 @@ psycopg sends ``BEGIN`` with the first statement) and every statement
 carries its id; ``commit()``/``rollback()`` end it.
 
 Every call goes through :attr:`Connection.caller`, which by default sends it
-once; the Django engine installs one that retries
-(``orca_db.backends.aurora_data_api.retrying``).
+once; both hosts install one that retries (:mod:`.retrying`).
 """
 
 from __future__ import annotations

@@ -7,9 +7,12 @@
 
 SQLAlchemy's PostgreSQL dialect (its SQL, reflection, types) on
 :mod:`orca_db.data_api`, orca-db's DB-API driver over the Data API, with
-every call made through the Django Data API engine's retrying caller
-(:mod:`orca_db.backends.aurora_data_api.retrying`): the same guarantees,
-the same ``aurora`` keys checked by the same parser (docs/sqlalchemy.md).
+every call made through the transport's retrying caller
+(:mod:`orca_db.data_api.retrying`), as the Django Data API engine's are:
+the same guarantees, the same ``aurora`` keys checked by the same parser
+(:mod:`.data_api_settings`), the core's errors raised as
+``orca_db.sqlalchemy``'s (docs/sqlalchemy.md). Its types are in
+:mod:`.data_api_types`.
 
 What differs from a connection dialect:
 
@@ -27,26 +30,16 @@ What differs from a connection dialect:
 
 from __future__ import annotations
 
-import decimal
 from typing import Any, cast
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import util
-from sqlalchemy.dialects.postgresql import ENUM, INTERVAL, JSON, JSONB
-from sqlalchemy.dialects.postgresql.array import ARRAY as PGARRAY
-from sqlalchemy.dialects.postgresql.base import (
-    _DECIMAL_TYPES,
-    _FLOAT_TYPES,
-    _INT_TYPES,
-    PGDialect,
-    PGTypeCompiler,
-)
-from sqlalchemy.dialects.postgresql.json import JSONPathType
-from sqlalchemy.dialects.postgresql.pg_catalog import INT2VECTOR, OIDVECTOR, _SpaceVector
-from sqlalchemy.engine import processors
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine.interfaces import IsolationLevel
-from sqlalchemy.sql import sqltypes
 
+from .. import outcomes
+from ..data_api.retrying import RetryingCaller
+from .data_api_settings import connect_args, parse_settings
+from .data_api_types import COLSPECS, AuroraDataApiTypeCompiler
 from .exc import as_sqlalchemy
 
 __all__ = ["AuroraDataApiDialect"]
@@ -60,134 +53,7 @@ _LEVELS: tuple[IsolationLevel, ...] = (
 )
 
 
-# ----- types: each parameter cast in the SQL text ------------------------------------
-
-
-class _String(sqltypes.String):
-    render_bind_cast = True
-
-
-class _NumericCommon:
-    """Numeric and Float results (a mixin: SQLAlchemy 2.1's NumericCommon
-    does not exist in 2.0)."""
-
-    render_bind_cast = True
-    asdecimal: bool
-    _effective_decimal_return_scale: Any
-
-    def result_processor(self, dialect: Any, coltype: Any) -> Any:
-        # The driver gives Decimal for numeric, int for integers, float
-        # for float4/8 (type_code is the OID, as with psycopg).
-        if self.asdecimal:
-            if coltype in _FLOAT_TYPES:
-                return processors.to_decimal_processor_factory(
-                    decimal.Decimal, self._effective_decimal_return_scale
-                )
-            return None
-        if coltype in _DECIMAL_TYPES or coltype in _INT_TYPES:
-            return processors.to_float
-        return None
-
-
-class _Numeric(_NumericCommon, sqltypes.Numeric):
-    pass
-
-
-class _Float(_NumericCommon, sqltypes.Float):
-    pass
-
-
-class _JSON(JSON):
-    render_bind_cast = True
-
-
-class _JSONB(JSONB):
-    render_bind_cast = True
-
-
-class _JSONIntIndexType(sqltypes.JSON.JSONIntIndexType):
-    __visit_name__ = "json_int_index"
-    render_bind_cast = True
-
-
-class _JSONStrIndexType(sqltypes.JSON.JSONStrIndexType):
-    __visit_name__ = "json_str_index"
-    render_bind_cast = True
-
-
-class _JSONPathType(JSONPathType):
-    # ``#>`` and ``#>>`` take a text[]: the path's text is cast to it.
-    render_bind_cast = True
-
-
-class AuroraDataApiTypeCompiler(PGTypeCompiler):
-    def visit_json_path(self, type_: Any, **kw: Any) -> str:
-        return "TEXT[]"
-
-
-class _Enum(ENUM):
-    render_bind_cast = True
-
-
-class _Interval(INTERVAL):
-    render_bind_cast = True
-
-    @classmethod
-    def adapt_emulated_to_native(cls, interval: Any, **kw: Any) -> Any:  # type: ignore[override]
-        # (SQLAlchemy's own INTERVAL differs from its supertype here.)
-        return _Interval(precision=interval.second_precision)
-
-
-class _TimeStamp(sqltypes.DateTime):
-    render_bind_cast = True
-
-
-class _Date(sqltypes.Date):
-    render_bind_cast = True
-
-
-class _Time(sqltypes.Time):
-    render_bind_cast = True
-
-
-class _Integer(sqltypes.Integer):
-    render_bind_cast = True
-
-
-class _SmallInteger(sqltypes.SmallInteger):
-    render_bind_cast = True
-
-
-class _BigInteger(sqltypes.BigInteger):
-    render_bind_cast = True
-
-
-class _Boolean(sqltypes.Boolean):
-    render_bind_cast = True
-
-
-class _Array(PGARRAY):
-    render_bind_cast = True
-
-
-class _Int2Vector(_SpaceVector, INT2VECTOR):
-    """The Data API sends an ``int2vector`` as its text (``"0 1"``)."""
-
-
-class _OidVector(_SpaceVector, OIDVECTOR):
-    pass
-
-
 # ----- the dialect ---------------------------------------------------------------------
-
-
-class _Host:
-    """What the Django engine's retrying caller reads from its wrapper: the
-    name events carry (``alias``) and the ``aurora`` settings."""
-
-    def __init__(self, alias: str, aurora: dict[str, Any]):
-        self.alias = alias
-        self.settings_dict = {"OPTIONS": {"aurora": aurora}}
 
 
 class AuroraDataApiDialect(PGDialect):
@@ -201,41 +67,12 @@ class AuroraDataApiDialect(PGDialect):
     supports_native_json_deserialization = False
     type_compiler_cls = AuroraDataApiTypeCompiler
 
-    colspecs = util.update_copy(
-        PGDialect.colspecs,
-        {
-            sqltypes.String: _String,
-            sqltypes.Numeric: _Numeric,
-            sqltypes.Float: _Float,
-            sqltypes.JSON: _JSON,
-            JSON: _JSON,
-            JSONB: _JSONB,
-            sqltypes.JSON.JSONPathType: _JSONPathType,
-            sqltypes.JSON.JSONIntIndexType: _JSONIntIndexType,
-            sqltypes.JSON.JSONStrIndexType: _JSONStrIndexType,
-            sqltypes.Interval: _Interval,
-            INTERVAL: _Interval,
-            sqltypes.DateTime: _TimeStamp,
-            sqltypes.Date: _Date,
-            sqltypes.Time: _Time,
-            sqltypes.Integer: _Integer,
-            sqltypes.SmallInteger: _SmallInteger,
-            sqltypes.BigInteger: _BigInteger,
-            sqltypes.Boolean: _Boolean,
-            sqltypes.Enum: _Enum,
-            ENUM: _Enum,
-            sqltypes.ARRAY: _Array,
-            PGARRAY: _Array,
-            INT2VECTOR: _Int2Vector,
-            OIDVECTOR: _OidVector,
-        },
-    )
+    colspecs = COLSPECS
 
     def __init__(self, aurora: dict[str, Any] | None = None, **kwargs: Any):
         kwargs.setdefault("paramstyle", self.default_paramstyle)
         super().__init__(**kwargs)
-        self.data_api_settings, self.retry_settings = parse_aurora(aurora)
-        self._aurora = dict(aurora or {})
+        self.data_api_settings, self.retry_settings = parse_settings(aurora)
 
     @classmethod
     def load_provisioning(cls) -> None:
@@ -252,38 +89,20 @@ class AuroraDataApiDialect(PGDialect):
     # ----- connecting: nothing to connect -----------------------------------------
 
     def create_connect_args(self, url: Any) -> tuple[list, dict[str, Any]]:
-        if url.host or url.username or url.password or url.port:
-            raise sa_exc.ArgumentError(
-                "A postgresql+aurora_data_api URL names the database only "
-                "(postgresql+aurora_data_api:///DBNAME): the cluster and the secret are "
-                "aurora={'cluster_arn': ..., 'secret': ...}."
-            )
-        query = dict(url.query)
-        connect_timeout = query.pop("connect_timeout", None)
-        if query:
-            raise sa_exc.ArgumentError(
-                f"{sorted(query)[0]!r} in the URL is not used by the Data API dialect; it "
-                f"takes connect_timeout only."
-            )
-        params: dict[str, Any] = {
-            "database": url.database or "postgres",
-            "resource_arn": self.data_api_settings.cluster_arn,
-            "secret_arn": self.data_api_settings.secret_arn,
-        }
-        if connect_timeout is not None:
-            params["connect_timeout"] = _positive(connect_timeout)
-        return [], params
+        return [], connect_args(url, self.data_api_settings)
 
     def connect(self, *cargs: Any, **cparams: Any) -> Any:
-        from orca_db.backends.aurora_data_api.retrying import RetryingCaller
-
         connection = self.loaded_dbapi.connect(*cargs, **cparams)
         # The name events carry (the Django engine's alias): the database.
-        host = _Host(cparams.get("database") or "postgres", self._aurora)
-        connection.caller = RetryingCaller(host)
-        connection.cleanup = RetryingCaller(host, cleanup=True)
+        alias = cparams.get("database") or "postgres"
+        settings = self._settings
+        connection.caller = RetryingCaller(alias, settings)
+        connection.cleanup = RetryingCaller(alias, settings, cleanup=True)
         connection.autocommit = False
         return connection
+
+    def _settings(self) -> Any:
+        return self.retry_settings
 
     def on_connect(self) -> Any:
         return None  # no session to set up: each call may run on another one
@@ -392,33 +211,11 @@ def _still_there(connection: Any) -> None:
     carried on: the transaction is gone, say so again (the Django engine's
     ``create_cursor`` does the same), until the rollback that ends it."""
     if connection.lost is not None:
-        from orca_db.exceptions import TransactionRolledBack
-
         lost = connection.lost
-        raise TransactionRolledBack(
+        raise outcomes.TransactionRolledBack(
             f"The transaction was lost ({lost.aws_code or type(lost).__name__}): it is "
             f"rolled back, nothing of it was committed. Roll back and run it again."
         ) from lost
-
-
-def parse_aurora(aurora: Any) -> tuple[Any, Any]:
-    """``aurora={...}`` checked by the Django Data API engine's parser, with
-    its messages (naming ``aurora`` instead of ``OPTIONS['aurora']``);
-    ``sqlalchemy.exc.ArgumentError``, as for any bad ``create_engine``
-    argument."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    from orca_db.backends.aurora_data_api.settings import parse_data_api_settings
-    from orca_db.conf import parse_retry_settings
-
-    try:
-        return (
-            parse_data_api_settings({"aurora": aurora}),
-            parse_retry_settings(aurora),
-        )
-    except ImproperlyConfigured as error:
-        message = str(error).replace("OPTIONS['aurora']", "aurora")
-        raise sa_exc.ArgumentError(message) from error
 
 
 def _level(name: str) -> IsolationLevel:
@@ -426,18 +223,6 @@ def _level(name: str) -> IsolationLevel:
     if level not in _LEVELS:
         raise sa_exc.ArgumentError(f"unknown isolation level {name!r}")
     return cast(IsolationLevel, level)
-
-
-def _positive(value: Any) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = 0.0
-    if not number > 0:
-        raise sa_exc.ArgumentError(
-            f"connect_timeout must be a positive number of seconds, got {value!r}."
-        )
-    return number
 
 
 dialect = AuroraDataApiDialect

@@ -6,12 +6,14 @@ features) is PostgreSQL's: ``vendor`` stays ``"postgresql"``, so
 ``as_postgresql()`` and ``django.contrib.postgres`` keep working. What
 differs is the transport: no connection is ever opened, each statement is
 an HTTPS call through :mod:`orca_db.data_api`, retried by
-:mod:`.retrying`. Django's PostgreSQL modules still import psycopg (or
-psycopg2) for their adapters, so one of them must be installed.
+:mod:`orca_db.data_api.retrying` on this wrapper's settings. Django's
+PostgreSQL modules still import psycopg (or psycopg2) for their adapters,
+so one of them must be installed.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.conf import settings
@@ -20,13 +22,13 @@ from django.db.backends.postgresql import base as postgresql
 from django.utils.functional import cached_property
 
 from orca_db import data_api
-from orca_db.conf import OPTIONS_KEY
+from orca_db.conf import OPTIONS_KEY, retry_settings
+from orca_db.data_api.retrying import RetryingCaller
 from orca_db.exceptions import TransactionRolledBack
 
 from .creation import DatabaseCreation
 from .features import DatabaseFeatures
 from .operations import DatabaseOperations
-from .retrying import RetryingCaller
 from .schema import DatabaseSchemaEditor
 from .settings import parse_data_api_settings
 
@@ -64,8 +66,10 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> data_api.Connection:
         connection = data_api.connect(**conn_params)
-        connection.caller = RetryingCaller(self)
-        connection.cleanup = RetryingCaller(self, cleanup=True)
+        # Read at each call: override_settings and a changed settings_dict apply.
+        settings = functools.partial(retry_settings, self)
+        connection.caller = RetryingCaller(self.alias, settings)
+        connection.cleanup = RetryingCaller(self.alias, settings, cleanup=True)
         return connection
 
     def _configure_connection(self, connection: Any) -> bool:

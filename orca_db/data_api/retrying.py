@@ -1,5 +1,12 @@
-"""The Data API engine on orca-db's retry core (``orca_db.retry``): which
-calls are retried, and what is raised instead.
+"""The Data API transport on orca-db's retry core (``orca_db.retry``):
+which calls are retried, and what is raised instead.
+
+Below both hosts: the Django engine (``orca_db.backends.aurora_data_api``)
+and the SQLAlchemy dialect (``orca_db.sqlalchemy.data_api``) install a
+:class:`RetryingCaller` on each connection, with a function that gives the
+settings now (the host's ``RetrySettings``, whose error table names the
+classes raised: Django's ``orca_db.exceptions``, or the core's
+``orca_db.outcomes``, which the dialect raises as ``orca_db.sqlalchemy``'s).
 
 Every Data API call (statement, batch, begin, commit, rollback) is one
 operation of the core: one deadline, one backoff, one ``RetryEvent`` when it
@@ -27,14 +34,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 from orca_db import decisions
 from orca_db.classify import Failure, classify, driver_error
-from orca_db.conf import RetrySettings, retry_settings
-from orca_db.data_api import Call, errors
 from orca_db.deadlines import TimedOut, run_within
-from orca_db.exceptions import (
+from orca_db.options import RetrySettings
+from orca_db.outcomes import (
     DeadlineExceeded,
     OutcomeUnknown,
     TransactionRolledBack,
@@ -42,6 +47,9 @@ from orca_db.exceptions import (
 )
 from orca_db.retry import Operation, active_operation, recover, remaining_time
 from orca_db.sql import is_replayable_read
+
+from . import errors
+from .call import Call
 
 #: SQLSTATE read_only_sql_transaction: a replayed "read" tried to write.
 _READ_ONLY_VIOLATION = "25006"
@@ -59,20 +67,23 @@ _PHASES = {
 
 
 class RetryingCaller:
-    """``Connection.caller`` for the engine's connections: one call, and on
-    a retryable failure, the core's retries. With ``cleanup``, the caller of
-    the rollbacks a connection sends when it gives a transaction up: retried
-    even inside another operation (whose judge never sees them), within at
-    most ``CLEANUP_DEADLINE`` seconds, as the locks are held until it runs."""
+    """``Connection.caller`` for a host's connections: one call, and on a
+    retryable failure, the core's retries. ``alias`` is the name events and
+    messages carry; ``settings()`` the host's retry settings as configured
+    now. With ``cleanup``, the caller of the rollbacks a connection sends
+    when it gives a transaction up: retried even inside another operation
+    (whose judge never sees them), within at most ``CLEANUP_DEADLINE``
+    seconds, as the locks are held until it runs."""
 
-    def __init__(self, wrapper: Any, *, cleanup: bool = False):
-        self.wrapper = wrapper
+    def __init__(self, alias: str, settings: Callable[[], RetrySettings], *, cleanup: bool = False):
+        self.alias = alias
+        self.settings = settings
         self.cleanup = cleanup
 
     def __call__(self, call: Call) -> dict:
         send = _rollback_done_if_gone(call) if self.cleanup else call.send
-        settings = retry_settings(self.wrapper)
-        send = _bounded(send, call, self.wrapper.alias, settings.statement_deadline)
+        settings = self.settings()
+        send = _bounded(send, call, self.alias, settings)
         try:
             return send()
         except errors.Error as error:
@@ -81,7 +92,7 @@ class RetryingCaller:
             settings = dataclasses.replace(
                 settings, deadline=min(settings.deadline, CLEANUP_DEADLINE)
             )
-        elif active_operation(self.wrapper.alias) is not None:
+        elif active_operation(self.alias) is not None:
             raise first
         if not settings.enabled:
             raise first
@@ -89,25 +100,25 @@ class RetryingCaller:
         if not failure.retryable:
             raise first
         operation = Operation(
-            self.wrapper.alias,
+            self.alias,
             _PHASES[call.operation],
             settings,
             statement=call.statement if call.statement is not None else call.operation,
         )
-        judge = _Judge(self.wrapper.alias, call, settings)
+        judge = _Judge(self.alias, call, settings)
 
         def replay() -> dict:
             # Rule 3 (docs/retry-safety.md): a read replayed because it is a
             # read runs READ ONLY, as on the connection engines.
             if judge.read_replay:
-                return _read_only(self.wrapper.alias, call, settings)
+                return _read_only(self.alias, call, settings)
             return send()
 
         return recover(operation, first, replay, judge)
 
 
 def _bounded(
-    send: Callable[[], dict], call: Call, alias: str, statement_deadline: float | None
+    send: Callable[[], dict], call: Call, alias: str, settings: RetrySettings
 ) -> Callable[[], dict]:
     """Each HTTPS call waited for at most what is left of the Lambda
     function's time (or of the operation's deadline), and at most
@@ -116,22 +127,20 @@ def _bounded(
     outcome is then unknown, ``WriteDeadlineExceeded``)."""
 
     def bounded() -> dict:
-        limits = [t for t in (remaining_time(), statement_deadline) if t is not None]
+        limits = [t for t in (remaining_time(), settings.statement_deadline) if t is not None]
         if not limits:
             return send()
         try:
             return run_within(max(0.0, min(limits)), send)
         except TimedOut:
             read = not call.in_transaction and is_replayable_read(call.statement)
-            kind = (
-                DeadlineExceeded
-                if read or call.operation == "RollbackTransaction"
-                else (WriteDeadlineExceeded)
-            )
-            raise kind(
+            if read or call.operation == "RollbackTransaction":
+                kind, end = DeadlineExceeded, "."
+            else:
+                kind, end = WriteDeadlineExceeded, "; it may or may not have been applied."
+            raise settings.errors.of(kind)(
                 f"A Data API call ({call.operation}) on database {alias!r} was still "
-                f"running at its deadline and was given up"
-                + ("." if kind is DeadlineExceeded else "; it may or may not have been applied.")
+                f"running at its deadline and was given up{end}"
             ) from None
 
     return bounded
@@ -167,7 +176,7 @@ def _read_only(alias: str, call: Call, settings: RetrySettings) -> dict:
 
     def one(operation: str, request: dict) -> dict:
         part = dataclasses.replace(call, operation=operation, request=request)
-        return _bounded(part.send, part, alias, settings.statement_deadline)()
+        return _bounded(part.send, part, alias, settings)()
 
     transaction_id = one("BeginTransaction", {**base, **opening})["transactionId"]
     in_transaction = {**base, "transactionId": transaction_id}
@@ -185,7 +194,7 @@ def _read_only(alias: str, call: Call, settings: RetrySettings) -> dict:
         with contextlib.suppress(Exception):
             one("RollbackTransaction", in_transaction)
         if error.sqlstate == _READ_ONLY_VIOLATION:
-            raise OutcomeUnknown(
+            raise settings.errors.of(OutcomeUnknown)(
                 f"A statement on database {alias!r} judged a read was replayed after its "
                 f"answer was lost, and tried to write: its first run may have been applied."
             ) from error
@@ -216,7 +225,7 @@ class _Judge:
                 return None  # refused before it ran: the transaction is still open
             if gone:
                 return self._rolled_back(failure)
-            return OutcomeUnknown(
+            return self.settings.errors.of(OutcomeUnknown)(
                 f"The answer to CommitTransaction on database {self.alias!r} was lost "
                 f"({failure.error_type}); the transaction may or may not have committed."
             )
@@ -239,7 +248,7 @@ class _Judge:
         if not self.call.many and is_replayable_read(self.call.statement):
             self.read_replay = self.call.operation == "ExecuteStatement"
             return None
-        return OutcomeUnknown(
+        return self.settings.errors.of(OutcomeUnknown)(
             f"The answer to a write on database {self.alias!r} was lost "
             f"({failure.error_type}); it may or may not have been applied, and was "
             f"not retried."
@@ -253,7 +262,7 @@ class _Judge:
             if idle > 180
             else ""
         )
-        return TransactionRolledBack(
+        return self.settings.errors.of(TransactionRolledBack)(
             f"The transaction on database {self.alias!r} was lost ({failure.error_type})"
             f"{why}: it is rolled back, nothing of it was committed. Leave the atomic "
             f"block and run it again (orca_db.retry_atomic does)."
