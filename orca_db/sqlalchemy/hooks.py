@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from .. import decisions, drivers
 from ..classify import SERVER_CLOSED, Failure, classify
@@ -63,7 +64,7 @@ class Host:
                 link = record.info["orca_db_link"] = drivers.Link(dbapi_connection)
             except Exception:
                 return
-        if drivers.transaction_status(dbapi_connection) == drivers.IDLE and link.server_closed():
+        if link.transaction_status() == drivers.IDLE and link.server_closed():
             # The pool makes a new connection (through do_connect) instead.
             raise sa_exc.DisconnectionError("orca_db: the server had closed this pooled connection")
 
@@ -191,10 +192,18 @@ class Host:
     def do_commit(self, dbapi_connection: Any) -> None:
         # Found closed before sending: the COMMIT never left (fact 1 of
         # orca_db.decisions), the transaction is rolled back.
+        # SQLAlchemy passes the pool's proxy: asked directly, each attribute
+        # the driver connection lacks (the pool's __getattr__) would raise
+        # and format an AttributeError; its driver connection answers.
+        raw = (
+            dbapi_connection.dbapi_connection
+            if isinstance(dbapi_connection, PoolProxiedConnection)
+            else dbapi_connection
+        )
         closed_before = (
-            not dbapi_connection.autocommit
-            and drivers.transaction_open(drivers.transaction_status(dbapi_connection))
-            and _server_closed(dbapi_connection)
+            not raw.autocommit
+            and drivers.transaction_open(drivers.transaction_status(raw))
+            and _server_closed(dbapi_connection, raw)
         )
         try:
             self.commit(dbapi_connection)
@@ -237,8 +246,16 @@ def _any_connect_failure(error: BaseException, failure: Failure) -> None:
     return None  # a failed connect applied nothing: every retryable one is safe
 
 
-def _server_closed(dbapi_connection: Any) -> bool:
+def _server_closed(dbapi_connection: Any, raw: Any) -> bool:
+    """Asked on the Link the pool record keeps (made at checkout), not a
+    new one per COMMIT."""
     try:
-        return drivers.Link(dbapi_connection).server_closed()
+        if raw is dbapi_connection:
+            return drivers.Link(raw).server_closed()
+        info = dbapi_connection.info
+        link = info.get("orca_db_link")
+        if link is None or link.connection is not raw:
+            link = info["orca_db_link"] = drivers.Link(raw)
+        return link.server_closed()
     except Exception:
         return False
