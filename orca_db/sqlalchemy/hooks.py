@@ -200,11 +200,7 @@ class Host:
             if isinstance(dbapi_connection, PoolProxiedConnection)
             else dbapi_connection
         )
-        closed_before = (
-            not raw.autocommit
-            and drivers.transaction_open(drivers.transaction_status(raw))
-            and _server_closed(dbapi_connection, raw)
-        )
+        closed_before = not raw.autocommit and _closed_in_transaction(dbapi_connection, raw)
         try:
             self.commit(dbapi_connection)
         except Exception as error:
@@ -246,16 +242,18 @@ def _any_connect_failure(error: BaseException, failure: Failure) -> None:
     return None  # a failed connect applied nothing: every retryable one is safe
 
 
-def _server_closed(dbapi_connection: Any, raw: Any) -> bool:
-    """Asked on the Link the pool record keeps (made at checkout), not a
-    new one per COMMIT."""
+def _closed_in_transaction(dbapi_connection: Any, raw: Any) -> bool:
+    """A transaction is open on ``raw`` and the server has closed it; asked
+    on the Link the pool record keeps (made at checkout), not a new one per
+    COMMIT."""
     try:
         if raw is dbapi_connection:
-            return drivers.Link(raw).server_closed()
-        info = dbapi_connection.info
-        link = info.get("orca_db_link")
-        if link is None or link.connection is not raw:
-            link = info["orca_db_link"] = drivers.Link(raw)
-        return link.server_closed()
+            link = drivers.Link(raw)
+        else:
+            info = dbapi_connection.info
+            link = info.get("orca_db_link")
+            if link is None or link.connection is not raw:
+                link = info["orca_db_link"] = drivers.Link(raw)
+        return drivers.transaction_open(link.transaction_status()) and link.server_closed()
     except Exception:
         return False
