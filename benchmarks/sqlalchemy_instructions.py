@@ -10,7 +10,9 @@ per statement = segment total / iterations / statements per iteration; the
 order of the engines rotates from rep to rep; medians over ``--layouts``
 heap layouts (see that module's docstring for why). A second worker counts
 calls with ``sys.setprofile``: which functions the plugin's path calls per
-statement that the stock path does not.
+statement that the stock path does not. Only the main thread is counted
+(``--separate-threads=yes``): the AWS wrapper's default plugins start
+monitoring threads whose work follows the clock, not the statements.
 
 The engines (all ``QueuePool``, the default; the same URL, server and data):
 
@@ -39,7 +41,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import common
-from benchmarks.instructions import LAYOUT_PAD, _segment_totals
+from benchmarks.instructions import _TOTAL, LAYOUT_PAD
 
 ORCA = ("stock", "aurora")
 AWS = ("aws", "aws_none")
@@ -188,6 +190,20 @@ def _worker_args(driver: str, aws_python: str | None) -> list[str]:
     return ["--worker", driver, *(["--aws"] if _python_for(driver, aws_python) else [])]
 
 
+def _main_thread_totals(directory: Path) -> list[int]:
+    """Each dump's instructions in the main thread (``cg.out.<dump>-01``):
+    the AWS wrapper's monitoring threads run on their own clock, and counted
+    they would land in whichever segment was running."""
+    files = sorted(
+        directory.glob("cg.out.*-01"), key=lambda p: int(p.name.split(".")[-1].split("-")[0])
+    )
+    totals = []
+    for path in files:
+        match = _TOTAL.search(path.read_text(errors="replace"))
+        totals.append(int(match.group(1)) if match else 0)
+    return totals
+
+
 def measure(driver: str, info: dict, iterations: int, reps: int, layouts: int, aws_python):
     per: dict[str, dict[str, list[float]]] = collections.defaultdict(
         lambda: collections.defaultdict(list)
@@ -214,12 +230,13 @@ def measure(driver: str, info: dict, iterations: int, reps: int, layouts: int, a
                     "valgrind",
                     "--tool=callgrind",
                     "--dump-before=ctermid",
+                    "--separate-threads=yes",
                     f"--callgrind-out-file={directory}/cg.out",
                 ],
                 env={LAYOUT_PAD: "x" * (97 * layout)},
                 python=_python_for(driver, aws_python),
             )
-            totals = _segment_totals(directory)
+            totals = _main_thread_totals(directory)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
         # Dump 1 holds the set-up; dump k+2 the k-th measured segment.
