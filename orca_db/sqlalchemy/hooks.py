@@ -195,7 +195,7 @@ class Host:
         # SQLAlchemy passes the pool's proxy: asked directly, each attribute
         # the driver connection lacks (the pool's __getattr__) would raise
         # and format an AttributeError; its driver connection answers.
-        raw = (
+        raw: Any = (
             dbapi_connection.dbapi_connection
             if isinstance(dbapi_connection, PoolProxiedConnection)
             else dbapi_connection
