@@ -123,14 +123,16 @@ def run_worker(
     timeout: float,
     prefix: list[str] | None = None,
     env: dict[str, str] | None = None,
+    python: str | None = None,
 ) -> dict[str, Any]:
     """Run ``python -m module args`` (under ``prefix``, e.g. valgrind) and
-    return the JSON object it prints on its last stdout line."""
+    return the JSON object it prints on its last stdout line. ``python``:
+    another interpreter (a virtualenv's), this one by default."""
     full_env = {**os.environ, "PYTHONHASHSEED": "0", **(env or {})}
     if info is not None:
         full_env[SERVER_ENV] = json.dumps(info)
     result = subprocess.run(
-        [*(prefix or []), sys.executable, "-m", module, *args],
+        [*(prefix or []), python or sys.executable, "-m", module, *args],
         cwd=ROOT,
         env=full_env,
         capture_output=True,

@@ -5,12 +5,15 @@
     python scripts/sqlalchemy_suite.py --driver psycopg2    # one driver
     python scripts/sqlalchemy_suite.py -- -k TransactionTest  # pytest arguments
     python scripts/sqlalchemy_suite.py --data-api           # the Data API dialect
+    python scripts/sqlalchemy_suite.py --jobs 2             # two runs at a time
 
 ``sqlalchemy.testing.suite`` (the suite third-party dialects prove
 themselves with) runs as they run it: SQLAlchemy's pytest plugin loaded
 from a conftest, a requirements class, a ``[db]`` URL
 (scripts/sqlalchemy_suite/). Each driver runs twice against the same
-throwaway PostgreSQL: with the stock dialect, then with ``?plugin=orca_db``.
+throwaway PostgreSQL: with the stock dialect and with ``?plugin=orca_db``,
+each run in a database of its own (``--jobs N`` runs N at a time: most of a
+run's time is spent waiting on the server).
 The exit status is non-zero when the plugin fails a test the stock dialect
 passes (or the two runs do not run the same tests); the counts of each run
 are printed, and with ``--json FILE`` written there.
@@ -36,6 +39,7 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ElementTree
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,16 +53,20 @@ DATABASE = "orca_sqla_suite"
 SCHEMAS = ("test_schema", "test_schema_2")
 
 
-def prepare(admin_url: str) -> None:
-    """A fresh database with the suite's schemas."""
+def database(driver: str, mode: str) -> str:
+    return f"{DATABASE}_{driver}_{mode}"
+
+
+def prepare(admin_url: str, name: str) -> None:
+    """A fresh database ``name`` with the suite's schemas."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
-        connection.execute(text(f"CREATE DATABASE {DATABASE}"))
+        connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        connection.execute(text(f"CREATE DATABASE {name}"))
     engine.dispose()
-    engine = create_engine(admin_url.rsplit("/", 1)[0] + f"/{DATABASE}")
+    engine = create_engine(admin_url.rsplit("/", 1)[0] + f"/{name}")
     with engine.begin() as connection:
         for schema in SCHEMAS:
             connection.execute(text(f"CREATE SCHEMA {schema}"))
@@ -88,11 +96,11 @@ def run(
     extra_env: dict[str, str] | None = None,
 ) -> dict:
     url = base_url.replace("postgresql://", f"postgresql+{driver}://", 1)
-    url = url.rsplit("/", 1)[0] + f"/{DATABASE}"
+    url = url.rsplit("/", 1)[0] + f"/{database(driver, mode)}"
     if mode == "plugin":
         url += "?plugin=orca_db"
     if mode == "data_api":
-        url = f"postgresql+aurora_data_api:///{DATABASE}"
+        url = f"postgresql+aurora_data_api:///{database(driver, mode)}"
     junit = out / f"{driver}-{mode}.xml"
     command = [
         sys.executable, "-m", "pytest", "-c", str(SUITE / "pytest.ini"),
@@ -107,7 +115,7 @@ def run(
     }
     if driver == "psycopg2":
         # Only psycopg2 importable, as in tests/driver.py.
-        hide = out / "hide_psycopg"
+        hide = out / f"hide_psycopg_{mode}"
         hide.mkdir(exist_ok=True)
         (hide / "sitecustomize.py").write_text('import sys\n\nsys.modules["psycopg"] = None\n')
         env["PYTHONPATH"] = str(hide) + os.pathsep + env["PYTHONPATH"]
@@ -134,7 +142,7 @@ def run_data_api(base_url: str, pytest_args: list[str]) -> tuple[bool, dict]:
 
     from orca_db.testing.data_api import DataApiEndpoint
 
-    prepare(base_url)
+    prepare(base_url, database("aurora_data_api", "data_api"))
     parts = urlsplit(base_url)
     endpoint = DataApiEndpoint(
         parts.hostname or "127.0.0.1",
@@ -170,6 +178,7 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="run the postgresql+aurora_data_api dialect through the local endpoint only",
     )
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
     parser.add_argument("pytest_args", nargs="*")
     args = parser.parse_args(argv)
     server = None
@@ -188,11 +197,20 @@ def main(argv: list[str]) -> int:
             report.append(entry)
             args.driver = []
         with tempfile.TemporaryDirectory(prefix="orca-sqla-suite-") as tmp:
-            for driver in DRIVERS if args.driver is None else args.driver:
-                runs = {}
+            drivers = DRIVERS if args.driver is None else args.driver
+            for driver in drivers:
                 for mode in MODES:
-                    prepare(base_url)
-                    runs[mode] = run(driver, mode, base_url, args.pytest_args, Path(tmp))
+                    prepare(base_url, database(driver, mode))
+            with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+                futures = {
+                    (driver, mode): pool.submit(
+                        run, driver, mode, base_url, args.pytest_args, Path(tmp)
+                    )
+                    for driver in drivers
+                    for mode in MODES
+                }
+            for driver in drivers:
+                runs = {mode: futures[driver, mode].result() for mode in MODES}
                 stock, plugin = runs["stock"]["outcome"], runs["plugin"]["outcome"]
                 only_plugin = sorted(
                     name for name, result in plugin.items()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.pool import PoolProxiedConnection
+
 from .. import decisions, drivers
 from ..classify import SERVER_CLOSED, Failure, classify
 from ..options import RetrySettings
@@ -33,11 +35,15 @@ class EndingHooks:
     def do_commit(self, dbapi_connection: Any) -> None:
         # Found closed before sending: the COMMIT never left (fact 1 of
         # orca_db.decisions), the transaction is rolled back.
-        closed_before = (
-            not dbapi_connection.autocommit
-            and drivers.transaction_open(drivers.transaction_status(dbapi_connection))
-            and _server_closed(dbapi_connection)
+        # SQLAlchemy passes the pool's proxy: asked directly, each attribute
+        # the driver connection lacks (the pool's __getattr__) would raise
+        # and format an AttributeError; its driver connection answers.
+        raw: Any = (
+            dbapi_connection.dbapi_connection
+            if isinstance(dbapi_connection, PoolProxiedConnection)
+            else dbapi_connection
         )
+        closed_before = not raw.autocommit and _closed_in_transaction(dbapi_connection, raw)
         watch = watching.watch(dbapi_connection, self.statement_deadline)
         try:
             self.commit(dbapi_connection)
@@ -95,8 +101,18 @@ class EndingHooks:
         report(operation, "raised")
 
 
-def _server_closed(dbapi_connection: Any) -> bool:
+def _closed_in_transaction(dbapi_connection: Any, raw: Any) -> bool:
+    """A transaction is open on ``raw`` and the server has closed it; asked
+    on the Link the pool record keeps (made at checkout), not a new one per
+    COMMIT."""
     try:
-        return drivers.Link(dbapi_connection).server_closed()
+        if raw is dbapi_connection:
+            link = drivers.Link(raw)
+        else:
+            info = dbapi_connection.info
+            link = info.get("orca_db_link")
+            if link is None or link.connection is not raw:
+                link = info["orca_db_link"] = drivers.Link(raw)
+        return drivers.transaction_open(link.transaction_status()) and link.server_closed()
     except Exception:
         return False

@@ -73,7 +73,7 @@ class Host(EndingHooks):
                 link = record.info["orca_db_link"] = drivers.Link(dbapi_connection)
             except Exception:
                 return
-        if drivers.transaction_status(dbapi_connection) == drivers.IDLE and link.server_closed():
+        if link.transaction_status() == drivers.IDLE and link.server_closed():
             # The pool makes a new connection (through do_connect) instead.
             raise sa_exc.DisconnectionError("orca_db: the server had closed this pooled connection")
 
