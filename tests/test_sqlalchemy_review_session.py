@@ -224,6 +224,29 @@ def test_checkin_keeps_what_a_connect_listener_set(engines):
         assert path_of(connection) == ELSEWHERE
 
 
+def test_checkin_keeps_the_client_encoding_create_engine_set(engines):
+    """psycopg2's ``client_encoding=`` is a SET at connect (psycopg sends it
+    at login): after RESET ALL the server and the driver would disagree."""
+    e = engines(pool_size=1, max_overflow=0, client_encoding="latin1")
+    with e.connect() as connection:
+        connection.exec_driver_sql("SET work_mem TO '7MB'")
+        connection.commit()
+    with e.connect() as connection:
+        assert connection.exec_driver_sql("SHOW client_encoding").scalar() == "LATIN1"
+        assert connection.exec_driver_sql("SELECT 'é'").scalar() == "é"
+
+
+def test_checkin_of_a_plain_engine_still_resets_in_place(engines):
+    e = engines(pool_size=1, max_overflow=0)
+    with e.connect() as connection:
+        first = pid_of(connection)
+        connection.exec_driver_sql("SET work_mem TO '7MB'")
+        connection.commit()
+    with e.connect() as connection:
+        assert pid_of(connection) == first
+        assert connection.exec_driver_sql("SHOW work_mem").scalar() != "7MB"
+
+
 # ----- around SQLAlchemy: the driver connection itself -----------------------------
 
 
