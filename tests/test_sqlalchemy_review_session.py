@@ -4,6 +4,7 @@ take, from the outside (the simulator's scale events, a real server)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -98,9 +99,7 @@ def test_set_inside_a_multi_statement_string(sim, engines):
 def test_set_config_through_text_with_parameters(sim, engines):
     e = engines(sim, isolation_level="AUTOCOMMIT")
     with e.connect() as connection:
-        connection.execute(
-            text("SELECT set_config('search_path', :p, false)"), {"p": ELSEWHERE}
-        )
+        connection.execute(text("SELECT set_config('search_path', :p, false)"), {"p": ELSEWHERE})
         sim.scale_event()
         assert path_of(connection) == ELSEWHERE
 
@@ -250,6 +249,11 @@ def test_checkin_of_a_plain_engine_still_resets_in_place(engines):
 # ----- around SQLAlchemy: the driver connection itself -----------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (docs/sqlalchemy.md): statements on the driver connection itself are "
+    "not seen by the plugin; the replacement comes back without them",
+)
 def test_set_through_the_raw_dbapi_cursor(sim, engines):
     e = engines(sim, isolation_level="AUTOCOMMIT")
     with e.connect() as connection:
@@ -264,6 +268,11 @@ def test_set_through_the_raw_dbapi_cursor(sim, engines):
         assert path == ELSEWHERE
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (docs/sqlalchemy.md): statements on the driver connection itself are "
+    "not seen by the plugin; the replacement comes back without them",
+)
 def test_listen_through_the_raw_dbapi_cursor(sim, engines):
     e = engines(sim, isolation_level="AUTOCOMMIT")
     with e.connect() as connection:
@@ -273,3 +282,28 @@ def test_listen_through_the_raw_dbapi_cursor(sim, engines):
         sim.scale_event()
         with pytest.raises(orca.SessionStateLost):
             connection.exec_driver_sql("SELECT 1")
+
+
+# ----- the pool's clean-up under the deadlines ---------------------------------------
+
+
+def test_checkin_clean_up_cut_at_the_statement_deadline(aurora_simulator, engines):
+    sim = aurora_simulator
+    e = engines(
+        sim, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0,
+        aurora={"statement_deadline": 1},
+    )  # fmt: skip
+    try:
+        connection = e.connect()
+        first = pid_of(connection)
+        connection.exec_driver_sql("SET work_mem TO '7MB'")
+        sim.silence(new_connections=False)
+        started = time.monotonic()
+        connection.close()  # the pool's RESET meets a silent network
+        took = time.monotonic() - started
+    finally:
+        sim.unsilence()
+    assert took < 8.0, took
+    with e.connect() as connection:  # closed for good, not lent changed
+        assert pid_of(connection) != first
+        assert connection.exec_driver_sql("SHOW work_mem").scalar() != "7MB"

@@ -37,6 +37,7 @@ from typing import Any
 from .. import drivers
 from ..classify import classify
 from ..session import SessionState
+from . import watching
 
 #: Where the record is kept: the Connection's ``__dict__``, the pool
 #: record's ``info``.
@@ -163,7 +164,7 @@ def _restore(state: SessionState, dbapi_connection: Any) -> None:
         dbapi_connection.commit()  # not in autocommit: the SETs opened one
 
 
-def checkin_for(engine: Any) -> Callable[[Any, Any], None]:
+def checkin_for(engine: Any, statement_deadline: float | None = None) -> Callable[[Any, Any], None]:
     """The pool's ``checkin`` listener for ``engine``: the next borrower
     gets the session as the pool made it.
 
@@ -174,7 +175,8 @@ def checkin_for(engine: Any) -> Callable[[Any, Any], None]:
     does not run them again on a pooled connection) and psycopg2 was given
     no ``client_encoding`` (the dialect's ``set_client_encoding()`` is a
     ``SET`` the driver would no longer agree with). Otherwise a changed
-    session is closed for good: the pool makes a new one."""
+    session is closed for good: the pool makes a new one. The ``RESET`` is
+    watched like a statement (``statement_deadline``, the Lambda cap)."""
     own = tuple(engine.pool.dispatch.connect)
     dialect = engine.dialect
     encoding_set = (
@@ -188,13 +190,16 @@ def checkin_for(engine: Any) -> Callable[[Any, Any], None]:
         return all(any(fn is known for known in own) for fn in dispatch.connect)
 
     def listener(dbapi_connection: Any, record: Any) -> None:
-        checkin(dbapi_connection, record, as_made_by_reset)
+        checkin(dbapi_connection, record, as_made_by_reset, statement_deadline)
 
     return listener
 
 
 def checkin(
-    dbapi_connection: Any, record: Any, resettable: Callable[[], bool] = lambda: False
+    dbapi_connection: Any,
+    record: Any,
+    resettable: Callable[[], bool] = lambda: False,
+    statement_deadline: float | None = None,
 ) -> None:
     """The pool's ``checkin``: the next borrower gets a clean session
     (``resettable``: whether ``RESET ALL`` gives the pool's own session)."""
@@ -204,11 +209,16 @@ def checkin(
     if tracked.state.settings_only and tracked.refusal is None and resettable():
         try:
             if drivers.transaction_status(dbapi_connection) == drivers.IDLE:
-                with contextlib.closing(dbapi_connection.cursor()) as cursor:
-                    cursor.execute(_RESET_SETTINGS)
-                if drivers.transaction_status(dbapi_connection) != drivers.IDLE:
-                    dbapi_connection.commit()
-                return
+                watch = watching.watch(dbapi_connection, statement_deadline)
+                try:
+                    with contextlib.closing(dbapi_connection.cursor()) as cursor:
+                        cursor.execute(_RESET_SETTINGS)
+                    if drivers.transaction_status(dbapi_connection) != drivers.IDLE:
+                        dbapi_connection.commit()
+                finally:
+                    cut = watching.ended(watch)
+                if not cut:
+                    return
         except Exception:
             pass  # closed for good below
     record.invalidate()
