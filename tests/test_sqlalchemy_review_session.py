@@ -246,6 +246,18 @@ def test_checkin_of_a_plain_engine_still_resets_in_place(engines):
         assert connection.exec_driver_sql("SHOW work_mem").scalar() != "7MB"
 
 
+def test_checkin_after_dispose_still_knows_the_pools_listeners(engines):
+    e = engines(pool_size=1, max_overflow=0)
+    e.dispose()  # a new pool, the listeners copied
+    with e.connect() as connection:
+        first = pid_of(connection)
+        connection.exec_driver_sql("SET work_mem TO '7MB'")
+        connection.commit()
+    with e.connect() as connection:
+        assert pid_of(connection) == first
+        assert connection.exec_driver_sql("SHOW work_mem").scalar() != "7MB"
+
+
 # ----- around SQLAlchemy: the driver connection itself -----------------------------
 
 
