@@ -17,6 +17,7 @@ sqlalchemy = pytest.importorskip("sqlalchemy")
 from sqlalchemy import event, text  # noqa: E402
 
 from orca_db import sqlalchemy as orca  # noqa: E402
+from orca_db.deadlines import deadline_cap  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -318,4 +319,22 @@ def test_checkin_clean_up_cut_at_the_statement_deadline(aurora_simulator, engine
     assert took < 8.0, took
     with e.connect() as connection:  # closed for good, not lent changed
         assert pid_of(connection) != first
+        assert connection.exec_driver_sql("SHOW work_mem").scalar() != "7MB"
+
+
+def test_checkin_clean_up_cut_at_the_lambda_cap(aurora_simulator, engines):
+    sim = aurora_simulator
+    e = engines(sim, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0)
+    try:
+        with deadline_cap(2):
+            connection = e.connect()
+            connection.exec_driver_sql("SET work_mem TO '7MB'")
+            sim.silence(new_connections=False)
+            started = time.monotonic()
+            connection.close()
+            took = time.monotonic() - started
+    finally:
+        sim.unsilence()
+    assert took < 8.0, took
+    with e.connect() as connection:
         assert connection.exec_driver_sql("SHOW work_mem").scalar() != "7MB"
