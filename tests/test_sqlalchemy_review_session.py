@@ -338,3 +338,16 @@ def test_checkin_clean_up_cut_at_the_lambda_cap(aurora_simulator, engines):
     assert took < 8.0, took
     with e.connect() as connection:
         assert connection.exec_driver_sql("SHOW work_mem").scalar() != "7MB"
+
+
+def test_orm_session_set_lasts_until_its_connection_is_released(engines):
+    """An ORM Session gives its Connection back at commit(): what it SET is
+    cleaned there, not lent to its own next transaction by luck."""
+    from sqlalchemy.orm import Session
+
+    e = engines(pool_size=1, max_overflow=0)
+    with Session(e) as session:
+        session.execute(text("SET work_mem TO '7MB'"))
+        assert session.execute(text("SHOW work_mem")).scalar() == "7MB"
+        session.commit()
+        assert session.execute(text("SHOW work_mem")).scalar() != "7MB"
