@@ -110,7 +110,7 @@ def install(engine: Engine, settings: RetrySettings) -> None:
     event.listen(engine, "do_connect", host.do_connect)
     event.listen(engine.pool, "checkout", host.checkout)
     # Rule 1: a changed session is cleaned (or closed) for the next borrower.
-    event.listen(engine.pool, "checkin", sessions.checkin)
+    event.listen(engine.pool, "checkin", sessions.checkin_for(engine, settings.statement_deadline))
     event.listen(engine, "do_execute", host.do_execute)
     event.listen(engine, "do_execute_no_params", host.do_execute_no_params)
     event.listen(engine, "do_executemany", host.do_executemany)

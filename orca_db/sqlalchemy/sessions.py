@@ -31,11 +31,13 @@ statement, until a statement may change the session.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from .. import drivers
 from ..classify import classify
 from ..session import SessionState
+from . import watching
 
 #: Where the record is kept: the Connection's ``__dict__``, the pool
 #: record's ``info``.
@@ -162,19 +164,61 @@ def _restore(state: SessionState, dbapi_connection: Any) -> None:
         dbapi_connection.commit()  # not in autocommit: the SETs opened one
 
 
-def checkin(dbapi_connection: Any, record: Any) -> None:
-    """The pool's ``checkin``: the next borrower gets a clean session."""
+def checkin_for(engine: Any, statement_deadline: float | None = None) -> Callable[[Any, Any], None]:
+    """The pool's ``checkin`` listener for ``engine``: the next borrower
+    gets the session as the pool made it.
+
+    ``RESET ALL`` goes back to the server's defaults, which is the session
+    the pool made only when nothing SET anything while making it: the
+    ``connect`` listeners are the ones ``create_engine`` registered (not an
+    application's, such as SQLAlchemy's ``search_path`` recipe; SQLAlchemy
+    does not run them again on a pooled connection) and psycopg2 was given
+    no ``client_encoding`` (the dialect's ``set_client_encoding()`` is a
+    ``SET`` the driver would no longer agree with). Otherwise a changed
+    session is closed for good: the pool makes a new one. The ``RESET`` is
+    watched like a statement (``statement_deadline``, the Lambda cap)."""
+    own = tuple(engine.pool.dispatch.connect)
+    dialect = engine.dialect
+    encoding_set = (
+        getattr(dialect, "client_encoding", None) is not None and dialect.driver == "psycopg2"
+    )
+
+    def as_made_by_reset() -> bool:
+        dispatch = engine.pool.dispatch
+        if encoding_set or len(dispatch.first_connect):
+            return False
+        return all(any(fn is known for known in own) for fn in dispatch.connect)
+
+    def listener(dbapi_connection: Any, record: Any) -> None:
+        checkin(dbapi_connection, record, as_made_by_reset, statement_deadline)
+
+    return listener
+
+
+def checkin(
+    dbapi_connection: Any,
+    record: Any,
+    resettable: Callable[[], bool] = lambda: False,
+    statement_deadline: float | None = None,
+) -> None:
+    """The pool's ``checkin``: the next borrower gets a clean session
+    (``resettable``: whether ``RESET ALL`` gives the pool's own session)."""
     tracked = record.info.pop(KEY, None)
     if tracked is None or dbapi_connection is None or not tracked.state.changed:
         return
-    if tracked.state.settings_only and tracked.refusal is None:
+    if tracked.state.settings_only and tracked.refusal is None and resettable():
         try:
             if drivers.transaction_status(dbapi_connection) == drivers.IDLE:
-                with contextlib.closing(dbapi_connection.cursor()) as cursor:
-                    cursor.execute(_RESET_SETTINGS)
-                if drivers.transaction_status(dbapi_connection) != drivers.IDLE:
-                    dbapi_connection.commit()
-                return
+                watch = watching.watch(dbapi_connection, statement_deadline)
+                try:
+                    with contextlib.closing(dbapi_connection.cursor()) as cursor:
+                        cursor.execute(_RESET_SETTINGS)
+                    if drivers.transaction_status(dbapi_connection) != drivers.IDLE:
+                        dbapi_connection.commit()
+                finally:
+                    cut = watching.ended(watch)
+                if not cut:
+                    return
         except Exception:
             pass  # closed for good below
     record.invalidate()
@@ -192,4 +236,4 @@ def _pool_info(root: Any) -> dict:
         return {}  # SQLAlchemy's first connect: no pool record yet
 
 
-__all__ = ["KEY", "Tracked", "checkin", "observe", "resume", "transaction_ended"]
+__all__ = ["KEY", "Tracked", "checkin", "checkin_for", "observe", "resume", "transaction_ended"]
