@@ -19,6 +19,9 @@ from .ending import RAISE_ATTRIBUTE, EndingHooks
 from .exc import as_sqlalchemy, core_error, wrap
 from .reconnect import link_of, reconnect, run_read_only
 
+#: Which driver call a statement hook makes.
+_EXECUTE, _NO_PARAMS, _MANY = 0, 1, 2
+
 
 class Host(EndingHooks):
     """The hooks of one engine (COMMIT, ROLLBACK and errors: ``ending``)."""
@@ -28,8 +31,18 @@ class Host(EndingHooks):
         self.dialect = engine.dialect
         #: The name events carry as ``database`` (the Django host's alias).
         self.alias = engine.url.database or "default"
-        self.commit: Callable[[Any], None] = lambda dbapi_connection: None
-        self.rollback: Callable[[Any], None] = lambda dbapi_connection: None
+        # The dialect's own methods (its class's), which the hooks call.
+        dialect = engine.dialect
+        self.commit: Callable[[Any], None] = type(dialect).do_commit.__get__(dialect)
+        self.rollback: Callable[[Any], None] = type(dialect).do_rollback.__get__(dialect)
+        self.execute: Callable[..., None] = type(dialect).do_execute.__get__(dialect)
+        self.execute_no_params: Callable[..., None] = type(dialect).do_execute_no_params.__get__(
+            dialect
+        )
+        self.executemany: Callable[..., None] = type(dialect).do_executemany.__get__(dialect)
+        #: A statement that may change the session was seen on this engine:
+        #: until then COMMIT and ROLLBACK have no session record to end.
+        self.sessions_seen = False
         self.statement_deadline = settings.statement_deadline
         #: Logins from AWS (``secret``, ``iam_auth``), fresh per connection.
         self.credentials = credentials_for(settings, engine.url)
@@ -73,39 +86,35 @@ class Host(EndingHooks):
                 link = record.info["orca_db_link"] = drivers.Link(dbapi_connection)
             except Exception:
                 return
-        if link.transaction_status() == drivers.IDLE and link.server_closed():
+        # poll() first: a socket with nothing to read (the common case) is
+        # open, and server_closed() would answer False at its first step.
+        if link.poll(0) and link.transaction_status() == drivers.IDLE and link.server_closed():
             # The pool makes a new connection (through do_connect) instead.
             raise sa_exc.DisconnectionError("orca_db: the server had closed this pooled connection")
 
     # ----- statements -----------------------------------------------------------
+    #
+    # Installed as methods of the engine's own dialect instance (as do_commit
+    # is), not as do_execute events: SQLAlchemy calls the dialect's method
+    # when no listener handled the statement, so the plugin costs one call
+    # per statement instead of the event dispatch plus a closure.
 
-    def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-        return self._execute(
-            cursor, statement, parameters, context, False,
-            lambda cur: self.dialect.do_execute(cur, statement, parameters, context),
-        )  # fmt: skip
+    def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
+        self.do_execute(cursor, statement, None, context, _NO_PARAMS)
 
-    def do_execute_no_params(self, cursor: Any, statement: str, context: Any) -> bool:
-        return self._execute(
-            cursor, statement, None, context, False,
-            lambda cur: self.dialect.do_execute_no_params(cur, statement, context),
-        )  # fmt: skip
+    def do_executemany(
+        self, cursor: Any, statement: str, parameters: Any, context: Any = None
+    ) -> None:
+        self.do_execute(cursor, statement, parameters, context, _MANY)
 
-    def do_executemany(self, cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-        return self._execute(
-            cursor, statement, parameters, context, True,
-            lambda cur: self.dialect.do_executemany(cur, statement, parameters, context),
-        )  # fmt: skip
-
-    def _execute(
+    def do_execute(
         self,
         cursor: Any,
         statement: str,
         parameters: Any,
-        context: Any,
-        many: bool,
-        run: Callable[[Any], Any],
-    ) -> bool:
+        context: Any = None,
+        kind: int = _EXECUTE,
+    ) -> None:
         dbapi_connection = cursor.connection
         root = context.root_connection
         tracked = root.__dict__.get(sessions.KEY)
@@ -120,18 +129,24 @@ class Host(EndingHooks):
         in_transaction = not dbapi_connection.autocommit or drivers.transaction_open(
             drivers.transaction_status(dbapi_connection)
         )
-        link = None if in_transaction else link_of(context, dbapi_connection)
-        if link is not None and link.server_closed():
-            # An autocommit statement about to go out on a connection the
-            # server already closed (psycopg2 would then report a bare
-            # "server closed the connection", which proves nothing about a
-            # write): replaced first, the statement is sent once.
-            cursor = self._reconnect_before_send(statement, context)
+        if not in_transaction:
+            link = link_of(context, dbapi_connection)
+            if link is not None and link.poll(0) and link.server_closed():
+                # An autocommit statement about to go out on a connection the
+                # server already closed (psycopg2 would then report a bare
+                # "server closed the connection", which proves nothing about a
+                # write): replaced first, the statement is sent once.
+                cursor = self._reconnect_before_send(statement, context)
         watch = None
         if deadlines.open_caps or self.statement_deadline:  # else nothing is armed
             watch = watching.watch(cursor.connection, self.statement_deadline)
         try:
-            run(cursor)
+            if kind == _EXECUTE:
+                self.execute(cursor, statement, parameters, context)
+            elif kind == _NO_PARAMS:
+                self.execute_no_params(cursor, statement, context)
+            else:
+                self.executemany(cursor, statement, parameters, context)
         except Exception as error:
             if watch is not None and watching.ended(watch):
                 cut = watching.statement_cut_off(self.alias, statement, in_transaction)
@@ -141,6 +156,7 @@ class Host(EndingHooks):
             failure = classify(error)
             if not failure.retryable:
                 raise
+            many = kind == _MANY
             verdict = decisions.after_statement_failure(
                 failure,
                 statement,
@@ -162,6 +178,7 @@ class Host(EndingHooks):
                     setattr(error, RAISE_ATTRIBUTE, core_error(name, self.alias, failure))
                 self._report("execute", statement, failure)
                 raise
+            run = self._runner(kind, statement, parameters, context)
             self._replay(error, cursor, statement, context, run, verdict)
         else:
             if watch is not None:
@@ -171,11 +188,26 @@ class Host(EndingHooks):
         except (KeyError, TypeError):
             found = profile(statement)
         if found.observed and (found.tracked or sessions.KEY in root.__dict__):
+            self.sessions_seen = True
             now = context.cursor
             sessions.observe(
-                root, now.connection, now, statement, parameters, found, in_transaction, many
+                root,
+                now.connection,
+                now,
+                statement,
+                parameters,
+                found,
+                in_transaction,
+                kind == _MANY,
             )
-        return True
+
+    def _runner(self, kind: int, statement: str, parameters: Any, context: Any) -> Callable:
+        """The statement's driver call on another cursor (a replay)."""
+        if kind == _EXECUTE:
+            return lambda cur: self.execute(cur, statement, parameters, context)
+        if kind == _NO_PARAMS:
+            return lambda cur: self.execute_no_params(cur, statement, context)
+        return lambda cur: self.executemany(cur, statement, parameters, context)
 
     def _resume(self, root: Any, tracked: Any, dbapi_connection: Any, statement: str) -> None:
         from ..retry import Operation, report
