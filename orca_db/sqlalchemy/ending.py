@@ -122,7 +122,10 @@ def _closed_in_transaction(dbapi_connection: Any, raw: Any) -> bool:
         if raw is dbapi_connection:
             link = drivers.Link(raw)
         else:
-            info = dbapi_connection.info
+            # The pool record's info (the proxy's own ``info`` is a property
+            # made once per checkout, two calls more).
+            record = getattr(dbapi_connection, "_connection_record", None)
+            info = dbapi_connection.info if record is None else record.info
             link = info.get("orca_db_link")
             if link is None or link.connection is not raw:
                 link = info["orca_db_link"] = drivers.Link(raw)

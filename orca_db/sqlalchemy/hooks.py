@@ -21,6 +21,11 @@ from .reconnect import link_of, reconnect, run_read_only
 
 #: Which driver call a statement hook makes.
 _EXECUTE, _NO_PARAMS, _MANY = 0, 1, 2
+#: libpq's transaction statuses with a transaction open
+#: (:func:`orca_db.drivers.transaction_open`).
+_OPEN = (drivers.ACTIVE, drivers.INTRANS, drivers.INERROR)
+#: Where a Connection keeps its driver connection's Link.
+_LINK = "orca_db_link"
 
 
 class Host(EndingHooks):
@@ -126,12 +131,21 @@ class Host(EndingHooks):
             self._resume(root, tracked, dbapi_connection, statement)
         # libpq's view, read before sending (one call into C): with
         # autocommit off the driver opens a transaction for the statement.
-        in_transaction = not dbapi_connection.autocommit or drivers.transaction_open(
-            drivers.transaction_status(dbapi_connection)
-        )
-        if not in_transaction:
-            link = link_of(context, dbapi_connection)
-            if link is not None and link.poll(0) and link.server_closed():
+        in_transaction = True
+        if dbapi_connection.autocommit:
+            # The Link is kept on the Connection too: a Connection held in
+            # AUTOCOMMIT finds it with one lookup.
+            link = root.__dict__.get(_LINK)
+            if link is None or link.connection is not dbapi_connection:
+                link = link_of(context, dbapi_connection)
+                if link is not None:
+                    root.__dict__[_LINK] = link
+            if link is None:
+                status = drivers.transaction_status(dbapi_connection)
+            else:
+                status = link.transaction_status()
+            in_transaction = status in _OPEN
+            if not in_transaction and link is not None and link.poll(0) and link.server_closed():
                 # An autocommit statement about to go out on a connection the
                 # server already closed (psycopg2 would then report a bare
                 # "server closed the connection", which proves nothing about a
