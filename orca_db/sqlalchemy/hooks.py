@@ -3,7 +3,6 @@ every decision is the core's, read from the driver's own state."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -14,13 +13,12 @@ from .. import deadlines, decisions, drivers
 from ..classify import SERVER_CLOSED, Failure, classify
 from ..options import RetrySettings
 from ..sql.lexical import PROFILES, profile
-from . import exc, sessions, watching
+from . import sessions, watching
 from .ending import RAISE_ATTRIBUTE, EndingHooks
 from .exc import as_sqlalchemy, core_error, wrap
-from .reconnect import link_of, reconnect, run_read_only
+from .reconnect import link_of
+from .replaying import EXECUTE, MANY, NO_PARAMS, ReplayHooks
 
-#: Which driver call a statement hook makes.
-_EXECUTE, _NO_PARAMS, _MANY = 0, 1, 2
 #: libpq's transaction statuses with a transaction open
 #: (:func:`orca_db.drivers.transaction_open`).
 _OPEN = (drivers.ACTIVE, drivers.INTRANS, drivers.INERROR)
@@ -28,8 +26,9 @@ _OPEN = (drivers.ACTIVE, drivers.INTRANS, drivers.INERROR)
 _LINK = "orca_db_link"
 
 
-class Host(EndingHooks):
-    """The hooks of one engine (COMMIT, ROLLBACK and errors: ``ending``)."""
+class Host(EndingHooks, ReplayHooks):
+    """The hooks of one engine (COMMIT, ROLLBACK and errors: ``ending``;
+    a replay: ``replaying``)."""
 
     def __init__(self, engine: Engine, settings: RetrySettings):
         self.settings = settings
@@ -105,12 +104,12 @@ class Host(EndingHooks):
     # per statement instead of the event dispatch plus a closure.
 
     def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
-        self.do_execute(cursor, statement, None, context, _NO_PARAMS)
+        self.do_execute(cursor, statement, None, context, NO_PARAMS)
 
     def do_executemany(
         self, cursor: Any, statement: str, parameters: Any, context: Any = None
     ) -> None:
-        self.do_execute(cursor, statement, parameters, context, _MANY)
+        self.do_execute(cursor, statement, parameters, context, MANY)
 
     def do_execute(
         self,
@@ -118,7 +117,7 @@ class Host(EndingHooks):
         statement: str,
         parameters: Any,
         context: Any = None,
-        kind: int = _EXECUTE,
+        kind: int = EXECUTE,
     ) -> None:
         dbapi_connection = cursor.connection
         root = context.root_connection
@@ -155,9 +154,9 @@ class Host(EndingHooks):
         if deadlines.open_caps or self.statement_deadline:  # else nothing is armed
             watch = watching.watch(cursor.connection, self.statement_deadline)
         try:
-            if kind == _EXECUTE:
+            if kind == EXECUTE:
                 self.execute(cursor, statement, parameters, context)
-            elif kind == _NO_PARAMS:
+            elif kind == NO_PARAMS:
                 self.execute_no_params(cursor, statement, context)
             else:
                 self.executemany(cursor, statement, parameters, context)
@@ -170,7 +169,7 @@ class Host(EndingHooks):
             failure = classify(error)
             if not failure.retryable:
                 raise
-            many = kind == _MANY
+            many = kind == MANY
             verdict = decisions.after_statement_failure(
                 failure,
                 statement,
@@ -212,16 +211,8 @@ class Host(EndingHooks):
                 parameters,
                 found,
                 in_transaction,
-                kind == _MANY,
+                kind == MANY,
             )
-
-    def _runner(self, kind: int, statement: str, parameters: Any, context: Any) -> Callable:
-        """The statement's driver call on another cursor (a replay)."""
-        if kind == _EXECUTE:
-            return lambda cur: self.execute(cur, statement, parameters, context)
-        if kind == _NO_PARAMS:
-            return lambda cur: self.execute_no_params(cur, statement, context)
-        return lambda cur: self.executemany(cur, statement, parameters, context)
 
     def _resume(self, root: Any, tracked: Any, dbapi_connection: Any, statement: str) -> None:
         from ..retry import Operation, report
@@ -236,79 +227,6 @@ class Host(EndingHooks):
                 operation.last_failure = SERVER_CLOSED
                 report(operation, "raised")
                 raise wrap(error, statement) from error.__cause__
-            raise
-
-    def _replay(
-        self,
-        first_error: BaseException,
-        cursor: Any,
-        statement: str,
-        context: Any,
-        run: Callable[[Any], Any],
-        verdict: decisions.Verdict,
-    ) -> None:
-        """Run an autocommit statement again on a new connection (the
-        recipe of SQLAlchemy's FAQ, under the core's judge and deadline)."""
-        from ..retry import Operation, recover
-
-        operation = Operation(self.alias, "execute", self.settings, statement=statement)
-        stage = "execute"
-
-        def judge(error: BaseException, failure: Failure) -> BaseException | None:
-            if stage == "connect":
-                return None  # nothing was sent on this attempt
-            again = decisions.after_statement_failure(
-                failure, statement, many=False, in_transaction=False, settings=self.settings
-            )
-            if again in (decisions.Verdict.REPLAY, decisions.Verdict.REPLAY_READ_ONLY):
-                return None
-            return core_error("OutcomeUnknown", self.alias, failure)
-
-        def attempt() -> None:
-            nonlocal stage
-            stage = "connect"
-            try:
-                new_cursor = reconnect(context)
-            except sa_exc.DBAPIError as error:
-                if error.orig is not None and not isinstance(error, exc.ScaleEventError):
-                    raise error.orig from None
-                raise
-            tracked = context.root_connection.__dict__.get(sessions.KEY)
-            if tracked is not None:
-                sessions.resume(context.root_connection, tracked, new_cursor.connection, self.alias)
-            stage = "execute"
-            watch = watching.watch(new_cursor.connection, self.statement_deadline)
-            try:
-                if verdict is decisions.Verdict.REPLAY_READ_ONLY:
-                    run_read_only(new_cursor.connection, new_cursor, run, self.alias)
-                else:
-                    run(new_cursor)
-            except Exception as error:
-                if watching.ended(watch):
-                    raise watching.statement_cut_off(self.alias, statement, False) from error
-                raise
-            watching.ended(watch)
-
-        with contextlib.suppress(Exception):
-            cursor.close()
-        with as_sqlalchemy(statement):
-            recover(operation, first_error, attempt, judge)
-
-    def _reconnect_before_send(self, statement: str, context: Any) -> Any:
-        from ..retry import Operation, report
-
-        operation = Operation(self.alias, "execute", self.settings, statement=statement)
-        operation.last_failure = SERVER_CLOSED
-        try:
-            cursor = reconnect(context)
-            root = context.root_connection
-            tracked = root.__dict__.get(sessions.KEY)
-            if tracked is not None:
-                with as_sqlalchemy(statement):
-                    sessions.resume(root, tracked, cursor.connection, self.alias)
-            return cursor
-        except BaseException:
-            report(operation, "raised")
             raise
 
 
