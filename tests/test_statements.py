@@ -595,3 +595,27 @@ def test_denied_and_session_functions_are_not_allowlisted():
     assert not {name for name in FUNCTIONS if catalog_review.denial(name)}
     assert not FUNCTIONS & set(catalog_review.DENIED)
     assert not set(catalog_review.DENIED) & set(catalog_review.VOLATILE_READS)
+
+
+def test_identifier_characters_are_postgresqls_over_every_code_point():
+    """The lexer's identifier classes (written as the ASCII they exclude, a
+    pattern that compiles in milliseconds) accept exactly PostgreSQL's
+    characters: A-Za-z_ and everything from U+0080; then digits and $."""
+    import re
+
+    from orca_db.sql import lexer
+
+    start = re.compile(lexer._IDENT_START)
+    cont = re.compile(lexer._IDENT_CONT)
+    tag = re.compile(lexer._TAG_CONT)
+    for code in range(0x110000):
+        char = chr(code)
+        first = char.isascii() and (char.isalpha() or char == "_") or code >= 0x80
+        assert bool(start.fullmatch(char)) == first, hex(code)
+        assert bool(tag.fullmatch(char)) == (first or char.isdigit() and char.isascii()), hex(code)
+        assert bool(cont.fullmatch(char)) == (
+            first or char.isascii() and (char.isdigit() or char == "$")
+        ), hex(code)
+    assert [t.kind for t in lexer.tokens("SELECT ñame$1, $tag$x$tag$")] == [
+        "word", "space", "word", "op", "space", "string",
+    ]  # fmt: skip

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.pool import PoolProxiedConnection
 
-from .. import decisions, drivers
+from .. import deadlines, decisions, drivers
 from ..classify import SERVER_CLOSED, Failure, classify
 from ..options import RetrySettings
 from . import sessions, watching
@@ -29,6 +29,8 @@ class EndingHooks:
     statement_deadline: float | None
     commit: Callable[[Any], None]
     rollback: Callable[[Any], None]
+    #: Set by the statement hook once a statement may have changed a session.
+    sessions_seen: bool
 
     # ----- COMMIT -----------------------------------------------------------------
 
@@ -43,8 +45,10 @@ class EndingHooks:
             if isinstance(dbapi_connection, PoolProxiedConnection)
             else dbapi_connection
         )
-        closed_before = not raw.autocommit and _closed_in_transaction(dbapi_connection, raw)
-        watch = watching.watch(dbapi_connection, self.statement_deadline)
+        closed_before = _closed_in_transaction(dbapi_connection, raw)
+        watch = None
+        if deadlines.open_caps or self.statement_deadline:  # else nothing is armed
+            watch = watching.watch(dbapi_connection, self.statement_deadline)
         try:
             self.commit(dbapi_connection)
         except Exception as error:
@@ -66,20 +70,29 @@ class EndingHooks:
             setattr(error, RAISE_ATTRIBUTE, core_error(name, self.alias, failure))
             self._report("transaction", "COMMIT", failure)
             raise
-        watching.ended(watch)
-        sessions.transaction_ended(dbapi_connection, True)
+        if watch is not None:
+            watching.ended(watch)
+        if self.sessions_seen:
+            sessions.transaction_ended(dbapi_connection, True)
 
     def do_rollback(self, dbapi_connection: Any) -> None:
-        watch = watching.watch(dbapi_connection, self.statement_deadline)
-        try:
+        # Called on every return to the pool (its reset-on-return): with no
+        # deadline open and no session followed on this engine, the
+        # dialect's ROLLBACK and nothing else.
+        if not (deadlines.open_caps or self.statement_deadline):
             self.rollback(dbapi_connection)
-        except Exception as error:
-            if watching.ended(watch):
-                setattr(error, RAISE_ATTRIBUTE, watching.rollback_cut_off(self.alias))
-                self._report("transaction", "ROLLBACK", classify(error))
-            raise
-        watching.ended(watch)
-        sessions.transaction_ended(dbapi_connection, False)
+        else:
+            watch = watching.watch(dbapi_connection, self.statement_deadline)
+            try:
+                self.rollback(dbapi_connection)
+            except Exception as error:
+                if watching.ended(watch):
+                    setattr(error, RAISE_ATTRIBUTE, watching.rollback_cut_off(self.alias))
+                    self._report("transaction", "ROLLBACK", classify(error))
+                raise
+            watching.ended(watch)
+        if self.sessions_seen:
+            sessions.transaction_ended(dbapi_connection, False)
 
     # ----- errors -----------------------------------------------------------------
 
@@ -104,15 +117,23 @@ class EndingHooks:
 def _closed_in_transaction(dbapi_connection: Any, raw: Any) -> bool:
     """A transaction is open on ``raw`` and the server has closed it; asked
     on the Link the pool record keeps (made at checkout), not a new one per
-    COMMIT."""
+    COMMIT. Its socket is polled first: nothing to read, nothing closed."""
     try:
         if raw is dbapi_connection:
             link = drivers.Link(raw)
         else:
-            info = dbapi_connection.info
+            # The pool record's info (the proxy's own ``info`` is a property
+            # made once per checkout, two calls more).
+            record = getattr(dbapi_connection, "_connection_record", None)
+            info = dbapi_connection.info if record is None else record.info
             link = info.get("orca_db_link")
             if link is None or link.connection is not raw:
                 link = info["orca_db_link"] = drivers.Link(raw)
-        return drivers.transaction_open(link.transaction_status()) and link.server_closed()
+        return bool(
+            link.poll(0)
+            and not raw.autocommit
+            and drivers.transaction_open(link.transaction_status())
+            and link.server_closed()
+        )
     except Exception:
         return False

@@ -3,7 +3,6 @@ every decision is the core's, read from the driver's own state."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -14,22 +13,40 @@ from .. import deadlines, decisions, drivers
 from ..classify import SERVER_CLOSED, Failure, classify
 from ..options import RetrySettings
 from ..sql.lexical import PROFILES, profile
-from . import exc, sessions, watching
+from . import sessions, watching
 from .ending import RAISE_ATTRIBUTE, EndingHooks
 from .exc import as_sqlalchemy, core_error, wrap
-from .reconnect import link_of, reconnect, run_read_only
+from .reconnect import link_of
+from .replaying import EXECUTE, MANY, NO_PARAMS, ReplayHooks
+
+#: libpq's transaction statuses with a transaction open
+#: (:func:`orca_db.drivers.transaction_open`).
+_OPEN = (drivers.ACTIVE, drivers.INTRANS, drivers.INERROR)
+#: Where a Connection keeps its driver connection's Link.
+_LINK = "orca_db_link"
 
 
-class Host(EndingHooks):
-    """The hooks of one engine (COMMIT, ROLLBACK and errors: ``ending``)."""
+class Host(EndingHooks, ReplayHooks):
+    """The hooks of one engine (COMMIT, ROLLBACK and errors: ``ending``;
+    a replay: ``replaying``)."""
 
     def __init__(self, engine: Engine, settings: RetrySettings):
         self.settings = settings
         self.dialect = engine.dialect
         #: The name events carry as ``database`` (the Django host's alias).
         self.alias = engine.url.database or "default"
-        self.commit: Callable[[Any], None] = lambda dbapi_connection: None
-        self.rollback: Callable[[Any], None] = lambda dbapi_connection: None
+        # The dialect's own methods (its class's), which the hooks call.
+        dialect = engine.dialect
+        self.commit: Callable[[Any], None] = type(dialect).do_commit.__get__(dialect)
+        self.rollback: Callable[[Any], None] = type(dialect).do_rollback.__get__(dialect)
+        self.execute: Callable[..., None] = type(dialect).do_execute.__get__(dialect)
+        self.execute_no_params: Callable[..., None] = type(dialect).do_execute_no_params.__get__(
+            dialect
+        )
+        self.executemany: Callable[..., None] = type(dialect).do_executemany.__get__(dialect)
+        #: A statement that may change the session was seen on this engine:
+        #: until then COMMIT and ROLLBACK have no session record to end.
+        self.sessions_seen = False
         self.statement_deadline = settings.statement_deadline
         #: Logins from AWS (``secret``, ``iam_auth``), fresh per connection.
         self.credentials = credentials_for(settings, engine.url)
@@ -73,39 +90,35 @@ class Host(EndingHooks):
                 link = record.info["orca_db_link"] = drivers.Link(dbapi_connection)
             except Exception:
                 return
-        if link.transaction_status() == drivers.IDLE and link.server_closed():
+        # poll() first: a socket with nothing to read (the common case) is
+        # open, and server_closed() would answer False at its first step.
+        if link.poll(0) and link.transaction_status() == drivers.IDLE and link.server_closed():
             # The pool makes a new connection (through do_connect) instead.
             raise sa_exc.DisconnectionError("orca_db: the server had closed this pooled connection")
 
     # ----- statements -----------------------------------------------------------
+    #
+    # Installed as methods of the engine's own dialect instance (as do_commit
+    # is), not as do_execute events: SQLAlchemy calls the dialect's method
+    # when no listener handled the statement, so the plugin costs one call
+    # per statement instead of the event dispatch plus a closure.
 
-    def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-        return self._execute(
-            cursor, statement, parameters, context, False,
-            lambda cur: self.dialect.do_execute(cur, statement, parameters, context),
-        )  # fmt: skip
+    def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
+        self.do_execute(cursor, statement, None, context, NO_PARAMS)
 
-    def do_execute_no_params(self, cursor: Any, statement: str, context: Any) -> bool:
-        return self._execute(
-            cursor, statement, None, context, False,
-            lambda cur: self.dialect.do_execute_no_params(cur, statement, context),
-        )  # fmt: skip
+    def do_executemany(
+        self, cursor: Any, statement: str, parameters: Any, context: Any = None
+    ) -> None:
+        self.do_execute(cursor, statement, parameters, context, MANY)
 
-    def do_executemany(self, cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-        return self._execute(
-            cursor, statement, parameters, context, True,
-            lambda cur: self.dialect.do_executemany(cur, statement, parameters, context),
-        )  # fmt: skip
-
-    def _execute(
+    def do_execute(
         self,
         cursor: Any,
         statement: str,
         parameters: Any,
-        context: Any,
-        many: bool,
-        run: Callable[[Any], Any],
-    ) -> bool:
+        context: Any = None,
+        kind: int = EXECUTE,
+    ) -> None:
         dbapi_connection = cursor.connection
         root = context.root_connection
         tracked = root.__dict__.get(sessions.KEY)
@@ -117,21 +130,36 @@ class Host(EndingHooks):
             self._resume(root, tracked, dbapi_connection, statement)
         # libpq's view, read before sending (one call into C): with
         # autocommit off the driver opens a transaction for the statement.
-        in_transaction = not dbapi_connection.autocommit or drivers.transaction_open(
-            drivers.transaction_status(dbapi_connection)
-        )
-        link = None if in_transaction else link_of(context, dbapi_connection)
-        if link is not None and link.server_closed():
-            # An autocommit statement about to go out on a connection the
-            # server already closed (psycopg2 would then report a bare
-            # "server closed the connection", which proves nothing about a
-            # write): replaced first, the statement is sent once.
-            cursor = self._reconnect_before_send(statement, context)
+        in_transaction = True
+        if dbapi_connection.autocommit:
+            # The Link is kept on the Connection too: a Connection held in
+            # AUTOCOMMIT finds it with one lookup.
+            link = root.__dict__.get(_LINK)
+            if link is None or link.connection is not dbapi_connection:
+                link = link_of(context, dbapi_connection)
+                if link is not None:
+                    root.__dict__[_LINK] = link
+            if link is None:
+                status = drivers.transaction_status(dbapi_connection)
+            else:
+                status = link.transaction_status()
+            in_transaction = status in _OPEN
+            if not in_transaction and link is not None and link.poll(0) and link.server_closed():
+                # An autocommit statement about to go out on a connection the
+                # server already closed (psycopg2 would then report a bare
+                # "server closed the connection", which proves nothing about a
+                # write): replaced first, the statement is sent once.
+                cursor = self._reconnect_before_send(statement, context)
         watch = None
         if deadlines.open_caps or self.statement_deadline:  # else nothing is armed
             watch = watching.watch(cursor.connection, self.statement_deadline)
         try:
-            run(cursor)
+            if kind == EXECUTE:
+                self.execute(cursor, statement, parameters, context)
+            elif kind == NO_PARAMS:
+                self.execute_no_params(cursor, statement, context)
+            else:
+                self.executemany(cursor, statement, parameters, context)
         except Exception as error:
             if watch is not None and watching.ended(watch):
                 cut = watching.statement_cut_off(self.alias, statement, in_transaction)
@@ -141,6 +169,7 @@ class Host(EndingHooks):
             failure = classify(error)
             if not failure.retryable:
                 raise
+            many = kind == MANY
             verdict = decisions.after_statement_failure(
                 failure,
                 statement,
@@ -162,6 +191,7 @@ class Host(EndingHooks):
                     setattr(error, RAISE_ATTRIBUTE, core_error(name, self.alias, failure))
                 self._report("execute", statement, failure)
                 raise
+            run = self._runner(kind, statement, parameters, context)
             self._replay(error, cursor, statement, context, run, verdict)
         else:
             if watch is not None:
@@ -171,11 +201,18 @@ class Host(EndingHooks):
         except (KeyError, TypeError):
             found = profile(statement)
         if found.observed and (found.tracked or sessions.KEY in root.__dict__):
+            self.sessions_seen = True
             now = context.cursor
             sessions.observe(
-                root, now.connection, now, statement, parameters, found, in_transaction, many
+                root,
+                now.connection,
+                now,
+                statement,
+                parameters,
+                found,
+                in_transaction,
+                kind == MANY,
             )
-        return True
 
     def _resume(self, root: Any, tracked: Any, dbapi_connection: Any, statement: str) -> None:
         from ..retry import Operation, report
@@ -190,79 +227,6 @@ class Host(EndingHooks):
                 operation.last_failure = SERVER_CLOSED
                 report(operation, "raised")
                 raise wrap(error, statement) from error.__cause__
-            raise
-
-    def _replay(
-        self,
-        first_error: BaseException,
-        cursor: Any,
-        statement: str,
-        context: Any,
-        run: Callable[[Any], Any],
-        verdict: decisions.Verdict,
-    ) -> None:
-        """Run an autocommit statement again on a new connection (the
-        recipe of SQLAlchemy's FAQ, under the core's judge and deadline)."""
-        from ..retry import Operation, recover
-
-        operation = Operation(self.alias, "execute", self.settings, statement=statement)
-        stage = "execute"
-
-        def judge(error: BaseException, failure: Failure) -> BaseException | None:
-            if stage == "connect":
-                return None  # nothing was sent on this attempt
-            again = decisions.after_statement_failure(
-                failure, statement, many=False, in_transaction=False, settings=self.settings
-            )
-            if again in (decisions.Verdict.REPLAY, decisions.Verdict.REPLAY_READ_ONLY):
-                return None
-            return core_error("OutcomeUnknown", self.alias, failure)
-
-        def attempt() -> None:
-            nonlocal stage
-            stage = "connect"
-            try:
-                new_cursor = reconnect(context)
-            except sa_exc.DBAPIError as error:
-                if error.orig is not None and not isinstance(error, exc.ScaleEventError):
-                    raise error.orig from None
-                raise
-            tracked = context.root_connection.__dict__.get(sessions.KEY)
-            if tracked is not None:
-                sessions.resume(context.root_connection, tracked, new_cursor.connection, self.alias)
-            stage = "execute"
-            watch = watching.watch(new_cursor.connection, self.statement_deadline)
-            try:
-                if verdict is decisions.Verdict.REPLAY_READ_ONLY:
-                    run_read_only(new_cursor.connection, new_cursor, run, self.alias)
-                else:
-                    run(new_cursor)
-            except Exception as error:
-                if watching.ended(watch):
-                    raise watching.statement_cut_off(self.alias, statement, False) from error
-                raise
-            watching.ended(watch)
-
-        with contextlib.suppress(Exception):
-            cursor.close()
-        with as_sqlalchemy(statement):
-            recover(operation, first_error, attempt, judge)
-
-    def _reconnect_before_send(self, statement: str, context: Any) -> Any:
-        from ..retry import Operation, report
-
-        operation = Operation(self.alias, "execute", self.settings, statement=statement)
-        operation.last_failure = SERVER_CLOSED
-        try:
-            cursor = reconnect(context)
-            root = context.root_connection
-            tracked = root.__dict__.get(sessions.KEY)
-            if tracked is not None:
-                with as_sqlalchemy(statement):
-                    sessions.resume(root, tracked, cursor.connection, self.alias)
-            return cursor
-        except BaseException:
-            report(operation, "raised")
             raise
 
 

@@ -111,15 +111,14 @@ def install(engine: Engine, settings: RetrySettings) -> None:
     event.listen(engine.pool, "checkout", host.checkout)
     # Rule 1: a changed session is cleaned (or closed) for the next borrower.
     event.listen(engine.pool, "checkin", sessions.checkin_for(engine, settings.statement_deadline))
-    event.listen(engine, "do_execute", host.do_execute)
-    event.listen(engine, "do_execute_no_params", host.do_execute_no_params)
-    event.listen(engine, "do_executemany", host.do_executemany)
     event.listen(engine, "handle_error", host.handle_error)
-    # No event reports a COMMIT: the engine's own dialect instance gets a
-    # do_commit that judges a lost one (it calls the dialect's method).
+    # The engine's own dialect instance gets the statement hooks, and a
+    # do_commit that judges a lost COMMIT (no event reports one); each calls
+    # the dialect's method (its class's). ROLLBACK is bounded by the
+    # deadlines and ends the session's pending changes (the pool's
+    # reset-on-return calls it too).
+    dialect.do_execute = host.do_execute  # type: ignore[method-assign]
+    dialect.do_execute_no_params = host.do_execute_no_params  # type: ignore[method-assign]
+    dialect.do_executemany = host.do_executemany  # type: ignore[method-assign]
     dialect.do_commit = host.do_commit  # type: ignore[method-assign]
-    host.commit = type(dialect).do_commit.__get__(dialect)
-    # ROLLBACK: bounded by the deadlines, and it ends the session's pending
-    # changes (the pool's reset-on-return calls it too).
     dialect.do_rollback = host.do_rollback  # type: ignore[method-assign]
-    host.rollback = type(dialect).do_rollback.__get__(dialect)
