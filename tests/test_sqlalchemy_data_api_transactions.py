@@ -123,9 +123,7 @@ def test_a_serialization_failure_runs_fn_again(engine, notes, events):
     assert (len(calls), notes.count("conflict")) == (2, 1)
 
 
-def test_orca_decorator_around_run_transaction_never_writes_twice(
-    engine, data_api_endpoint, notes
-):
+def test_orca_decorator_around_run_transaction_never_writes_twice(engine, data_api_endpoint, notes):
     calls = []
 
     @retry_operational_error(max_retries=3, backoff_in_seconds=0.001, jitter=0.001)
@@ -158,3 +156,110 @@ def test_errors_of_fn_surface_unchanged_and_roll_back(engine, notes):
     assert notes.count() == 0
     with Session(engine) as session:
         assert session.execute(text("SELECT 1")).scalar() == 1
+
+
+@pytest.mark.parametrize("where", ["before fn's first call", "after fn's first statement"])
+def test_a_pause_inside_fn_is_waited_for_or_runs_fn_again(engine, data_api_endpoint, notes, where):
+    calls = []
+
+    def post(connection):
+        calls.append(1)
+        if len(calls) == 1 and where == "before fn's first call":
+            data_api_endpoint.pause(calls=2)
+        connection.execute(notes.insert, {"v": "paused"})
+        if len(calls) == 1 and where == "after fn's first statement":
+            data_api_endpoint.pause(calls=2)
+        connection.execute(notes.insert, {"v": "paused"})
+
+    orca.run_transaction(engine, post)
+    assert notes.count("paused") == 2
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql+aurora_data_api:///postgres", "postgresql+aurora_data_api://"]
+)
+@pytest.mark.parametrize("operation", ["BeginTransaction", "ExecuteStatement"])
+def test_a_throttled_call_inside_fn_runs_fn_again_as_one_operation(
+    data_api_endpoint, aurora, notes, events, url, operation
+):
+    """Inside run_transaction the driver gives up a transaction whose call
+    was refused (throttled), as under the Django engine's retry_atomic, and
+    fn runs again: one operation named after the database (whatever the
+    URL says), one event, the row written once."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url, aurora=aurora)
+    calls = []
+
+    def post(connection):
+        calls.append(1)
+        connection.execute(text("SELECT 1"))
+        if len(calls) == 1 and operation == "ExecuteStatement":
+            data_api_endpoint.fail_next(1, code="ThrottlingException", operation=operation)
+        connection.execute(notes.insert, {"v": "throttled"})
+        return "done"
+
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        if operation == "BeginTransaction":
+            data_api_endpoint.fail_next(1, code="ThrottlingException", operation=operation)
+        assert orca.run_transaction(engine, post) == "done"
+    finally:
+        engine.dispose()
+    assert (len(calls), notes.count("throttled")) == (2, 1)
+    assert [(e.phase, e.database, e.outcome, e.error_type) for e in events] == [
+        ("transaction", "postgres", "recovered", "ThrottlingException")
+    ]
+
+
+@pytest.fixture
+def unprivileged(data_api_endpoint, notes):
+    """The secret's user may not call pg_control_system() (as a provider
+    may arrange it): the Data API endpoint logs in as that role."""
+    from tests.sim_clients import on_server
+
+    on_server(
+        "DROP ROLE IF EXISTS orca_da_app; CREATE ROLE orca_da_app LOGIN PASSWORD 'da-app'; "
+        f"GRANT SELECT, INSERT ON {notes.table} TO orca_da_app; "
+        f"GRANT USAGE ON SEQUENCE {notes.table}_id_seq TO orca_da_app; "
+        "REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC"
+    )
+    params = data_api_endpoint._server_params
+    saved = dict(params)
+    params.update(user="orca_da_app", password="da-app")
+    data_api_endpoint.stop()
+    data_api_endpoint.start()
+    yield data_api_endpoint
+    params.update(saved)
+    data_api_endpoint.stop()
+    data_api_endpoint.start()
+    on_server(
+        "GRANT EXECUTE ON FUNCTION pg_control_system() TO PUBLIC; "
+        f"REVOKE ALL ON {notes.table} FROM orca_da_app; "
+        f"REVOKE ALL ON SEQUENCE {notes.table}_id_seq FROM orca_da_app; DROP ROLE orca_da_app"
+    )
+
+
+def test_a_lost_commit_where_the_cluster_cannot_be_identified_is_outcome_unknown(
+    unprivileged, aurora, notes
+):
+    from sqlalchemy import create_engine
+
+    engine = create_engine("postgresql+aurora_data_api:///postgres", aurora=aurora)
+    calls = []
+
+    def post(connection):
+        calls.append(1)
+        connection.execute(notes.insert, {"v": "anonymous"})
+
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        unprivileged.lose_replies(1, operation="CommitTransaction")
+        with pytest.raises(orca.OutcomeUnknown, match="identity") as raised:
+            orca.run_transaction(engine, post)
+    finally:
+        engine.dispose()
+    assert not isinstance(raised.value, sqlalchemy.exc.OperationalError)
+    assert (len(calls), notes.count("anonymous")) == (1, 1)  # committed; only unknown
