@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import pytest
 
+from tests import test_sqlalchemy_data_api as data_api_tests
 from tests.sqlalchemy_helpers import retry_operational_error
-from tests.test_sqlalchemy_data_api import aurora, engine, engines, notes  # noqa: F401
+
+# The Data API dialect's fixtures (the endpoint's cluster, an engine, a table).
+aurora = data_api_tests.aurora
+engines = data_api_tests.engines
+engine = data_api_tests.engine
+notes = data_api_tests.notes
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
