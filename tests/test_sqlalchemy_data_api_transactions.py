@@ -269,3 +269,22 @@ def test_a_lost_commit_where_the_cluster_cannot_be_identified_is_outcome_unknown
         engine.dispose()
     assert not isinstance(raised.value, sqlalchemy.exc.OperationalError)
     assert (len(calls), notes.count("anonymous")) == (1, 1)  # committed; only unknown
+
+
+def test_a_commit_dropped_unrun_is_resolved_as_aborted_and_fn_runs_again(
+    engine, data_api_endpoint, notes, events
+):
+    """CommitTransaction never reached the server: the transaction is still
+    open ("in progress"), its backend is ended, then it reads "aborted", and
+    fn runs again: the row written once."""
+    calls = []
+
+    def post(connection):
+        calls.append(1)
+        connection.execute(notes.insert, {"v": "dropped commit"})
+        return len(calls)
+
+    data_api_endpoint.drop_requests(1, operation="CommitTransaction")
+    assert orca.run_transaction(engine, post) == 2
+    assert notes.count("dropped commit") == 1
+    assert [(e.phase, e.outcome, e.attempts) for e in events] == [("transaction", "recovered", 2)]
