@@ -97,8 +97,12 @@ class OrcaPlugin(CreateEnginePlugin):
 
 
 def settings_of(engine: Engine) -> RetrySettings | None:
-    """The retry settings the plugin installed on ``engine``, or ``None``."""
-    return engine.dialect.__dict__.get(_SETTINGS)
+    """The retry settings the plugin installed on ``engine``, or the Data
+    API dialect's own (``postgresql+aurora_data_api``), or ``None``."""
+    settings = engine.dialect.__dict__.get(_SETTINGS)
+    if settings is None:
+        settings = getattr(engine.dialect, "retry_settings", None)
+    return settings
 
 
 def install(engine: Engine, settings: RetrySettings) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 from .. import drivers
 from ..commit_resolution import LostCommit, transaction_id, transaction_status
 from ..retry import Operation
+from .data_api_runs import is_data_api
 
 __all__ = ["CoreView", "release", "resolve", "transaction_ids"]
 
@@ -25,6 +26,10 @@ def transaction_ids(connection: Connection) -> tuple[str | None, int, str | None
     transaction_id`), read before COMMIT. The identity is read once per
     driver connection, in the same round trip, and kept with its pool record."""
     view = CoreView(connection)
+    if is_data_api(connection.engine):
+        # Each call of a Data API connection may reach another session (a
+        # switchover moves the cluster's ARN): read with the id, every time.
+        return transaction_id(view)
     info = connection.connection.info
     view._orca_cluster_identity = info.get(CLUSTER_KEY)
     ids = transaction_id(view)

@@ -36,6 +36,7 @@ from ..commit_resolution import question_failed
 from ..retry import Operation, report, run
 from ..sql import profile
 from . import exc
+from .data_api_runs import operation_alias
 from .plugin import settings_of
 from .runs import Final, Runs, Stage, chained, watching
 from .unfollowed import committed_by_fn
@@ -58,7 +59,8 @@ def run_transaction(
     back, run the whole of ``fn`` again on a new connection.
 
     ``target`` is an :class:`~sqlalchemy.engine.Engine` created with the
-    ``orca_db`` plugin (``fn(connection)`` runs inside
+    ``orca_db`` plugin or of the Data API dialect
+    (``postgresql+aurora_data_api``) (``fn(connection)`` runs inside
     ``connection.begin()``), or a ``sessionmaker`` bound to one
     (``fn(session)`` runs inside ``session.begin()``; what it added is
     flushed before COMMIT). Returns what ``fn`` returned.
@@ -92,7 +94,8 @@ def run_transaction(
     if settings is None:
         raise sa_exc.ArgumentError(
             "run_transaction() needs an engine created with the orca_db plugin: "
-            "create_engine(url, plugins=['orca_db'], aurora={...}) (docs/sqlalchemy.md)."
+            "create_engine(url, plugins=['orca_db'], aurora={...}), or one of the Data API "
+            "dialect (postgresql+aurora_data_api) (docs/sqlalchemy.md)."
         )
     if not settings.enabled:
         return _once(engine, factory, fn)
@@ -103,7 +106,7 @@ def run_transaction(
     _watch(engine)
     # The name the plugin's hooks give this engine's operations: a connect
     # inside this operation is then one attempt, retried by this one.
-    alias = engine.url.database or "default"
+    alias = operation_alias(engine)
     operation = Operation(alias, "transaction", settings)
     runs = Runs(engine, factory, operation, fn, resolve_commit)
     try:
