@@ -44,6 +44,7 @@ class Host(EndingHooks, ReplayHooks):
             dialect
         )
         self.executemany: Callable[..., None] = type(dialect).do_executemany.__get__(dialect)
+        self.dbapi_connect: Callable[..., Any] = type(dialect).connect.__get__(dialect)
         #: A statement that may change the session was seen on this engine:
         #: until then COMMIT and ROLLBACK have no session record to end.
         self.sessions_seen = False
@@ -53,7 +54,14 @@ class Host(EndingHooks, ReplayHooks):
 
     # ----- connecting ---------------------------------------------------------
 
-    def do_connect(self, dialect: Any, conn_rec: Any, cargs: tuple, cparams: dict) -> Any:
+    def connect(self, *cargs: Any, **cparams: Any) -> Any:
+        """The dialect's ``connect()``, retried.
+
+        Installed on the engine's dialect instance, not as a ``do_connect``
+        listener: SQLAlchemy runs the application's ``do_connect`` listeners
+        first (the documented way to hand over a fresh token or password;
+        they edit ``cparams``), then this, with what they produced. A
+        listener of ours would return the connection before theirs ran."""
         from ..deadlines import bounded_connect
         from ..retry import Operation, active_operation, remaining_time, run
 
@@ -63,13 +71,14 @@ class Host(EndingHooks, ReplayHooks):
                 cparams.setdefault(key, value)
 
         credentials = self.credentials
+        dbapi_connect = self.dbapi_connect
 
         def connect(params: dict) -> Any:
             if credentials is None:
-                return dialect.connect(*cargs, **params)
+                return dbapi_connect(*cargs, **params)
             # A login refused after a rotation is refreshed and tried once more.
             return credentials.connect(
-                params, lambda fresh: dialect.connect(*cargs, **fresh), self.alias
+                params, lambda fresh: dbapi_connect(*cargs, **fresh), self.alias
             )
 
         def connect_once() -> Any:
@@ -93,7 +102,7 @@ class Host(EndingHooks, ReplayHooks):
         # poll() first: a socket with nothing to read (the common case) is
         # open, and server_closed() would answer False at its first step.
         if link.poll(0) and link.transaction_status() == drivers.IDLE and link.server_closed():
-            # The pool makes a new connection (through do_connect) instead.
+            # The pool makes a new connection (through connect()) instead.
             raise sa_exc.DisconnectionError("orca_db: the server had closed this pooled connection")
 
     # ----- statements -----------------------------------------------------------

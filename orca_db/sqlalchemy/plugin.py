@@ -7,8 +7,9 @@ of Django's ``OPTIONS["aurora"]``, validated by the same parser
 
 What it installs on the engine, all through SQLAlchemy's public hooks:
 
-- ``do_connect``: every connect is retried through pauses, scale points and
-  resume storms within ``deadline`` (one ``orca_db.retry`` operation, the
+- the dialect's ``connect()``: every connect is retried through pauses,
+  scale points and resume storms within ``deadline``, after the
+  application's own ``do_connect`` listeners have run (one ``orca_db.retry`` operation, the
   same JSON events as the Django host), each attempt bounded by what is
   left of it;
 - pool ``checkout``: a pooled connection the server has already closed
@@ -111,16 +112,21 @@ def install(engine: Engine, settings: RetrySettings) -> None:
     if not settings.enabled:
         return
     host = Host(engine, settings)
-    event.listen(engine, "do_connect", host.do_connect)
     event.listen(engine.pool, "checkout", host.checkout)
-    # Rule 1: a changed session is cleaned (or closed) for the next borrower.
-    event.listen(engine.pool, "checkin", sessions.checkin_for(engine, settings.statement_deadline))
+    # Rule 1: a changed session is cleaned (or closed) for the next borrower,
+    # arranged on its pool entry when the session first changes.
+    clean_up = sessions.checkin_for(engine, settings.statement_deadline)
+    if sessions.finalizers_supported():
+        dialect.__dict__[sessions.CLEAN_UP] = clean_up
+    else:
+        event.listen(engine.pool, "checkin", clean_up)
     event.listen(engine, "handle_error", host.handle_error)
     # The engine's own dialect instance gets the statement hooks, and a
     # do_commit that judges a lost COMMIT (no event reports one); each calls
     # the dialect's method (its class's). ROLLBACK is bounded by the
     # deadlines and ends the session's pending changes (the pool's
     # reset-on-return calls it too).
+    dialect.connect = host.connect  # type: ignore[method-assign]
     dialect.do_execute = host.do_execute  # type: ignore[method-assign]
     dialect.do_execute_no_params = host.do_execute_no_params  # type: ignore[method-assign]
     dialect.do_executemany = host.do_executemany  # type: ignore[method-assign]

@@ -20,17 +20,22 @@ The record lives on the ``Connection`` (its ``__dict__``) and, while a driver
 connection serves it, in that connection's pool record ``info`` (the
 dialect's ``do_commit``/``do_rollback`` are handed the pool's proxy, not the
 ``Connection``). When the ``Connection`` returns its driver connection to
-the pool (the pool's ``checkin``), a changed session is cleaned for the next
+the pool (the pool's checkin), a changed session is cleaned for the next
 borrower: ``RESET SESSION AUTHORIZATION; RESET ALL`` when only settings were
 changed, closed for good otherwise (the pool opens a fresh one).
 
 Nothing is recorded, and nothing costs more than a dict lookup per
-statement, until a statement may change the session.
+statement, until a statement may change the session. The clean-up is
+arranged on the pool entry when its first record is made, as SQLAlchemy's
+own dialect arranges the reset of an isolation level it changed (the
+entry's ``finalize_callback``, run at checkin): a connection whose session
+never changed returns to the pool through no code of ours.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +47,10 @@ from . import watching
 #: Where the record is kept: the Connection's ``__dict__``, the pool
 #: record's ``info``.
 KEY = "orca_db_session"
+
+#: Where the plugin keeps the engine's checkin clean-up (``checkin_for``):
+#: the dialect instance's ``__dict__``.
+CLEAN_UP = "orca_db_clean_up"
 
 #: Every setting back to the connection's defaults (RESET ALL leaves the
 #: role and the session authorization alone).
@@ -78,7 +87,7 @@ def observe(
         if not found.tracked:
             return  # transaction control, with nothing followed yet
         tracked = root.__dict__[KEY] = Tracked(dbapi_connection)
-        _pool_info(root)[KEY] = tracked
+        _attach(root, tracked)
     state = tracked.state
     control = found.control
     if found.session and control is None:
@@ -154,7 +163,7 @@ def resume(root: Any, tracked: Tracked, dbapi_connection: Any, alias: str) -> No
             tracked.refusal = SessionStateLost(message, ("session settings",))
             raise tracked.refusal from error
     tracked.on = dbapi_connection
-    _pool_info(root)[KEY] = tracked
+    _attach(root, tracked)
 
 
 def _restore(state: SessionState, dbapi_connection: Any) -> None:
@@ -165,8 +174,9 @@ def _restore(state: SessionState, dbapi_connection: Any) -> None:
 
 
 def checkin_for(engine: Any, statement_deadline: float | None = None) -> Callable[[Any, Any], None]:
-    """The pool's ``checkin`` listener for ``engine``: the next borrower
-    gets the session as the pool made it.
+    """The clean-up at checkin for ``engine`` (called with the driver
+    connection and its pool entry): the next borrower gets the session as
+    the pool made it.
 
     ``RESET ALL`` goes back to the server's defaults, which is the session
     the pool made only when nothing SET anything while making it: the
@@ -229,11 +239,44 @@ def refused_by(root: Any) -> BaseException | None:
     return None if tracked is None else tracked.refusal
 
 
-def _pool_info(root: Any) -> dict:
+def _attach(root: Any, tracked: Tracked) -> None:
+    """Keep ``tracked`` in the pool entry of the driver connection serving
+    ``root`` now, and have that entry cleaned when it goes back to the pool."""
     try:
-        return root.connection.info
+        proxy = root.connection
+        info = proxy.info
     except Exception:
-        return {}  # SQLAlchemy's first connect: no pool record yet
+        return  # SQLAlchemy's first connect: no pool entry yet
+    clean_up = root.dialect.__dict__.get(CLEAN_UP)
+    if clean_up is not None:
+        entry = proxy._connection_record
+        # Asked of the entry's callbacks, not of its info: an invalidated
+        # entry drops its callbacks, and may keep its info until it reconnects.
+        finalizers = entry.finalize_callback
+        if not any(getattr(f, "func", None) is clean_up for f in finalizers):
+            finalizers.append(functools.partial(clean_up, record=entry))
+    info[KEY] = tracked
 
 
-__all__ = ["KEY", "Tracked", "checkin", "checkin_for", "observe", "resume", "transaction_ended"]
+def finalizers_supported() -> bool:
+    """Whether this SQLAlchemy has the pool entries' ``finalize_callback``
+    (2.0 and 2.1 have; its dialects use it): else the plugin listens to
+    every checkin instead."""
+    from sqlalchemy.pool import base
+
+    return "finalize_callback" in getattr(
+        base._ConnectionRecord, "__slots__", ()
+    ) and "_connection_record" in getattr(base._ConnectionFairy, "__slots__", ())
+
+
+__all__ = [
+    "CLEAN_UP",
+    "KEY",
+    "Tracked",
+    "checkin",
+    "checkin_for",
+    "finalizers_supported",
+    "observe",
+    "resume",
+    "transaction_ended",
+]
