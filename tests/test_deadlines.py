@@ -21,6 +21,7 @@ from orca_db.exceptions import (
 )
 from orca_db_app import receivers
 from orca_db_app.models import RetryEvent
+from tests import cut_off_messages as cut
 from tests.driver import DRIVER
 from tests.test_aws_lambda import FakeContext, wait_until_gone
 from tests.testapp.models import Note
@@ -305,6 +306,7 @@ def test_a_silent_network_mid_query_ends_within_the_remaining_time(
     print(f"silent network mid-query, 3 s left: DeadlineExceeded after {elapsed:.2f} s")
     assert elapsed < 3.0
     assert not isinstance(raised.value, OutcomeUnknown)  # a read
+    assert str(raised.value) == cut.READ.format(alias=simulated)
     assert db.connection is None
     # The cut client is noticed by the simulator: its server session closes.
     aurora_simulator.wait_for(lambda stats: stats["active"] == 0, timeout=10)
@@ -319,11 +321,12 @@ def test_a_silent_network_bounds_a_write_with_statement_deadline(aurora_simulato
         aurora_simulator.silence()
         started = time.monotonic()
         try:
-            with pytest.raises(WriteDeadlineExceeded):
+            with pytest.raises(WriteDeadlineExceeded) as raised:
                 cursor.execute("CREATE TEMPORARY TABLE silenced (x int)")
         finally:
             aurora_simulator.unsilence()
     assert time.monotonic() - started < 5.0
+    assert str(raised.value) == cut.WRITE.format(alias=simulated)
 
 
 def test_a_silent_network_bounds_commit_with_statement_deadline(aurora_simulator, simulated):
@@ -334,13 +337,17 @@ def test_a_silent_network_bounds_commit_with_statement_deadline(aurora_simulator
     db.connect()
     started = None
     try:
-        with pytest.raises(WriteDeadlineExceeded), transaction.atomic(using=simulated):
+        with (
+            pytest.raises(WriteDeadlineExceeded) as raised,
+            transaction.atomic(using=simulated),
+        ):
             Note.objects.using(simulated).create(text="silenced-commit")
             aurora_simulator.silence(new_connections=False)
             started = time.monotonic()
     finally:
         aurora_simulator.unsilence()
     assert started is not None and time.monotonic() - started < 5.0
+    assert str(raised.value) == cut.COMMIT.format(alias=simulated)
     with db.cursor() as cursor:  # and the next use connects again
         cursor.execute("SELECT 1")
 
@@ -451,6 +458,7 @@ def test_rollback_on_a_silent_network_is_cut_at_statement_deadline(
     elapsed, error = _timed(work)
     assert isinstance(error, DeadlineExceeded), error
     assert elapsed < 5.0
+    assert str(error) == cut.ROLLBACK.format(alias=simulated)
 
 
 def test_leaving_atomic_on_a_silent_network_keeps_the_session_for_the_next_connection(

@@ -11,6 +11,7 @@ import pytest
 
 import orca_db.outcomes as core
 from orca_db.deadlines import deadline_cap
+from tests import cut_off_messages as cut
 from tests.sqlalchemy_helpers import Table, engine
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
@@ -73,6 +74,7 @@ def test_silent_read_cut_at_the_statement_deadline(sim, engines, events):
     assert isinstance(error.value, sqlalchemy.exc.OperationalError)  # nothing applied
     assert isinstance(error.value.orig, core.DeadlineExceeded)
     assert not isinstance(error.value, orca.OutcomeUnknown)
+    assert str(error.value.orig) == cut.READ.format(alias=e.url.database)
     assert [e.outcome for e in events] == ["raised"]
 
 
@@ -87,16 +89,18 @@ def test_silent_write_cut_is_an_unknown_outcome(sim, engines, table):
     assert isinstance(error.value, orca.OutcomeUnknown)
     assert not isinstance(error.value, sqlalchemy.exc.OperationalError)
     assert isinstance(error.value.orig, core.WriteDeadlineExceeded)
+    assert str(error.value.orig) == cut.WRITE.format(alias=e.url.database)
 
 
 def test_silent_statement_in_a_transaction_cut_and_rolled_back(sim, engines, table):
     e = engines(sim, aurora={"statement_deadline": 1})
-    with Clock() as clock, pytest.raises(orca.DeadlineExceeded):
+    with Clock() as clock, pytest.raises(orca.DeadlineExceeded) as error:
         with e.begin() as connection:
             connection.execute(table.insert, {"v": "a"})
             sim.silence(new_connections=False)
             connection.execute(table.insert, {"v": "b"})
     assert clock.took < BOUND
+    assert str(error.value.orig) == cut.IN_TRANSACTION.format(alias=e.url.database)
     sim.unsilence()
     assert table.rows() == 0
     # The engine goes on on a new connection.
@@ -110,9 +114,11 @@ def test_silent_commit_cut_is_an_unknown_outcome(sim, engines, table):
     with e.connect() as connection:
         connection.execute(table.insert, {"v": "a"})
         sim.silence(new_connections=False)
-        with Clock() as clock, pytest.raises(orca.WriteDeadlineExceeded):
+        with Clock() as clock, pytest.raises(orca.WriteDeadlineExceeded) as error:
             connection.commit()
     assert clock.took < BOUND
+    # The words of the Django backend's (tests/test_deadlines.py).
+    assert str(error.value.orig) == cut.COMMIT.format(alias=e.url.database)
 
 
 def test_silent_rollback_cut_at_the_deadline(sim, engines, table):
@@ -120,9 +126,10 @@ def test_silent_rollback_cut_at_the_deadline(sim, engines, table):
     with e.connect() as connection:
         connection.execute(table.insert, {"v": "a"})
         sim.silence(new_connections=False)
-        with Clock() as clock, pytest.raises(orca.DeadlineExceeded):
+        with Clock() as clock, pytest.raises(orca.DeadlineExceeded) as error:
             connection.rollback()
     assert clock.took < BOUND
+    assert str(error.value.orig) == cut.ROLLBACK.format(alias=e.url.database)
     sim.unsilence()
     assert table.rows() == 0
 

@@ -16,15 +16,11 @@ from typing import Any
 
 from django.db.utils import Error as DjangoError
 
-from .. import deadlines, decisions, drivers
+from .. import cut_off, deadlines, decisions, drivers
 from ..classify import SERVER_CLOSED, Failure, classify
 from ..elsewhere import counted_methods
-from ..exceptions import (
-    DeadlineExceeded,
-    OutcomeUnknown,
-    ScaleEventError,
-    WriteDeadlineExceeded,
-)
+from ..exceptions import DJANGO_ERRORS, OutcomeUnknown, ScaleEventError
+from ..outcomes import DeadlineExceeded
 from ..retry import Operation, active_operation, recover, report
 from ..sql import profile
 from ..sql.lexical import PROFILES
@@ -169,30 +165,13 @@ def relink(db, wrapper):
 
 def _cut_off(db, sql, in_transaction: bool) -> DeadlineExceeded:
     """The statement was still running at its deadline and its socket was
-    shut: the connection is gone, and with it any transaction."""
-    if in_transaction and not decisions.shown_to_end_transaction(sql):
+    shut: the connection is gone, and with it any transaction (the error,
+    the core's: ``orca_db.cut_off``)."""
+    if cut_off.transaction_lost(sql, in_transaction):
         db._orca_lose_transaction()
-        if decisions.may_commit(sql):  # composed: it may have been a COMMIT
-            return WriteDeadlineExceeded(
-                f"A statement on database {db.alias!r} was still running at its deadline "
-                f"and was cut off; it may have committed its transaction, or the server "
-                f"rolls it back."
-            )
-        return DeadlineExceeded(
-            f"A statement on database {db.alias!r} was still running at its deadline; it "
-            f"was cut off, and the server rolls its transaction back."
-        )
-    db._orca_lose_connection()
-    from ..sql import is_replayable_read
-
-    if is_replayable_read(sql):
-        return DeadlineExceeded(
-            f"A read on database {db.alias!r} was still running at its deadline and was cut off."
-        )
-    return WriteDeadlineExceeded(
-        f"A write on database {db.alias!r} was still running at its deadline and was cut "
-        f"off; it may or may not have been applied."
-    )
+    else:
+        db._orca_lose_connection()
+    return cut_off.statement(db.alias, sql, in_transaction, DJANGO_ERRORS)
 
 
 def _recover(wrapper, error, sql, params, many, execute, in_transaction, started):

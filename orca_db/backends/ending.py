@@ -11,14 +11,15 @@ import sys
 
 from django.db.utils import Error as DjangoError
 
-from .. import deadlines, decisions, drivers
+from .. import cut_off, deadlines, decisions, drivers
 from ..classify import classify, driver_error
 from ..exceptions import (
+    DJANGO_ERRORS,
     OutcomeUnknown,
     ScaleEventError,
     TransactionRolledBack,
-    WriteDeadlineExceeded,
 )
+from ..outcomes import WriteDeadlineExceeded
 from ..retry import Operation, active_operation, report
 from .lost import LostConnectionMixin, called_by_atomic_exit
 from .session_check import fingerprint
@@ -77,10 +78,7 @@ class TransactionEndMixin(LostConnectionMixin):
         self.orca_state.session.lost = True
         self.orca_state.session.transaction_ended(None)
         self._orca_commit_connection_gone()
-        return WriteDeadlineExceeded(
-            f"COMMIT on database {self.alias!r} was still running at its deadline and was "
-            f"cut off; the transaction may or may not have committed."
-        )
+        return cut_off.commit(self.alias, DJANGO_ERRORS)
 
     def _orca_transaction_failed(self) -> bool:
         connection = self.connection

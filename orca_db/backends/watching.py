@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db.utils import Error as DjangoError
 
-from .. import deadlines
+from .. import cut_off, deadlines
 from ..classify import driver_error
+from ..cut_off import ended, socket_of
 from ..deadlines import ConnectTimeout, Watch, watchdog
-from ..exceptions import DeadlineExceeded
+from ..exceptions import DJANGO_ERRORS
+from ..outcomes import DeadlineExceeded
 from .state import ConnectionState
 
 if TYPE_CHECKING:
@@ -36,15 +38,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: Makes the error a call cut off at its deadline raises.
 CutOff = Callable[[], BaseException]
-
-
-def socket_of(connection: Any) -> int:
-    """The descriptor of a driver connection's socket (psycopg 3 or 2, also
-    through a pool's proxy)."""
-    pgconn = getattr(connection, "pgconn", None)
-    if pgconn is not None:
-        return pgconn.socket
-    return connection.fileno()
 
 
 def watched(
@@ -169,10 +162,7 @@ def watch_setup(state: ConnectionState, connection: Any, until: float | None) ->
 def setup_ended(state: ConnectionState) -> bool:
     """The set-up is over (either way); True when it was cut off."""
     watch, state.setup_watch = state.setup_watch, None
-    if watch is None:
-        return False
-    watchdog.release(watch)
-    return watch.cut
+    return watch is not None and ended(watch)  # no call while nothing was armed
 
 
 def setup_cut_off() -> ConnectTimeout:
@@ -189,6 +179,8 @@ def setup_cut_off() -> ConnectTimeout:
 
 
 def rollback_cut_off(db: LostConnectionMixin) -> DeadlineExceeded:
+    """A ``ROLLBACK`` cut off at its deadline: the connection and the
+    transaction are gone, the session comes back on the next connection."""
     state = db.orca_state
     state.session.lost = True
     state.session.transaction_ended(False)
@@ -204,13 +196,7 @@ def rollback_cut_off(db: LostConnectionMixin) -> DeadlineExceeded:
     # a clean session.)
     db.closed_in_transaction = True
     state.rollback_cut = True
-    return DeadlineExceeded(
-        f"ROLLBACK on database {db.alias!r} was still waiting for the server at its "
-        f"deadline and was cut off: its connection was closed. Nothing of the transaction "
-        f"was committed: the server rolls it back when it sees the connection end (at "
-        f"once if the network carries the close; otherwise when its own TCP keepalive or "
-        f"client_connection_check_interval notices, its locks held until then)."
-    )
+    return cut_off.rollback(db.alias, DJANGO_ERRORS)
 
 
 def _hold_open_connections(at: float) -> None:
