@@ -262,14 +262,17 @@ def test_an_autocommit_write_on_another_connection_inside_fn_is_never_run_again(
     e = engines(sim)
     calls = []
 
-    def audit(connection):
+    def fn(connection):
+        calls.append(1)
         with e.connect() as audit:
             audit.execution_options(isolation_level="AUTOCOMMIT").execute(
                 table.insert, {"v": "audit"}
             )
+        sim.scale_event()  # before fn's first statement on its own connection
+        connection.execute(table.insert, {"v": "lost"})
 
     with pytest.raises(orca.OutcomeUnknown, match="another connection"):
-        orca.run_transaction(e, scale_event_between_writes(sim, table, calls, audit))
+        orca.run_transaction(e, fn)
     assert (len(calls), table.rows()) == (1, 1)
 
 
