@@ -17,12 +17,9 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from benchmarks import common
-from benchmarks import instructions as instructions_module
 
 # Runs in a fresh interpreter: argv[1] engine, argv[2] driver; the server in
 # ORCA_BENCH_SERVER. Prints one JSON line of milliseconds since its start.
@@ -106,22 +103,9 @@ SEGMENTS = ("start_and_setup", "backend_import", "first_query")
 
 def _instructions(engine: str, driver: str, info: dict) -> dict[str, int]:
     """Instructions of each cold-start phase, counted by callgrind."""
-    directory = Path(tempfile.mkdtemp(prefix="orca-bench-cg-"))
-    try:
-        _child(
-            engine,
-            driver,
-            info,
-            prefix=[
-                "valgrind",
-                "--tool=callgrind",
-                "--dump-before=ctermid",
-                f"--callgrind-out-file={directory}/cg.out",
-            ],
-        )
-        totals = instructions_module._segment_totals(directory)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with common.callgrind() as cg:
+        _child(engine, driver, info, prefix=cg.prefix)
+        totals = cg.totals()
     return dict(zip(SEGMENTS, totals[:3], strict=True))
 
 

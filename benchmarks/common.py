@@ -8,14 +8,21 @@ driver: hiding psycopg 3 only works in a process that has not loaded it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import gc
 import json
 import os
 import platform
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -160,6 +167,253 @@ def worker_server_info() -> dict[str, Any]:
 def emit(result: dict[str, Any]) -> None:
     """A worker's answer to its parent: one JSON line on stdout."""
     print(json.dumps(result), flush=True)
+
+
+# ----- callgrind: instructions per statement ----------------------------------
+#
+# The method is described in benchmarks/instructions.py's docstring: a worker
+# under ``valgrind --tool=callgrind --dump-before=ctermid`` closes a segment
+# with each ``os.ctermid()``; callgrind writes one profile (dump) per segment.
+
+#: The environment variable whose length changes the heap's layout.
+LAYOUT_PAD = "ORCA_BENCH_LAYOUT_PAD"
+
+_TOTAL = re.compile(r"^(?:summary|totals): (\d+)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Callgrind:
+    """A child's command-line ``prefix`` that runs it under callgrind, and
+    its dumps in ``directory`` once it has run."""
+
+    directory: Path
+    separate_threads: bool
+
+    @property
+    def prefix(self) -> list[str]:
+        return [
+            "valgrind",
+            "--tool=callgrind",
+            "--dump-before=ctermid",
+            *(["--separate-threads=yes"] if self.separate_threads else []),
+            f"--callgrind-out-file={self.directory}/cg.out",
+        ]
+
+    def totals(self) -> list[int]:
+        """Each dump's instructions, in dump order (``cg.out.<dump>``). With
+        ``separate_threads``, the main thread's alone (``cg.out.<dump>-01``):
+        other threads run on their own clock, and counted they would land in
+        whichever segment was running."""
+        files = sorted(
+            self.directory.glob("cg.out.*-01" if self.separate_threads else "cg.out.*"),
+            key=lambda p: int(p.name.split(".")[-1].split("-")[0]),
+        )
+        totals = []
+        for path in files:
+            match = _TOTAL.search(path.read_text(errors="replace"))
+            totals.append(int(match.group(1)) if match else 0)
+        return totals
+
+
+@contextlib.contextmanager
+def callgrind(*, separate_threads: bool = False) -> Iterator[Callgrind]:
+    """A :class:`Callgrind` whose directory is removed afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="orca-bench-cg-"))
+    try:
+        yield Callgrind(directory, separate_threads)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def run_under_callgrind(
+    module: str,
+    args: list[str],
+    info: dict[str, Any],
+    *,
+    layout: int,
+    timeout: float,
+    separate_threads: bool = False,
+    python: str | None = None,
+) -> tuple[dict[str, Any], list[int]]:
+    """:func:`run_worker` under callgrind, in heap layout number ``layout``
+    (a padding variable of another length): its result and each dump's
+    instructions."""
+    with callgrind(separate_threads=separate_threads) as cg:
+        result = run_worker(
+            module,
+            args,
+            info,
+            timeout=timeout,
+            prefix=cg.prefix,
+            env={LAYOUT_PAD: "x" * (97 * layout)},
+            python=python,
+        )
+        return result, cg.totals()
+
+
+def run_segments(workloads: Any, targets: dict[str, Any], iterations: int, reps: int) -> list:
+    """In a worker under callgrind: one segment per (rep, workload, alias),
+    each ``function(targets[alias])`` N times, then ``os.ctermid()``; the
+    order of the aliases rotates from rep to rep. Ends the set-up segment
+    first and turns garbage collection off (a collection that happens to
+    fall in one segment and not another was most of the run-to-run noise).
+    Returns ``[workload, alias, N]`` per segment, in order."""
+    aliases = list(targets)
+    order = []
+    gc.collect()
+    gc.disable()
+    os.ctermid()  # ends the set-up segment
+    for rep in range(reps):
+        for name, function in workloads.WORKLOADS.items():
+            n = iterations if workloads.STATEMENTS[name] == 1 else max(1, iterations // 10)
+            shift = rep % len(aliases)
+            for alias in aliases[shift:] + aliases[:shift]:
+                target = targets[alias]
+                for _ in range(n):
+                    function(target)
+                os.ctermid()
+                order.append([name, alias, n])
+    return order
+
+
+def per_statement(segments: list, totals: list[int]) -> dict[str, dict[str, list[float]]]:
+    """Instructions per statement of one worker's segments (as
+    :func:`run_segments` listed them), per workload and alias."""
+    # Dump 1 holds the set-up; dump k+2 the k-th measured segment.
+    measured = totals[1 : 1 + len(segments)]
+    per: dict[str, dict[str, list[float]]] = collections.defaultdict(
+        lambda: collections.defaultdict(list)
+    )
+    for (name, alias, n), total in zip(segments, measured, strict=True):
+        per[name][alias].append(total / n / statements(name))
+    return per
+
+
+class AcrossLayouts:
+    """Instructions per statement over several heap layouts: every value
+    per workload and alias, and in each layout each alias's median minus
+    the stock one's (the spread of the "extra" is noise)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, list[float]]] = collections.defaultdict(
+            lambda: collections.defaultdict(list)
+        )
+        self.extra_per_layout: dict[str, dict[str, list[float]]] = collections.defaultdict(
+            lambda: collections.defaultdict(list)
+        )
+
+    def add(self, layout: dict[str, dict[str, list[float]]]) -> None:
+        """One layout's :func:`per_statement`."""
+        for name, by_alias in layout.items():
+            stock = summary(by_alias["stock"])["median"]
+            for alias, values in by_alias.items():
+                self.values[name][alias].extend(values)
+                if alias != "stock":
+                    self.extra_per_layout[name][alias].append(summary(values)["median"] - stock)
+
+    def figures(self) -> dict[str, dict[str, Any]]:
+        """Per workload: each alias's summary, and for the others their
+        ratio to stock and extra instructions per statement (medians)."""
+        out = {}
+        for name, by_alias in self.values.items():
+            figures = {alias: summary(values) for alias, values in by_alias.items()}
+            stock = figures["stock"]["median"]
+            out[name] = {
+                "instructions": figures,
+                "ratio": {a: f["median"] / stock for a, f in figures.items() if a != "stock"},
+                "extra_per_statement": {
+                    a: f["median"] - stock for a, f in figures.items() if a != "stock"
+                },
+                "extra_per_layout": self.extra_per_layout[name],
+            }
+        return out
+
+
+# ----- call counts: where the extra instructions go ---------------------------
+
+
+def _call_key(frame, event: str, arg) -> str:
+    if event == "c_call":
+        module = getattr(arg, "__module__", None) or type(getattr(arg, "__self__", None)).__name__
+        return f"[C] {module}.{arg.__qualname__}"
+    code = frame.f_code
+    filename = code.co_filename
+    root = str(ROOT)
+    if filename.startswith(root):
+        filename = filename[len(root) + 1 :]
+    elif "site-packages/" in filename:
+        filename = filename.split("site-packages/", 1)[1]
+    return f"{filename}:{code.co_qualname}"
+
+
+def count_calls(
+    function: Callable[[Any], Any], target: Any, iterations: int
+) -> collections.Counter:
+    """The Python and C functions ``function(target)`` calls, counted over
+    ``iterations`` calls (``sys.setprofile``)."""
+    counter: collections.Counter = collections.Counter()
+
+    def profile(frame, event, arg):
+        if event in ("call", "c_call"):
+            counter[_call_key(frame, event, arg)] += 1
+
+    sys.setprofile(profile)
+    try:
+        for _ in range(iterations):
+            function(target)
+    finally:
+        sys.setprofile(None)
+    return counter
+
+
+def extra_calls(stock: collections.Counter, other: collections.Counter, per: int) -> dict:
+    """Calls per statement (``per`` statements) that ``other`` makes more
+    (or fewer) of than ``stock``, the largest differences first."""
+    extra = {
+        key: (other[key] - stock[key]) / per
+        for key in set(stock) | set(other)
+        if other[key] != stock[key]
+    }
+    return dict(sorted(extra.items(), key=lambda kv: -abs(kv[1])))
+
+
+def print_extra_calls(calls: dict[str, Any], path: str) -> None:
+    """Per driver and workload, the first 12 of :func:`extra_calls` on
+    ``path`` (e.g. "the aurora path")."""
+    for driver, result in calls.items():
+        print(f"\nExtra calls per statement on {path} ({driver}):")
+        for name, figures in result["workloads"].items():
+            listed = ", ".join(
+                f"{key} {count:+g}" for key, count in list(figures["difference"].items())[:12]
+            )
+            print(f"  {name}: {listed or '(none)'}")
+
+
+# ----- run options ------------------------------------------------------------
+
+
+def add_run_options(parser: Any, target: str) -> None:
+    """The options of a run over drivers, segments and heap layouts
+    (``target``: what a segment runs on, "alias" or "engine")."""
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--drivers", help="default: both (psycopg alone with --quick)")
+    parser.add_argument("--iterations", type=int, help="iterations per segment (simple workloads)")
+    parser.add_argument("--reps", type=int, help=f"segments per workload and {target}")
+    parser.add_argument(
+        "--layouts",
+        type=int,
+        help="worker processes, each in another heap layout (default 3; 1 with --quick)",
+    )
+
+
+def run_settings(args: Any) -> tuple[int, int, list[str], int]:
+    """``(iterations, reps, drivers, layouts)`` from :func:`add_run_options`'
+    options, the quick run's where not given."""
+    iterations = args.iterations or (10 if args.quick else 100)
+    reps = args.reps or (1 if args.quick else 4)
+    drivers = args.drivers or ("psycopg" if args.quick else ",".join(DRIVERS))
+    layouts = args.layouts or (1 if args.quick else 3)
+    return iterations, reps, drivers.split(","), layouts
 
 
 # ----- statistics and output --------------------------------------------------

@@ -28,13 +28,9 @@ from __future__ import annotations
 
 import argparse
 import collections
-import gc
 import os
-import re
 import shutil
 import sys
-import tempfile
-from pathlib import Path
 
 from benchmarks import common
 
@@ -65,21 +61,7 @@ def segments_worker(driver: str, iterations: int, reps: int) -> dict:
     """Run under callgrind: one segment per (rep, workload, alias), in the
     order listed in the result; ``os.ctermid()`` closes each segment."""
     workloads = _setup(driver)
-    order = []
-    # No garbage collection inside a segment: a collection that happens to
-    # fall in one segment and not another was most of the run-to-run noise.
-    gc.collect()
-    gc.disable()
-    os.ctermid()  # ends the set-up segment
-    for rep in range(reps):
-        for name, function in workloads.WORKLOADS.items():
-            n = iterations if workloads.STATEMENTS[name] == 1 else max(1, iterations // 10)
-            aliases = ALIASES if rep % 2 == 0 else ALIASES[::-1]
-            for alias in aliases:
-                for _ in range(n):
-                    function(alias)
-                os.ctermid()
-                order.append([name, alias, n])
+    order = common.run_segments(workloads, {alias: alias for alias in ALIASES}, iterations, reps)
     for rep in range(reps):
         aliases = ALIASES if rep % 2 == 0 else ALIASES[::-1]
         for name, function in workloads.CONNECT_WORKLOADS.items():
@@ -110,54 +92,16 @@ def segments_worker(driver: str, iterations: int, reps: int) -> dict:
 def calls_worker(driver: str, iterations: int) -> dict:
     """Count the calls each workload makes per statement, on each alias."""
     workloads = _setup(driver)
-    root = str(common.ROOT)
-    counts: dict[str, dict[str, collections.Counter]] = {}
-
-    def key_of(frame, event, arg) -> str:
-        if event == "c_call":
-            module = (
-                getattr(arg, "__module__", None) or type(getattr(arg, "__self__", None)).__name__
-            )
-            return f"[C] {module}.{arg.__qualname__}"
-        code = frame.f_code
-        filename = code.co_filename
-        if filename.startswith(root):
-            filename = filename[len(root) + 1 :]
-        elif "site-packages/" in filename:
-            filename = filename.split("site-packages/", 1)[1]
-        return f"{filename}:{code.co_qualname}"
-
-    for name, function in workloads.WORKLOADS.items():
-        counts[name] = {}
-        for alias in ALIASES:
-            counter: collections.Counter = collections.Counter()
-
-            def profile(frame, event, arg, counter=counter):
-                if event in ("call", "c_call"):
-                    counter[key_of(frame, event, arg)] += 1
-
-            sys.setprofile(profile)
-            try:
-                for _ in range(iterations):
-                    function(alias)
-            finally:
-                sys.setprofile(None)
-            counts[name][alias] = counter
     result: dict = {"driver": driver, "iterations": iterations, "workloads": {}}
-    for name, by_alias in counts.items():
+    for name, function in workloads.WORKLOADS.items():
+        stock, aurora = (common.count_calls(function, alias, iterations) for alias in ALIASES)
         per = iterations * workloads.STATEMENTS[name]
-        stock, aurora = by_alias["stock"], by_alias["aurora"]
-        extra = {
-            key: (aurora[key] - stock[key]) / per
-            for key in set(stock) | set(aurora)
-            if aurora[key] != stock[key]
-        }
         result["workloads"][name] = {
             "calls_per_statement": {
                 "stock": sum(stock.values()) / per,
                 "aurora": sum(aurora.values()) / per,
             },
-            "difference": dict(sorted(extra.items(), key=lambda kv: -abs(kv[1]))),
+            "difference": common.extra_calls(stock, aurora, per),
         }
     return result
 
@@ -206,75 +150,32 @@ def _pieces():
     }
 
 
-_TOTAL = re.compile(r"^(?:summary|totals): (\d+)", re.MULTILINE)
-
-
-def _segment_totals(directory: Path) -> list[int]:
-    files = sorted(directory.glob("cg.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
-    totals = []
-    for path in files:
-        match = _TOTAL.search(path.read_text(errors="replace"))
-        totals.append(int(match.group(1)) if match else 0)
-    return totals
-
-
-#: The environment variable whose length changes the heap's layout.
-LAYOUT_PAD = "ORCA_BENCH_LAYOUT_PAD"
-
-
-def _run_segments(driver: str, info: dict, iterations: int, reps: int, layout: int):
-    """One worker under callgrind, in heap layout number ``layout``."""
-    directory = Path(tempfile.mkdtemp(prefix="orca-bench-cg-"))
-    try:
-        result = common.run_worker(
-            "benchmarks.instructions",
-            ["--worker", driver, "--iterations", str(iterations), "--reps", str(reps)],
-            info,
-            timeout=1800,
-            prefix=[
-                "valgrind",
-                "--tool=callgrind",
-                "--dump-before=ctermid",
-                f"--callgrind-out-file={directory}/cg.out",
-            ],
-            env={LAYOUT_PAD: "x" * (97 * layout)},
-        )
-        totals = _segment_totals(directory)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-    return result, totals
-
-
 def measure_instructions(
     driver: str, info: dict, iterations: int, reps: int, layouts: int = 1
 ) -> dict:
-    per: dict[str, dict[str, list[float]]] = collections.defaultdict(
-        lambda: {alias: [] for alias in ALIASES}
-    )
-    by_layout: dict[str, list[float]] = collections.defaultdict(list)
+    across = common.AcrossLayouts()
     piece_values: dict[str, list[float]] = collections.defaultdict(list)
     for layout in range(layouts):
-        result, totals = _run_segments(driver, info, iterations, reps, layout)
-        one = _per_statement(result, totals, piece_values)
-        for name, by_alias in one.items():
-            for alias in ALIASES:
-                per[name][alias].extend(by_alias[alias])
-            by_layout[name].append(
-                common.summary(by_alias["aurora"])["median"]
-                - common.summary(by_alias["stock"])["median"]
-            )
+        result, totals = common.run_under_callgrind(
+            "benchmarks.instructions",
+            ["--worker", driver, "--iterations", str(iterations), "--reps", str(reps)],
+            info,
+            layout=layout,
+            timeout=1800,
+        )
+        across.add(common.per_statement(result["segments"], totals))
+        _add_pieces(result, totals, piece_values)
     pieces = {label: common.summary(values)["median"] for label, values in piece_values.items()}
-    out = {}
-    for name, by_alias in per.items():
-        stock = common.summary(by_alias["stock"])
-        aurora = common.summary(by_alias["aurora"])
-        out[name] = {
-            "stock": stock,
-            "aurora": aurora,
-            "ratio": aurora["median"] / stock["median"],
-            "extra_per_statement": aurora["median"] - stock["median"],
-            "extra_per_layout": by_layout[name],
+    out = {
+        name: {
+            "stock": figures["instructions"]["stock"],
+            "aurora": figures["instructions"]["aurora"],
+            "ratio": figures["ratio"]["aurora"],
+            "extra_per_statement": figures["extra_per_statement"]["aurora"],
+            "extra_per_layout": figures["extra_per_layout"]["aurora"],
         }
+        for name, figures in across.figures().items()
+    }
     return {
         "driver": driver,
         "iterations": iterations,
@@ -285,12 +186,12 @@ def measure_instructions(
     }
 
 
-def _per_statement(result: dict, totals: list[int], piece_values: dict) -> dict:
-    """One worker's segments: instructions per statement, per workload and
-    alias (and its pieces' per call, added to ``piece_values``)."""
-    # Dump 1 holds the set-up; dump k+2 the k-th measured segment.
-    measured = totals[1 : 1 + len(result["segments"])]
-    first_piece = 1 + len(result["segments"]) + 1  # after the pieces' set-up
+def _add_pieces(result: dict, totals: list[int], piece_values: dict) -> None:
+    """One worker's pieces: instructions per call, the empty loop's
+    subtracted, added to ``piece_values``."""
+    # Dump 1 holds the set-up, then one dump per measured segment, then the
+    # pieces' set-up, then one dump per piece.
+    first_piece = 1 + len(result["segments"]) + 1
     piece_totals = totals[first_piece : first_piece + len(result["pieces"])]
     per_call = {
         label: total / n for (label, n), total in zip(result["pieces"], piece_totals, strict=True)
@@ -299,25 +200,11 @@ def _per_statement(result: dict, totals: list[int], piece_values: dict) -> dict:
     for label, value in per_call.items():
         if label != "empty loop":
             piece_values[label].append(value - loop)
-    per: dict[str, dict[str, list[float]]] = collections.defaultdict(
-        lambda: {alias: [] for alias in ALIASES}
-    )
-    for (name, alias, n), total in zip(result["segments"], measured, strict=True):
-        per[name][alias].append(total / n / common.statements(name))
-    return per
 
 
 def main(argv: list[str] | None = None, server=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--drivers", help="default: both (psycopg alone with --quick)")
-    parser.add_argument("--iterations", type=int, help="iterations per segment (simple workloads)")
-    parser.add_argument("--reps", type=int, help="segments per workload and alias")
-    parser.add_argument(
-        "--layouts",
-        type=int,
-        help="worker processes, each in another heap layout (default 3; 1 with --quick)",
-    )
+    common.add_run_options(parser, "alias")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--calls", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -330,16 +217,13 @@ def main(argv: list[str] | None = None, server=None) -> dict:
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed (apt-get install -y valgrind)")
 
-    iterations = args.iterations or (10 if args.quick else 100)
-    reps = args.reps or (1 if args.quick else 4)
-    drivers = args.drivers or ("psycopg" if args.quick else ",".join(common.DRIVERS))
-    layouts = args.layouts or (1 if args.quick else 3)
+    iterations, reps, drivers, layouts = common.run_settings(args)
     own_server = server is None
     server = server or common.start_server()
     info = common.server_info(server)
     results, calls = {}, {}
     try:
-        for driver in drivers.split(","):
+        for driver in drivers:
             results[driver] = measure_instructions(driver, info, iterations, reps, layouts)
             calls[driver] = common.run_worker(
                 "benchmarks.instructions",
@@ -384,13 +268,7 @@ def main(argv: list[str] | None = None, server=None) -> dict:
             for name, figures in result["workloads"].items():
                 values = ", ".join(str(round(v)) for v in figures["extra_per_layout"])
                 print(f"  {driver} {name}: {values}")
-    for driver, result in calls.items():
-        print(f"\nExtra calls per statement on the aurora path ({driver}):")
-        for name, figures in result["workloads"].items():
-            listed = ", ".join(
-                f"{key} {count:+g}" for key, count in list(figures["difference"].items())[:12]
-            )
-            print(f"  {name}: {listed or '(none)'}")
+    common.print_extra_calls(calls, "the aurora path")
     for driver, result in results.items():
         print(f"\nInstructions per call of single pieces ({driver}; empty loop subtracted):")
         print(

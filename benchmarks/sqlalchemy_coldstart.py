@@ -17,15 +17,11 @@ import compileall
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from benchmarks import common
-from benchmarks.instructions import _segment_totals
 
 # Runs in a fresh interpreter: argv[1] mode, argv[2] driver; the server in
 # ORCA_BENCH_SERVER. Prints one JSON line.
@@ -104,23 +100,9 @@ SEGMENTS = ("start_and_imports", "engine_and_first_query")
 def _instructions(mode: str, driver: str, info: dict, python: str) -> dict[str, int]:
     """Instructions of each phase, counted by callgrind (the load of a
     shared machine does not move them)."""
-    directory = Path(tempfile.mkdtemp(prefix="orca-bench-cg-"))
-    try:
-        _child(
-            mode,
-            driver,
-            info,
-            python,
-            prefix=[
-                "valgrind",
-                "--tool=callgrind",
-                "--dump-before=ctermid",
-                f"--callgrind-out-file={directory}/cg.out",
-            ],
-        )
-        totals = _segment_totals(directory)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with common.callgrind() as cg:
+        _child(mode, driver, info, python, prefix=cg.prefix)
+        totals = cg.totals()
     return dict(zip(SEGMENTS, totals[:2], strict=True))
 
 

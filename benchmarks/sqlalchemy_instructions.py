@@ -32,16 +32,10 @@ The engines (all ``QueuePool``, the default; the same URL, server and data):
 from __future__ import annotations
 
 import argparse
-import collections
-import gc
-import os
 import shutil
 import sys
-import tempfile
-from pathlib import Path
 
 from benchmarks import common
-from benchmarks.instructions import _TOTAL, LAYOUT_PAD
 
 ORCA = ("stock", "aurora")
 AWS = ("aws", "aws_none")
@@ -114,70 +108,23 @@ def segments_worker(driver: str, iterations: int, reps: int, aws: bool) -> dict:
     order listed in the result; ``os.ctermid()`` closes each segment."""
     workloads, engines = _setup(driver, aws)
     versions = _versions(engines)
-    aliases = list(engines)
-    order = []
-    gc.collect()
-    gc.disable()
-    os.ctermid()  # ends the set-up segment
-    for rep in range(reps):
-        for name, function in workloads.WORKLOADS.items():
-            n = iterations if workloads.STATEMENTS[name] == 1 else max(1, iterations // 10)
-            shift = rep % len(aliases)
-            for alias in aliases[shift:] + aliases[:shift]:
-                engine = engines[alias]
-                for _ in range(n):
-                    function(engine)
-                os.ctermid()
-                order.append([name, alias, n])
-    return {"driver": driver, "segments": order, "aliases": aliases, "versions": versions}
+    order = common.run_segments(workloads, engines, iterations, reps)
+    return {"driver": driver, "segments": order, "aliases": list(engines), "versions": versions}
 
 
 def calls_worker(driver: str, iterations: int, aws: bool) -> dict:
     """Count the calls each workload makes per statement, on each engine."""
     workloads, engines = _setup(driver, aws)
-    root = str(common.ROOT)
-
-    def key_of(frame, event, arg) -> str:
-        if event == "c_call":
-            module = (
-                getattr(arg, "__module__", None) or type(getattr(arg, "__self__", None)).__name__
-            )
-            return f"[C] {module}.{arg.__qualname__}"
-        code = frame.f_code
-        filename = code.co_filename
-        if filename.startswith(root):
-            filename = filename[len(root) + 1 :]
-        elif "site-packages/" in filename:
-            filename = filename.split("site-packages/", 1)[1]
-        return f"{filename}:{code.co_qualname}"
-
     result: dict = {"driver": driver, "iterations": iterations, "workloads": {}}
     for name, function in workloads.WORKLOADS.items():
-        counts = {}
-        for alias, engine in engines.items():
-            counter: collections.Counter = collections.Counter()
-
-            def profile(frame, event, arg, counter=counter):
-                if event in ("call", "c_call"):
-                    counter[key_of(frame, event, arg)] += 1
-
-            sys.setprofile(profile)
-            try:
-                for _ in range(iterations):
-                    function(engine)
-            finally:
-                sys.setprofile(None)
-            counts[alias] = counter
-        per = iterations * workloads.STATEMENTS[name]
-        stock, aurora = counts["stock"], counts["aurora"]
-        extra = {
-            key: (aurora[key] - stock[key]) / per
-            for key in set(stock) | set(aurora)
-            if aurora[key] != stock[key]
+        counts = {
+            alias: common.count_calls(function, engine, iterations)
+            for alias, engine in engines.items()
         }
+        per = iterations * workloads.STATEMENTS[name]
         result["workloads"][name] = {
             "calls_per_statement": {alias: sum(c.values()) / per for alias, c in counts.items()},
-            "difference": dict(sorted(extra.items(), key=lambda kv: -abs(kv[1]))),
+            "difference": common.extra_calls(counts["stock"], counts["aurora"], per),
         }
     return result
 
@@ -190,80 +137,28 @@ def _worker_args(driver: str, aws_python: str | None) -> list[str]:
     return ["--worker", driver, *(["--aws"] if _python_for(driver, aws_python) else [])]
 
 
-def _main_thread_totals(directory: Path) -> list[int]:
-    """Each dump's instructions in the main thread (``cg.out.<dump>-01``):
-    the AWS wrapper's monitoring threads run on their own clock, and counted
-    they would land in whichever segment was running."""
-    files = sorted(
-        directory.glob("cg.out.*-01"), key=lambda p: int(p.name.split(".")[-1].split("-")[0])
-    )
-    totals = []
-    for path in files:
-        match = _TOTAL.search(path.read_text(errors="replace"))
-        totals.append(int(match.group(1)) if match else 0)
-    return totals
-
-
 def measure(driver: str, info: dict, iterations: int, reps: int, layouts: int, aws_python):
-    per: dict[str, dict[str, list[float]]] = collections.defaultdict(
-        lambda: collections.defaultdict(list)
-    )
-    by_layout: dict[str, dict[str, list[float]]] = collections.defaultdict(
-        lambda: collections.defaultdict(list)
-    )
+    across = common.AcrossLayouts()
     result: dict = {}
     for layout in range(layouts):
-        directory = Path(tempfile.mkdtemp(prefix="orca-bench-cg-"))
-        try:
-            result = common.run_worker(
-                "benchmarks.sqlalchemy_instructions",
-                [
-                    *_worker_args(driver, aws_python),
-                    "--iterations",
-                    str(iterations),
-                    "--reps",
-                    str(reps),
-                ],
-                info,
-                timeout=3600,
-                prefix=[
-                    "valgrind",
-                    "--tool=callgrind",
-                    "--dump-before=ctermid",
-                    "--separate-threads=yes",
-                    f"--callgrind-out-file={directory}/cg.out",
-                ],
-                env={LAYOUT_PAD: "x" * (97 * layout)},
-                python=_python_for(driver, aws_python),
-            )
-            totals = _main_thread_totals(directory)
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
-        # Dump 1 holds the set-up; dump k+2 the k-th measured segment.
-        measured = totals[1 : 1 + len(result["segments"])]
-        one: dict[str, dict[str, list[float]]] = collections.defaultdict(
-            lambda: collections.defaultdict(list)
+        # Only the main thread is counted (separate_threads): the AWS
+        # wrapper's monitoring threads run on their own clock.
+        result, totals = common.run_under_callgrind(
+            "benchmarks.sqlalchemy_instructions",
+            [
+                *_worker_args(driver, aws_python),
+                "--iterations",
+                str(iterations),
+                "--reps",
+                str(reps),
+            ],
+            info,
+            layout=layout,
+            timeout=3600,
+            separate_threads=True,
+            python=_python_for(driver, aws_python),
         )
-        for (name, alias, n), total in zip(result["segments"], measured, strict=True):
-            one[name][alias].append(total / n / common.statements(name))
-        for name, by_alias in one.items():
-            stock = common.summary(by_alias["stock"])["median"]
-            for alias, values in by_alias.items():
-                per[name][alias].extend(values)
-                if alias != "stock":
-                    by_layout[name][alias].append(common.summary(values)["median"] - stock)
-    out = {}
-    for name, by_alias in per.items():
-        figures = {alias: common.summary(values) for alias, values in by_alias.items()}
-        stock = figures["stock"]["median"]
-        out[name] = {
-            "instructions": figures,
-            "ratio": {a: f["median"] / stock for a, f in figures.items() if a != "stock"},
-            "extra_per_statement": {
-                a: f["median"] - stock for a, f in figures.items() if a != "stock"
-            },
-            "extra_per_layout": by_layout[name],
-        }
+        across.add(common.per_statement(result["segments"], totals))
     return {
         "driver": driver,
         "iterations": iterations,
@@ -271,17 +166,13 @@ def measure(driver: str, info: dict, iterations: int, reps: int, layouts: int, a
         "layouts": layouts,
         "aliases": result.get("aliases"),
         "versions": result.get("versions"),
-        "workloads": out,
+        "workloads": across.figures(),
     }
 
 
 def main(argv: list[str] | None = None, server=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--drivers", help="default: both (psycopg alone with --quick)")
-    parser.add_argument("--iterations", type=int, help="iterations per segment (simple workloads)")
-    parser.add_argument("--reps", type=int, help="segments per workload and engine")
-    parser.add_argument("--layouts", type=int, help="heap layouts (default 3; 1 with --quick)")
+    common.add_run_options(parser, "engine")
     parser.add_argument(
         "--aws-python",
         help="a virtualenv's python with aws-advanced-python-wrapper "
@@ -299,16 +190,13 @@ def main(argv: list[str] | None = None, server=None) -> dict:
         return {}
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed (apt-get install -y valgrind)")
-    iterations = args.iterations or (10 if args.quick else 100)
-    reps = args.reps or (1 if args.quick else 4)
-    drivers = args.drivers or ("psycopg" if args.quick else ",".join(common.DRIVERS))
-    layouts = args.layouts or (1 if args.quick else 3)
+    iterations, reps, drivers, layouts = common.run_settings(args)
     own_server = server is None
     server = server or common.start_server()
     info = common.server_info(server)
     results, calls = {}, {}
     try:
-        for driver in drivers.split(","):
+        for driver in drivers:
             results[driver] = measure(driver, info, iterations, reps, layouts, args.aws_python)
             calls[driver] = common.run_worker(
                 "benchmarks.sqlalchemy_instructions",
@@ -362,13 +250,7 @@ def print_report(results: dict, calls: dict, layouts: int) -> None:
                     for alias, values in figures["extra_per_layout"].items()
                 )
                 print(f"  {driver} {name}: {values}")
-    for driver, result in calls.items():
-        print(f"\nExtra calls per statement on the plugin's path ({driver}):")
-        for name, figures in result["workloads"].items():
-            listed = ", ".join(
-                f"{key} {count:+g}" for key, count in list(figures["difference"].items())[:12]
-            )
-            print(f"  {name}: {listed or '(none)'}")
+    common.print_extra_calls(calls, "the plugin's path")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
 """SQLAlchemy engines on this run's driver, straight to the test server or
-through the Aurora simulator, for the tests of orca_db.sqlalchemy."""
+through the Aurora simulator, for the tests of orca_db.sqlalchemy; and the
+fixtures those tests share (``table``, ``sim``, ``engines``, ``role``).
+
+A test module takes the fixtures it uses by name, as module attributes
+(``table = sqlalchemy_helpers.table``), where pytest finds them and a
+reader sees where they come from."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from django.db import connections
 
 from tests import sim_clients
 from tests.driver import DRIVER
+from tests.waiting import wait_until
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
@@ -42,6 +48,19 @@ def engine(sim=None, *, plugin: bool = True, aurora: dict | None = None, **kwarg
         kwargs["plugins"] = ["orca_db"]
         kwargs["aurora"] = {"deadline": 20, **(aurora or {})}
     return create_engine(target, **kwargs)
+
+
+def pid_of(connection) -> int:
+    """The server process of a SQLAlchemy ``connection``."""
+    return connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
+
+def terminate(connection) -> None:
+    """End ``connection``'s server process (pg_terminate_backend: a real
+    57P01, what a scale event sends) and wait until it is gone."""
+    pid = pid_of(connection)
+    sim_clients.on_server("SELECT pg_terminate_backend(%s)", [pid])
+    wait_until(lambda: not sim_clients.backend_alive(pid))
 
 
 class Table:
@@ -89,3 +108,46 @@ def retry_operational_error(
         return wrapper
 
     return decorator
+
+
+# ----- fixtures ----------------------------------------------------------------
+
+
+@pytest.fixture
+def table():
+    """A :class:`Table` of the test's own, dropped after it."""
+    t = Table()
+    yield t
+    t.drop()
+
+
+@pytest.fixture
+def sim(aurora_simulator):
+    """The Aurora simulator in front of the test server (a short name)."""
+    return aurora_simulator
+
+
+@pytest.fixture
+def engines():
+    """``engines(sim=None, **kwargs)`` makes an engine as :func:`engine`
+    does; every engine made is disposed after the test."""
+    made = []
+
+    def make(*args, **kwargs):
+        e = engine(*args, **kwargs)
+        made.append(e)
+        return e
+
+    yield make
+    for e in made:
+        e.dispose()
+
+
+@pytest.fixture
+def role():
+    """A role of the test's own (``SET ROLE`` to it), dropped after it with
+    what it owns."""
+    name = f"orca_sqla_role_{uuid.uuid4().hex[:8]}"
+    sim_clients.on_server(f"CREATE ROLE {name}")
+    yield name
+    sim_clients.on_server(f"DROP OWNED BY {name}; DROP ROLE IF EXISTS {name}")

@@ -12,7 +12,7 @@ import pytest
 import orca_db.outcomes as core
 from orca_db.deadlines import deadline_cap
 from tests import cut_off_messages as cut
-from tests.sqlalchemy_helpers import Table, engine
+from tests import sqlalchemy_helpers
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
@@ -27,31 +27,17 @@ pytestmark = pytest.mark.django_db(transaction=False)
 BOUND = 8.0
 
 
-@pytest.fixture
-def table():
-    t = Table()
-    yield t
-    t.drop()
+# Shared fixtures (tests/sqlalchemy_helpers.py).
+table = sqlalchemy_helpers.table
+engines = sqlalchemy_helpers.engines
 
 
 @pytest.fixture
 def sim(aurora_simulator):
+    """Not the shared ``sim``: the tests here leave the simulator silent,
+    and it is un-silenced after each one (what it held is delivered)."""
     yield aurora_simulator
     aurora_simulator.unsilence()
-
-
-@pytest.fixture
-def engines():
-    made = []
-
-    def make(*args, **kwargs):
-        e = engine(*args, **kwargs)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        e.dispose()
 
 
 class Clock:

@@ -11,10 +11,10 @@ import time
 import pytest
 
 import orca_db.outcomes as core
-from tests.sim_clients import InThread, backend_alive
+from tests import sqlalchemy_helpers
+from tests.sim_clients import InThread
 from tests.sim_clients import sqlstate as sim_sqlstate
-from tests.sqlalchemy_helpers import Table, engine, retry_operational_error
-from tests.waiting import wait_until
+from tests.sqlalchemy_helpers import retry_operational_error, terminate
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
@@ -26,30 +26,10 @@ from orca_db import sqlalchemy as orca  # noqa: E402
 pytestmark = pytest.mark.django_db(transaction=False)
 
 
-@pytest.fixture
-def table():
-    t = Table()
-    yield t
-    t.drop()
-
-
-@pytest.fixture
-def sim(aurora_simulator):
-    return aurora_simulator
-
-
-@pytest.fixture
-def engines():
-    made = []
-
-    def make(*args, **kwargs):
-        e = engine(*args, **kwargs)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        e.dispose()
+# Shared fixtures (tests/sqlalchemy_helpers.py).
+table = sqlalchemy_helpers.table
+sim = sqlalchemy_helpers.sim
+engines = sqlalchemy_helpers.engines
 
 
 def settled(events, phase):
@@ -317,19 +297,11 @@ def test_stock_pool_hands_out_the_closed_connection(sim, engines, table):
 # ----- pg_terminate_backend (a real 57P01), and errors that are not ours -------------
 
 
-def _terminate(connection) -> None:
-    from tests.sim_clients import on_server
-
-    pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-    on_server("SELECT pg_terminate_backend(%s)", [pid])
-    wait_until(lambda: not backend_alive(pid))
-
-
 def test_terminated_backend_inside_a_transaction(engines, table):
     e = engines()
     with pytest.raises(orca.TransactionRolledBack), e.begin() as connection:
         connection.execute(table.insert, {"v": "a"})
-        _terminate(connection)
+        terminate(connection)
         connection.execute(table.insert, {"v": "b"})
     assert table.rows() == 0
 
@@ -339,7 +311,7 @@ def test_autocommit_write_after_the_backend_was_terminated_while_idle(engines, t
     was sent: the write provably never ran, and is sent again."""
     e = engines(isolation_level="AUTOCOMMIT")
     with e.connect() as connection:
-        _terminate(connection)
+        terminate(connection)
         connection.execute(table.insert, {"v": "a"})
     assert table.rows() == 1
 

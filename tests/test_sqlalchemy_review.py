@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sim_clients import backend_alive, on_server
-from tests.sqlalchemy_helpers import Table, engine, retry_operational_error
+from tests import sqlalchemy_helpers
+from tests.sim_clients import on_server
+from tests.sqlalchemy_helpers import retry_operational_error, terminate
 from tests.test_sqlalchemy_transactions import LambdaContext, model_of
-from tests.waiting import wait_until
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
@@ -22,30 +22,10 @@ from orca_db import sqlalchemy as orca  # noqa: E402
 pytestmark = pytest.mark.django_db(transaction=False)
 
 
-@pytest.fixture
-def table():
-    t = Table()
-    yield t
-    t.drop()
-
-
-@pytest.fixture
-def sim(aurora_simulator):
-    return aurora_simulator
-
-
-@pytest.fixture
-def engines():
-    made = []
-
-    def make(*args, **kwargs):
-        e = engine(*args, **kwargs)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        e.dispose()
+# Shared fixtures (tests/sqlalchemy_helpers.py).
+table = sqlalchemy_helpers.table
+sim = sqlalchemy_helpers.sim
+engines = sqlalchemy_helpers.engines
 
 
 def orca_decorated(function):
@@ -57,6 +37,23 @@ def cancel_a_statement(connection):
     statement timed out (57014), the transaction is aborted."""
     connection.execute(text("SET LOCAL statement_timeout = 1"))
     connection.execute(text("SELECT pg_sleep(1)"))
+
+
+def scale_event_between_writes(sim, table, calls, before=None):
+    """fn for run_transaction: ``before(connection)`` (when given), then
+    two writes with a scale event between them on fn's first run; each
+    run appended to ``calls``; returns what ``before`` returned."""
+
+    def fn(connection):
+        calls.append(1)
+        result = before(connection) if before else None
+        connection.execute(table.insert, {"v": "a"})
+        if len(calls) == 1:
+            sim.scale_event()
+        connection.execute(table.insert, {"v": "b"})
+        return result
+
+    return fn
 
 
 # ----- what fn committed itself, then an OperationalError ----------------------------
@@ -250,16 +247,12 @@ def test_a_commit_on_another_connection_of_the_engine_inside_fn_is_never_run_aga
     e = engines(sim)
     calls = []
 
-    def fn(connection):
-        calls.append(1)
+    def audit(connection):
         with e.begin() as audit:
             audit.execute(table.insert, {"v": "audit"})
-        connection.execute(table.insert, {"v": "main"})
-        sim.scale_event()
-        connection.execute(table.insert, {"v": "lost"})
 
     with pytest.raises(orca.OutcomeUnknown, match="another connection"):
-        orca.run_transaction(e, fn)
+        orca.run_transaction(e, scale_event_between_writes(sim, table, calls, audit))
     assert (len(calls), table.rows()) == (1, 1)
 
 
@@ -275,7 +268,7 @@ def test_an_autocommit_write_on_another_connection_inside_fn_is_never_run_again(
             audit.execution_options(isolation_level="AUTOCOMMIT").execute(
                 table.insert, {"v": "audit"}
             )
-        sim.scale_event()
+        sim.scale_event()  # before fn's first statement on its own connection
         connection.execute(table.insert, {"v": "lost"})
 
     with pytest.raises(orca.OutcomeUnknown, match="another connection"):
@@ -287,16 +280,11 @@ def test_reads_on_another_connection_inside_fn_still_run_again(sim, engines, tab
     e = engines(sim)
     calls = []
 
-    def fn(connection):
-        calls.append(1)
+    def read_elsewhere(connection):
         with e.connect() as other:
             other.execute(text("SELECT 1"))
-        connection.execute(table.insert, {"v": "a"})
-        if len(calls) == 1:
-            sim.scale_event()
-        connection.execute(table.insert, {"v": "b"})
 
-    orca.run_transaction(e, fn)
+    orca.run_transaction(e, scale_event_between_writes(sim, table, calls, read_elsewhere))
     assert (len(calls), table.rows()) == (2, 2)
 
 
@@ -426,14 +414,7 @@ def test_pools_a_lost_commit_is_resolved_and_a_scale_event_runs_again(sim, engin
     e = engines(sim, pool_timeout=10, **pool) if "pool_size" in pool else engines(sim, **pool)
     calls = []
 
-    def fn(connection):
-        calls.append(1)
-        connection.execute(table.insert, {"v": "a"})
-        if len(calls) == 1:
-            sim.scale_event()
-        connection.execute(table.insert, {"v": "b"})
-
-    orca.run_transaction(e, fn)
+    orca.run_transaction(e, scale_event_between_writes(sim, table, calls))
     sim.lose_replies(1, contains="COMMIT")
     orca.run_transaction(e, lambda c: c.execute(table.insert, {"v": "c"}))
     assert sim.stats["lost_replies"] == 1
@@ -446,15 +427,10 @@ def test_an_engine_with_execution_options_is_followed(sim, engines, table):
     e = engines(sim).execution_options(isolation_level="SERIALIZABLE")
     calls = []
 
-    def fn(connection):
-        calls.append(1)
-        level = connection.execute(text("SHOW transaction_isolation")).scalar()
-        connection.execute(table.insert, {"v": "a"})
-        if len(calls) == 1:
-            sim.scale_event()
-        connection.execute(table.insert, {"v": "b"})
-        return level
+    def level(connection):
+        return connection.execute(text("SHOW transaction_isolation")).scalar()
 
+    fn = scale_event_between_writes(sim, table, calls, level)
     assert orca.run_transaction(e, fn) == "serializable"
     assert (len(calls), table.rows()) == (2, 2)
 
@@ -570,14 +546,7 @@ def test_an_autocommit_option_engine_still_runs_fn_in_one_transaction(sim, engin
     e = engines(sim).execution_options(isolation_level="AUTOCOMMIT")
     calls = []
 
-    def fn(connection):
-        calls.append(1)
-        connection.execute(table.insert, {"v": "a"})
-        if len(calls) == 1:
-            sim.scale_event()
-        connection.execute(table.insert, {"v": "b"})
-
-    orca.run_transaction(e, fn)
+    orca.run_transaction(e, scale_event_between_writes(sim, table, calls))
     assert (len(calls), table.rows()) == (2, 2)
 
 
@@ -633,9 +602,7 @@ def test_a_terminated_backend_the_application_catches_runs_again(engines, table)
         calls.append(1)
         connection.execute(table.insert, {"v": "a"})
         if len(calls) == 1:
-            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-            on_server("SELECT pg_terminate_backend(%s)", [pid])
-            wait_until(lambda: not backend_alive(pid))
+            terminate(connection)
             try:
                 connection.execute(table.insert, {"v": "b"})
             except sqlalchemy.exc.DBAPIError:

@@ -5,12 +5,11 @@ take, from the outside (the simulator's scale events, a real server)."""
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 
-from tests.sim_clients import on_server
-from tests.sqlalchemy_helpers import engine
+from tests import sqlalchemy_helpers
+from tests.sqlalchemy_helpers import pid_of
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
@@ -25,35 +24,10 @@ DEFAULT_PATH = '"$user", public'
 ELSEWHERE = "orca_elsewhere, public"
 
 
-@pytest.fixture
-def sim(aurora_simulator):
-    return aurora_simulator
-
-
-@pytest.fixture
-def engines():
-    made = []
-
-    def make(*args, **kwargs):
-        e = engine(*args, **kwargs)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        e.dispose()
-
-
-@pytest.fixture
-def role():
-    name = f"orca_sqla_role_{uuid.uuid4().hex[:8]}"
-    on_server(f"CREATE ROLE {name}")
-    yield name
-    on_server(f"DROP OWNED BY {name}; DROP ROLE IF EXISTS {name}")
-
-
-def pid_of(connection) -> int:
-    return connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+# Shared fixtures (tests/sqlalchemy_helpers.py).
+sim = sqlalchemy_helpers.sim
+engines = sqlalchemy_helpers.engines
+role = sqlalchemy_helpers.role
 
 
 def path_of(connection) -> str:

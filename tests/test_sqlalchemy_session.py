@@ -11,8 +11,9 @@ import uuid
 import pytest
 
 import orca_db.outcomes as core
+from tests import sqlalchemy_helpers
 from tests.sim_clients import on_server
-from tests.sqlalchemy_helpers import Table, engine
+from tests.sqlalchemy_helpers import pid_of
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
@@ -25,38 +26,11 @@ pytestmark = pytest.mark.django_db(transaction=False)
 DEFAULT_PATH = '"$user", public'
 
 
-@pytest.fixture
-def table():
-    t = Table()
-    yield t
-    t.drop()
-
-
-@pytest.fixture
-def sim(aurora_simulator):
-    return aurora_simulator
-
-
-@pytest.fixture
-def engines():
-    made = []
-
-    def make(*args, **kwargs):
-        e = engine(*args, **kwargs)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        e.dispose()
-
-
-@pytest.fixture
-def role():
-    name = f"orca_sqla_role_{uuid.uuid4().hex[:8]}"
-    on_server(f"CREATE ROLE {name}")
-    yield name
-    on_server(f"DROP OWNED BY {name}; DROP ROLE IF EXISTS {name}")
+# Shared fixtures (tests/sqlalchemy_helpers.py).
+table = sqlalchemy_helpers.table
+sim = sqlalchemy_helpers.sim
+engines = sqlalchemy_helpers.engines
+role = sqlalchemy_helpers.role
 
 
 @pytest.fixture
@@ -65,10 +39,6 @@ def function():
     on_server(f"CREATE FUNCTION {name}() RETURNS int LANGUAGE sql AS 'SELECT 1'")
     yield name
     on_server(f"DROP FUNCTION IF EXISTS {name}()")
-
-
-def pid_of(connection) -> int:
-    return connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
 
 
 # ----- followed and restored ------------------------------------------------------

@@ -11,9 +11,10 @@ import uuid
 import pytest
 
 import orca_db.outcomes as core
-from tests.sim_clients import backend_alive, on_server
+from tests import sqlalchemy_helpers
+from tests.sim_clients import on_server
 from tests.sim_clients import sqlstate as sim_sqlstate
-from tests.sqlalchemy_helpers import Table, engine, retry_operational_error
+from tests.sqlalchemy_helpers import retry_operational_error, terminate
 from tests.waiting import wait_until
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
@@ -26,30 +27,10 @@ from orca_db import sqlalchemy as orca  # noqa: E402
 pytestmark = pytest.mark.django_db(transaction=False)
 
 
-@pytest.fixture
-def table():
-    t = Table()
-    yield t
-    t.drop()
-
-
-@pytest.fixture
-def sim(aurora_simulator):
-    return aurora_simulator
-
-
-@pytest.fixture
-def engines():
-    made = []
-
-    def make(*args, **kwargs):
-        e = engine(*args, **kwargs)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        e.dispose()
+# Shared fixtures (tests/sqlalchemy_helpers.py).
+table = sqlalchemy_helpers.table
+sim = sqlalchemy_helpers.sim
+engines = sqlalchemy_helpers.engines
 
 
 def transaction_events(events):
@@ -168,9 +149,7 @@ def test_terminated_backend_mid_transaction_runs_again_once(engines, table, even
         calls.append(1)
         connection.execute(table.insert, {"v": "a"})
         if len(calls) == 1:
-            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-            on_server("SELECT pg_terminate_backend(%s)", [pid])
-            wait_until(lambda: not backend_alive(pid))
+            terminate(connection)
         connection.execute(table.insert, {"v": "b"})
 
     orca.run_transaction(e, post)
