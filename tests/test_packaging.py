@@ -148,7 +148,7 @@ def test_the_wheel_installs_and_renders_the_chart(tmp_path, django_db_blocker, b
     readme = (ROOT / "README.md").read_text()
     installation = readme.split("## Installation", 1)[1].split("\n## ", 1)[0]
     # What this test follows must still be what README says.
-    assert 'python -m pip install "orca-db[psycopg]"' in installation
+    assert 'python -m pip install "orca-db[django,psycopg]"' in installation
     assert '"ENGINE": "orca_db.backends.aurora"' in installation
     assert 'Add `"orca_db_app"` to `INSTALLED_APPS`' in installation
     assert "python manage.py migrate" in installation
@@ -190,7 +190,7 @@ def test_the_wheel_installs_and_renders_the_chart(tmp_path, django_db_blocker, b
     extra = "psycopg2" if os.environ.get("ORCA_DB_DRIVER") == "psycopg2" else "psycopg"
     run(
         python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-        f"{wheel}[{extra}]", cwd=tmp_path, env=env,
+        f"{wheel}[django,{extra}]", cwd=tmp_path, env=env,
     )  # fmt: skip
 
     # 4. A new project on a new database (README steps 2 and 3).
@@ -229,6 +229,82 @@ def test_the_wheel_installs_and_renders_the_chart(tmp_path, django_db_blocker, b
     assert re.search(r"<svg[^>]*>.*<rect class=\"recovered\"", chart[1], re.S)
     # orca_db_app alone: no ORCA schema in the user's database.
     assert result["orca_schema"] == 0
+
+
+# Run in the SQLAlchemy virtualenv: a bad setting is refused by the plugin
+# (found through its entry point), an engine with it answers, and Django is
+# neither installed nor loaded; the Django engine's import names the extra.
+SQLALCHEMY_PROGRAM = """
+import json, sys
+from importlib.metadata import distributions
+import orca_db
+from sqlalchemy import create_engine, exc, text
+
+target = sys.argv[1]
+try:
+    create_engine(target, plugins=["orca_db"], aurora={"deadline": "soon"})
+except exc.ArgumentError as error:
+    refused = str(error)
+engine = create_engine(target, plugins=["orca_db"], aurora={"deadline": 30})
+with engine.begin() as connection:
+    answer = connection.execute(text("SELECT 1")).scalar()
+engine.dispose()
+loaded = sorted(name for name in sys.modules if name.split(".")[0] == "django")
+try:
+    import orca_db.backends.aurora
+    engine_import = "imported"
+except ImportError as error:
+    engine_import = str(error)
+print(json.dumps({
+    "orca_db": orca_db.__file__, "refused": refused, "answer": answer, "loaded": loaded,
+    "installed": sorted(d.metadata["Name"].lower() for d in distributions()),
+    "engine_import": engine_import,
+}))
+"""
+
+
+def test_a_sqlalchemy_install_brings_no_django(tmp_path, built):
+    """README, "With SQLAlchemy": the wheel with the `sqlalchemy` and
+    `psycopg2` extras installs no Django (an extra of its own, `django`),
+    and the engine plugin works from it."""
+    readme = (ROOT / "README.md").read_text()
+    installation = readme.split("## Installation", 1)[1].split("\n## ", 1)[0]
+    assert 'python -m pip install "orca-db[sqlalchemy,psycopg2]"' in installation
+
+    _, wheel = built
+    # A virtualenv without pip of its own (this pip installs into it: a few
+    # seconds less), bytecode left to the imports.
+    venv = tmp_path / "venv"
+    env = clean_environment()
+    run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path, env=env)
+    python = venv / "bin" / "python"
+    run(
+        sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-compile",
+        "--disable-pip-version-check", f"{wheel}[sqlalchemy,psycopg2]", cwd=tmp_path, env=env,
+    )  # fmt: skip
+
+    from sqlalchemy import URL
+
+    settings = connections["default"].settings_dict
+    target = URL.create(
+        "postgresql+psycopg2",
+        username=settings["USER"],
+        password=settings["PASSWORD"],
+        host=settings["HOST"] or "localhost",
+        port=int(settings["PORT"]),
+        database="postgres",
+    ).render_as_string(hide_password=False)
+    result = json.loads(run(python, "-c", SQLALCHEMY_PROGRAM, target, cwd=tmp_path, env=env))
+    # The core, SQLAlchemy (and what it needs) and the driver: no Django,
+    # nor its own dependencies.
+    assert set(result["installed"]) - {"typing-extensions", "typing_extensions", "greenlet"} == {
+        "orca-db", "pglast", "psycopg2-binary", "python-json-logger", "sqlalchemy", "tenacity",
+    }  # fmt: skip
+    assert result["orca_db"].startswith(str(venv / "lib"))
+    assert "'deadline'" in result["refused"]
+    assert result["answer"] == 1
+    assert result["loaded"] == []
+    assert 'pip install "orca-db[django]"' in result["engine_import"]
 
 
 def test_the_demo_runs_from_a_clone(tmp_path):
