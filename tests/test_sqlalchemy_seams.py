@@ -1,34 +1,34 @@
 """Where the plugin plugs into SQLAlchemy, seen from an application that
-uses SQLAlchemy's own seams too: its ``do_connect`` listeners (the
-documented way to pass a fresh token or password) run as they would on a
-stock engine, and the plugin's connect retries wrap what they produce."""
+uses SQLAlchemy's own seams too:
+
+- its ``do_connect`` listeners (the documented way to pass a fresh token or
+  password) run as they would on a stock engine, and the plugin's connect
+  retries wrap what they produce;
+- a changed session is cleaned at checkin through its pool entry, also
+  after its driver connection was replaced;
+- a pooled connection the server closed is never handed out, whatever the
+  pool: the default, ``QueuePool`` asked by name, after ``dispose()``, a
+  pool class or a pool of the application's."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.sqlalchemy_helpers import engine, url
+from tests import sqlalchemy_helpers
+from tests.sqlalchemy_helpers import url
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
-from sqlalchemy import create_engine, event, text  # noqa: E402
+from sqlalchemy import create_engine, event, pool, text  # noqa: E402
+
+from orca_db import sqlalchemy as orca  # noqa: E402
+from orca_db.sqlalchemy import pooling  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
-
-@pytest.fixture
-def engines():
-    made = []
-
-    def make(*args, **kwargs):
-        e = engine(*args, **kwargs)
-        made.append(e)
-        return e
-
-    make.made = made
-    yield make
-    for e in made:
-        e.dispose()
+table = sqlalchemy_helpers.table
+sim = sqlalchemy_helpers.sim
+engines = sqlalchemy_helpers.engines
 
 
 def give_password(e, password: str) -> list[int]:
@@ -49,15 +49,16 @@ def test_an_applications_do_connect_listener_runs(engines, plugin):
     wrong = url().set(password="not-the-password")  # what the listener replaces
     extra = {"plugins": ["orca_db"], "aurora": {"deadline": 20}} if plugin else {}
     e = create_engine(wrong, **extra)
-    engines.made.append(e)
     calls = give_password(e, url().password)
-    with e.connect() as connection:
-        assert connection.execute(text("SELECT 1")).scalar() == 1
+    try:
+        with e.connect() as connection:
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        e.dispose()
     assert calls
 
 
-def test_the_listeners_connection_is_retried_past_scale_points(aurora_simulator, engines, events):
-    sim = aurora_simulator
+def test_the_listeners_connection_is_retried_past_scale_points(sim, engines, events):
     e = engines(sim)
     calls = give_password(e, url().password)
     sim.reject_startups(2)
@@ -76,12 +77,9 @@ def work_mem(connection) -> str:
     return connection.exec_driver_sql("SHOW work_mem").scalar()
 
 
-def test_a_session_resumed_on_a_new_connection_is_cleaned_at_checkin(aurora_simulator, engines):
+def test_a_session_resumed_on_a_new_connection_is_cleaned_at_checkin(sim, engines):
     """The lost connection's entry dropped its clean-up when it was
     invalidated; the connection that replaced it must be cleaned too."""
-    from orca_db import sqlalchemy as orca
-
-    sim = aurora_simulator
     e = engines(sim, pool_size=1, max_overflow=0)
     with e.connect() as connection:
         default = work_mem(connection)
@@ -127,3 +125,57 @@ def test_without_entry_callbacks_every_checkin_is_listened_to(engines, monkeypat
         assert not connection.connection._connection_record.finalize_callback
     with e.connect() as connection:
         assert work_mem(connection) == default
+
+
+# ----- a pooled connection the server closed ---------------------------------------
+
+
+class ApplicationsPool(pool.QueuePool):
+    """A pool class of the application's own."""
+
+
+def pool_of(sim, kind: str):
+    """create_engine's pool arguments for ``kind``."""
+    if kind == "queuepool_by_name":
+        return {"poolclass": pool.QueuePool, "pool_size": 1, "max_overflow": 0}
+    if kind == "applications_class":
+        return {"poolclass": ApplicationsPool, "pool_size": 1, "max_overflow": 0}
+    if kind == "singleton":
+        return {"poolclass": pool.SingletonThreadPool}
+    return {"pool_size": 1, "max_overflow": 0}
+
+
+@pytest.mark.parametrize(
+    "kind", ["default", "queuepool_by_name", "after_dispose", "applications_class", "singleton"]
+)
+def test_a_pooled_connection_closed_by_a_scale_event_is_replaced(sim, engines, table, kind):
+    e = engines(sim, **pool_of(sim, kind))
+    if kind == "after_dispose":
+        e.dispose()
+    with e.connect() as connection:
+        first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    assert sim.scale_event() == 1  # ends the pooled connection's session
+    with e.begin() as connection:
+        connection.execute(table.insert, {"v": "a"})
+        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != first
+    assert table.rows() == 1
+
+
+def test_a_pool_given_whole_is_watched_at_checkout(sim, engines, table):
+    made = engines(sim, plugin=False, pool_size=1, max_overflow=0)
+    e = engines(sim, pool=made.pool)
+    assert not pooling.checks_itself(e.pool)
+    with e.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    assert sim.scale_event() == 1
+    with e.begin() as connection:
+        connection.execute(table.insert, {"v": "a"})
+    assert table.rows() == 1
+
+
+def test_an_open_pooled_connection_is_lent_again(engines):
+    e = engines(pool_size=1, max_overflow=0)
+    with e.connect() as connection:
+        first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    with e.connect() as connection:
+        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() == first

@@ -16,6 +16,7 @@ from ..classify import SERVER_CLOSED, Failure, classify
 from ..options import RetrySettings
 from . import sessions, watching
 from .exc import core_error, wrap
+from .pooling import LINK
 
 #: The attribute carrying the core's error from a hook to handle_error.
 RAISE_ATTRIBUTE = "_orca_db_raise"
@@ -31,10 +32,29 @@ class EndingHooks:
     rollback: Callable[[Any], None]
     #: Set by the statement hook once a statement may have changed a session.
     sessions_seen: bool
+    #: No session followed, no statement deadline (``hooks.Host``).
+    plain: bool
 
     # ----- COMMIT -----------------------------------------------------------------
 
     def do_commit(self, dbapi_connection: Any) -> None:
+        # The common case: no session followed, no deadline, and the
+        # socket has nothing to read (the server has not closed it).
+        if self.plain and not deadlines.open_caps:
+            try:
+                link = dbapi_connection._connection_record.info.get(LINK)
+                raw = dbapi_connection.dbapi_connection
+            except AttributeError:  # a driver connection itself
+                link = None
+            if link is not None and link.connection is raw and not link.poll(0):
+                try:
+                    self.commit(dbapi_connection)
+                except Exception as error:
+                    self._commit_failed(error, False, None)
+                return
+        self._commit(dbapi_connection)
+
+    def _commit(self, dbapi_connection: Any) -> None:
         # Found closed before sending: the COMMIT never left (fact 1 of
         # orca_db.decisions), the transaction is rolled back.
         # SQLAlchemy passes the pool's proxy: asked directly, each attribute
@@ -52,33 +72,37 @@ class EndingHooks:
         try:
             self.commit(dbapi_connection)
         except Exception as error:
-            failure = classify(error)
-            if watching.ended(watch) and not closed_before:
-                setattr(error, RAISE_ATTRIBUTE, watching.commit_cut_off(self.alias))
-                self._report("transaction", "COMMIT", failure)
-                raise
-            if closed_before:
-                failure = SERVER_CLOSED
-            elif not failure.retryable:
-                raise
-            verdict = decisions.commit_lost(failure)
-            name = (
-                "TransactionRolledBack"
-                if verdict is decisions.Verdict.ROLLED_BACK
-                else "OutcomeUnknown"
-            )
-            setattr(error, RAISE_ATTRIBUTE, core_error(name, self.alias, failure))
-            self._report("transaction", "COMMIT", failure)
-            raise
+            self._commit_failed(error, closed_before, watch)
         if watch is not None:
             watching.ended(watch)
         if self.sessions_seen:
             sessions.transaction_ended(dbapi_connection, True)
 
+    def _commit_failed(self, error: Exception, closed_before: bool, watch: Any) -> None:
+        """The COMMIT raised ``error`` (called while it is handled)."""
+        failure = classify(error)
+        if watching.ended(watch) and not closed_before:
+            setattr(error, RAISE_ATTRIBUTE, watching.commit_cut_off(self.alias))
+            self._report("transaction", "COMMIT", failure)
+            raise error
+        if closed_before:
+            failure = SERVER_CLOSED
+        elif not failure.retryable:
+            raise error
+        verdict = decisions.commit_lost(failure)
+        rolled_back = verdict is decisions.Verdict.ROLLED_BACK
+        name = "TransactionRolledBack" if rolled_back else "OutcomeUnknown"
+        setattr(error, RAISE_ATTRIBUTE, core_error(name, self.alias, failure))
+        self._report("transaction", "COMMIT", failure)
+        raise error
+
     def do_rollback(self, dbapi_connection: Any) -> None:
         # Called on every return to the pool (its reset-on-return): with no
         # deadline open and no session followed on this engine, the
         # dialect's ROLLBACK and nothing else.
+        if self.plain and not deadlines.open_caps:
+            self.rollback(dbapi_connection)
+            return
         if not (deadlines.open_caps or self.statement_deadline):
             self.rollback(dbapi_connection)
         else:
@@ -126,9 +150,9 @@ def _closed_in_transaction(dbapi_connection: Any, raw: Any) -> bool:
             # made once per checkout, two calls more).
             record = getattr(dbapi_connection, "_connection_record", None)
             info = dbapi_connection.info if record is None else record.info
-            link = info.get("orca_db_link")
+            link = info.get(LINK)
             if link is None or link.connection is not raw:
-                link = info["orca_db_link"] = drivers.Link(raw)
+                link = info[LINK] = drivers.Link(raw)
         return bool(
             link.poll(0)
             and not raw.autocommit

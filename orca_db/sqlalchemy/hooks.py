@@ -6,16 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from .. import deadlines, decisions, drivers
-from ..classify import SERVER_CLOSED, Failure, classify
+from ..classify import SERVER_CLOSED, classify
 from ..options import RetrySettings
 from ..sql.lexical import PROFILES, profile
 from . import sessions, watching
+from .connecting import ConnectHooks, credentials_for
 from .ending import RAISE_ATTRIBUTE, EndingHooks
-from .exc import as_sqlalchemy, core_error, wrap
+from .exc import core_error, wrap
 from .reconnect import link_of
 from .replaying import EXECUTE, MANY, NO_PARAMS, ReplayHooks
 
@@ -26,9 +26,9 @@ _OPEN = (drivers.ACTIVE, drivers.INTRANS, drivers.INERROR)
 _LINK = "orca_db_link"
 
 
-class Host(EndingHooks, ReplayHooks):
-    """The hooks of one engine (COMMIT, ROLLBACK and errors: ``ending``;
-    a replay: ``replaying``)."""
+class Host(ConnectHooks, EndingHooks, ReplayHooks):
+    """The hooks of one engine (connecting: ``connecting``; COMMIT,
+    ROLLBACK and errors: ``ending``; a replay: ``replaying``)."""
 
     def __init__(self, engine: Engine, settings: RetrySettings):
         self.settings = settings
@@ -49,61 +49,12 @@ class Host(EndingHooks, ReplayHooks):
         #: until then COMMIT and ROLLBACK have no session record to end.
         self.sessions_seen = False
         self.statement_deadline = settings.statement_deadline
+        #: Neither a session followed on this engine nor a statement
+        #: deadline: a statement takes the short path (a Lambda cap, read
+        #: from the core for each statement, may still arm a watch).
+        self.plain = not self.statement_deadline
         #: Logins from AWS (``secret``, ``iam_auth``), fresh per connection.
         self.credentials = credentials_for(settings, engine.url)
-
-    # ----- connecting ---------------------------------------------------------
-
-    def connect(self, *cargs: Any, **cparams: Any) -> Any:
-        """The dialect's ``connect()``, retried.
-
-        Installed on the engine's dialect instance, not as a ``do_connect``
-        listener: SQLAlchemy runs the application's ``do_connect`` listeners
-        first (the documented way to hand over a fresh token or password;
-        they edit ``cparams``), then this, with what they produced. A
-        listener of ours would return the connection before theirs ran."""
-        from ..deadlines import bounded_connect
-        from ..retry import Operation, active_operation, remaining_time, run
-
-        host = str(cparams.get("host") or "")
-        if host and not host.startswith("/"):
-            for key, value in drivers.TCP_DEFAULTS.items():
-                cparams.setdefault(key, value)
-
-        credentials = self.credentials
-        dbapi_connect = self.dbapi_connect
-
-        def connect(params: dict) -> Any:
-            if credentials is None:
-                return dbapi_connect(*cargs, **params)
-            # A login refused after a rotation is refreshed and tried once more.
-            return credentials.connect(
-                params, lambda fresh: dbapi_connect(*cargs, **fresh), self.alias
-            )
-
-        def connect_once() -> Any:
-            # Read for each attempt: a new IAM token, the secret as cached.
-            params = cparams if credentials is None else credentials.apply(cparams)
-            return bounded_connect(connect, params, remaining_time(), drivers.close_broken)
-
-        if active_operation(self.alias) is not None:
-            return connect_once()  # a replay's reconnect: it retries
-        operation = Operation(self.alias, "connect", self.settings)
-        with as_sqlalchemy(None):
-            return run(operation, connect_once, _any_connect_failure)
-
-    def checkout(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        link = record.info.get("orca_db_link")
-        if link is None or link.connection is not dbapi_connection:
-            try:
-                link = record.info["orca_db_link"] = drivers.Link(dbapi_connection)
-            except Exception:
-                return
-        # poll() first: a socket with nothing to read (the common case) is
-        # open, and server_closed() would answer False at its first step.
-        if link.poll(0) and link.transaction_status() == drivers.IDLE and link.server_closed():
-            # The pool makes a new connection (through connect()) instead.
-            raise sa_exc.DisconnectionError("orca_db: the server had closed this pooled connection")
 
     # ----- statements -----------------------------------------------------------
     #
@@ -113,21 +64,47 @@ class Host(EndingHooks, ReplayHooks):
     # per statement instead of the event dispatch plus a closure.
 
     def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
-        self.do_execute(cursor, statement, None, context, NO_PARAMS)
+        self._statement(cursor, statement, None, context, NO_PARAMS)
 
     def do_executemany(
         self, cursor: Any, statement: str, parameters: Any, context: Any = None
     ) -> None:
-        self.do_execute(cursor, statement, parameters, context, MANY)
+        self._statement(cursor, statement, parameters, context, MANY)
 
-    def do_execute(
-        self,
-        cursor: Any,
-        statement: str,
-        parameters: Any,
-        context: Any = None,
-        kind: int = EXECUTE,
+    def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        # The common cases, in as few steps as they take: no session
+        # followed on this engine, no deadline, and either autocommit off
+        # (the driver opens a transaction for the statement: a lost one is
+        # never replayed) or autocommit on a connection with nothing to read
+        # (open: nothing to replace before sending).
+        if self.plain and not deadlines.open_caps:
+            dbapi_connection = cursor.connection
+            if not dbapi_connection.autocommit:
+                in_transaction = True
+            else:
+                link = context.root_connection.__dict__.get(_LINK)
+                if link is None or link.connection is not dbapi_connection or link.poll(0):
+                    self._statement(cursor, statement, parameters, context, EXECUTE)
+                    return
+                in_transaction = link.transaction_status() in _OPEN
+            try:
+                self.execute(cursor, statement, parameters, context)
+            except Exception as error:
+                self._failed(error, cursor, statement, parameters, context, EXECUTE, in_transaction)
+            try:
+                found = PROFILES[statement]
+            except (KeyError, TypeError):
+                found = profile(statement)
+            if found.observed:
+                self._observe(found, statement, parameters, context, in_transaction, EXECUTE)
+            return
+        self._statement(cursor, statement, parameters, context, EXECUTE)
+
+    def _statement(
+        self, cursor: Any, statement: str, parameters: Any, context: Any, kind: int
     ) -> None:
+        """A statement, every case: a session followed, a deadline armed,
+        autocommit (a read may be replayed, a closed connection replaced)."""
         dbapi_connection = cursor.connection
         root = context.root_connection
         tracked = root.__dict__.get(sessions.KEY)
@@ -175,33 +152,7 @@ class Host(EndingHooks, ReplayHooks):
                 setattr(error, RAISE_ATTRIBUTE, cut)
                 self._report("execute", statement, classify(error))
                 raise
-            failure = classify(error)
-            if not failure.retryable:
-                raise
-            many = kind == MANY
-            verdict = decisions.after_statement_failure(
-                failure,
-                statement,
-                many=many,
-                in_transaction=in_transaction,
-                settings=self.settings,
-            )
-            named = getattr(cursor, "name", None) is not None
-            if verdict in (decisions.Verdict.ROLLED_BACK, decisions.Verdict.UNKNOWN) or named:
-                # handle_error turns it into ours once SQLAlchemy has
-                # marked the connection invalid. (A server-side cursor is
-                # not replayed yet: its read surfaces as it is.)
-                if not named:
-                    name = (
-                        "TransactionRolledBack"
-                        if verdict is decisions.Verdict.ROLLED_BACK
-                        else "OutcomeUnknown"
-                    )
-                    setattr(error, RAISE_ATTRIBUTE, core_error(name, self.alias, failure))
-                self._report("execute", statement, failure)
-                raise
-            run = self._runner(kind, statement, parameters, context)
-            self._replay(error, cursor, statement, context, run, verdict)
+            self._failed(error, cursor, statement, parameters, context, kind, in_transaction)
         else:
             if watch is not None:
                 watching.ended(watch)  # cut after the answer: the next call finds it closed
@@ -209,8 +160,63 @@ class Host(EndingHooks, ReplayHooks):
             found = PROFILES[statement]
         except (KeyError, TypeError):
             found = profile(statement)
-        if found.observed and (found.tracked or sessions.KEY in root.__dict__):
+        if found.observed:
+            self._observe(found, statement, parameters, context, in_transaction, kind)
+
+    def _failed(
+        self,
+        error: Exception,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        kind: int,
+        in_transaction: bool,
+    ) -> None:
+        """``error`` ended the statement (called while it is handled):
+        raised as it is, marked for handle_error as ours, or the statement
+        replayed (then it returns)."""
+        failure = classify(error)
+        if not failure.retryable:
+            raise error
+        verdict = decisions.after_statement_failure(
+            failure,
+            statement,
+            many=kind == MANY,
+            in_transaction=in_transaction,
+            settings=self.settings,
+        )
+        named = getattr(cursor, "name", None) is not None
+        if verdict in (decisions.Verdict.ROLLED_BACK, decisions.Verdict.UNKNOWN) or named:
+            # handle_error turns it into ours once SQLAlchemy has
+            # marked the connection invalid. (A server-side cursor is
+            # not replayed yet: its read surfaces as it is.)
+            if not named:
+                name = (
+                    "TransactionRolledBack"
+                    if verdict is decisions.Verdict.ROLLED_BACK
+                    else "OutcomeUnknown"
+                )
+                setattr(error, RAISE_ATTRIBUTE, core_error(name, self.alias, failure))
+            self._report("execute", statement, failure)
+            raise error
+        run = self._runner(kind, statement, parameters, context)
+        self._replay(error, cursor, statement, context, run, verdict)
+
+    def _observe(
+        self,
+        found: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        in_transaction: bool,
+        kind: int,
+    ) -> None:
+        """A statement that may change the session succeeded."""
+        root = context.root_connection
+        if found.tracked or sessions.KEY in root.__dict__:
             self.sessions_seen = True
+            self.plain = False
             now = context.cursor
             sessions.observe(
                 root,
@@ -237,20 +243,3 @@ class Host(EndingHooks, ReplayHooks):
                 report(operation, "raised")
                 raise wrap(error, statement) from error.__cause__
             raise
-
-
-def credentials_for(settings: RetrySettings, url: Any) -> Any:
-    """The core's :class:`orca_db.aws.credentials.Credentials` for an
-    engine whose ``aurora`` names a ``secret`` or ``iam_auth`` (``None``
-    otherwise); the URL's host, port and database win over the secret's."""
-    aws = settings.aws
-    if aws is None or not aws.credentials:
-        return None
-    from ..aws.credentials import Credentials
-
-    given = {"host": url.host, "port": url.port, "dbname": url.database}
-    return Credentials(aws, frozenset(key for key, value in given.items() if value))
-
-
-def _any_connect_failure(error: BaseException, failure: Failure) -> None:
-    return None  # a failed connect applied nothing: every retryable one is safe

@@ -12,9 +12,9 @@ What it installs on the engine, all through SQLAlchemy's public hooks:
   application's own ``do_connect`` listeners have run (one ``orca_db.retry`` operation, the
   same JSON events as the Django host), each attempt bounded by what is
   left of it;
-- pool ``checkout``: a pooled connection the server has already closed
-  (a scale event while it sat in the pool) is replaced before it is handed
-  out: nothing was sent on it, nothing is lost;
+- the pool: a pooled connection the server has already closed (a scale
+  event while it sat in the pool) is replaced before it is handed out:
+  nothing was sent on it, nothing is lost (``orca_db.sqlalchemy.pooling``);
 - ``do_execute`` / ``do_execute_no_params`` / ``do_executemany`` and the
   dialect's ``do_commit``: a lost connection is judged by the core
   (:func:`orca_db.decisions.after_statement_failure`, ``commit_lost``) on
@@ -33,7 +33,7 @@ from sqlalchemy.engine import CreateEnginePlugin, Engine
 from sqlalchemy.engine.url import URL
 
 from ..options import RetrySettings
-from . import sessions
+from . import pooling, sessions
 from .hooks import Host
 
 #: The drivers the plugin knows how to read (transaction status, socket).
@@ -87,6 +87,8 @@ class OrcaPlugin(CreateEnginePlugin):
                 f"The orca_db plugin works with postgresql+psycopg2 and postgresql+psycopg "
                 f"(synchronous engines), not {url.drivername!r} (docs/sqlalchemy.md)."
             )
+        if self.settings.enabled:
+            pooling.choose_pool_class(kwargs)
 
     def update_url(self, url: URL) -> URL:
         return url
@@ -112,7 +114,8 @@ def install(engine: Engine, settings: RetrySettings) -> None:
     if not settings.enabled:
         return
     host = Host(engine, settings)
-    event.listen(engine.pool, "checkout", host.checkout)
+    if not pooling.checks_itself(engine.pool):
+        event.listen(engine.pool, "checkout", pooling.checkout_listener)
     # Rule 1: a changed session is cleaned (or closed) for the next borrower,
     # arranged on its pool entry when the session first changes.
     clean_up = sessions.checkin_for(engine, settings.statement_deadline)
