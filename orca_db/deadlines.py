@@ -75,6 +75,10 @@ _open_caps_lock = threading.Lock()
 #: Called with the cap's instant when a deadline_cap block opens: the aurora
 #: backend holds the connections already open in this context.
 on_open: list[Callable[[float], None]] = []
+#: Called (no argument) whenever a deadline_cap block opens, held or not,
+#: before anything runs in it: a host that leaves a call unwatched while no
+#: cap is open (the SQLAlchemy plugin's ROLLBACK) arms it from then on.
+on_any_open: list[Callable[[], None]] = []
 
 
 @contextlib.contextmanager
@@ -97,6 +101,8 @@ def deadline_cap(seconds: float, *, hold_open: bool = True) -> Iterator[None]:
     with _open_caps_lock:
         open_caps += 1
     try:
+        for arm in on_any_open:
+            arm()
         if hold_open:
             for hook in on_open:
                 hook(at)

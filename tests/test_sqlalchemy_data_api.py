@@ -404,12 +404,13 @@ def test_statement_deadline_bounds_each_call(engines, data_api_endpoint):
 
     engine = engines(aurora={"statement_deadline": 0.5})
     data_api_endpoint.limits.call_seconds = 4
-    started = time.monotonic()
     with pytest.raises(orca.ScaleEventError) as raised:
         with autocommit(engine).connect() as connection:
             connection.execute(text("SELECT pg_sleep(30)"))
+    # The cut is ours: left alone, the endpoint would end the call itself
+    # at 4 s with an error of its own. (No bound on the time taken: on a
+    # loaded machine the connect before it may take seconds.)
     assert isinstance(raised.value.orig, DeadlineExceeded)
-    assert time.monotonic() - started < 4
     data_api_endpoint.wait_for(lambda stats: stats["timeouts"] >= 1, timeout=20)
 
 

@@ -120,6 +120,23 @@ def test_silent_rollback_cut_at_the_deadline(sim, engines, table):
     assert table.rows() == 0
 
 
+def test_silent_rollback_cut_at_a_cap_opened_after_the_engine_was_made(sim, engines, table):
+    """No statement_deadline: until a cap opens the plugin leaves the
+    dialect's own ROLLBACK in place; the cap that opens (a Lambda
+    invocation's) must bound the next ROLLBACK, even with no statement
+    run under it first."""
+    e = engines(sim, aurora={"deadline": 30})
+    with e.connect() as connection:
+        connection.execute(table.insert, {"v": "a"})
+        sim.silence(new_connections=False)
+        with Clock() as clock, deadline_cap(1.0), pytest.raises(orca.DeadlineExceeded) as error:
+            connection.rollback()
+    assert clock.took < BOUND
+    assert str(error.value.orig) == cut.ROLLBACK.format(alias=e.url.database)
+    sim.unsilence()
+    assert table.rows() == 0
+
+
 def test_silent_read_cut_at_the_lambda_cap(sim, engines):
     """No statement_deadline: the cap alone (what orca_db.aws_lambda sets
     from the function's remaining time) ends the wait."""

@@ -6,6 +6,8 @@ invalid."""
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +29,7 @@ class EndingHooks:
 
     alias: str
     settings: RetrySettings
+    dialect: Any
     statement_deadline: float | None
     commit: Callable[[Any], None]
     rollback: Callable[[Any], None]
@@ -96,13 +99,17 @@ class EndingHooks:
         self._report("transaction", "COMMIT", failure)
         raise error
 
+    def watch_rollbacks(self) -> None:
+        """From now on every ROLLBACK on this engine goes through
+        :meth:`do_rollback` (a session followed, a cap opened)."""
+        self.dialect.do_rollback = self.do_rollback
+        with _lock:
+            _unwatched.discard(self)
+
     def do_rollback(self, dbapi_connection: Any) -> None:
-        # Called on every return to the pool (its reset-on-return): with no
-        # deadline open and no session followed on this engine, the
-        # dialect's ROLLBACK and nothing else.
-        if self.plain and not deadlines.open_caps:
-            self.rollback(dbapi_connection)
-            return
+        # Installed on the dialect once it has something to do (see
+        # plugin.install): the pool's reset-on-return calls it on every
+        # return, where it would otherwise cost a call for nothing.
         if not (deadlines.open_caps or self.statement_deadline):
             self.rollback(dbapi_connection)
         else:
@@ -136,6 +143,29 @@ class EndingHooks:
         operation = Operation(self.alias, phase, self.settings, statement=statement)
         operation.last_failure = failure
         report(operation, "raised")
+
+
+#: The hooks whose ROLLBACK is not watched yet (no session followed, no
+#: statement deadline, no cap opened since they were made).
+_unwatched: weakref.WeakSet[EndingHooks] = weakref.WeakSet()
+_lock = threading.Lock()
+
+
+def leave_rollbacks_unwatched(hooks: EndingHooks) -> None:
+    """Leave the dialect's own ``do_rollback`` in place on ``hooks``' engine
+    until a cap opens or a session is followed."""
+    with _lock:
+        _unwatched.add(hooks)
+
+
+def _watch_all_rollbacks() -> None:
+    with _lock:
+        waiting = list(_unwatched)
+    for hooks in waiting:
+        hooks.watch_rollbacks()
+
+
+deadlines.on_any_open.append(_watch_all_rollbacks)
 
 
 def _closed_in_transaction(dbapi_connection: Any, raw: Any) -> bool:

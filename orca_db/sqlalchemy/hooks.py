@@ -215,6 +215,8 @@ class Host(ConnectHooks, EndingHooks, ReplayHooks):
         """A statement that may change the session succeeded."""
         root = context.root_connection
         if found.tracked or sessions.KEY in root.__dict__:
+            if not self.sessions_seen:
+                self.watch_rollbacks()  # its ROLLBACK ends what it followed
             self.sessions_seen = True
             self.plain = False
             now = context.cursor

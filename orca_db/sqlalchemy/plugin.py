@@ -34,6 +34,7 @@ from sqlalchemy.engine.url import URL
 
 from ..options import RetrySettings
 from . import pooling, sessions
+from .ending import leave_rollbacks_unwatched
 from .hooks import Host
 
 #: The drivers the plugin knows how to read (transaction status, socket).
@@ -134,4 +135,9 @@ def install(engine: Engine, settings: RetrySettings) -> None:
     dialect.do_execute_no_params = host.do_execute_no_params  # type: ignore[method-assign]
     dialect.do_executemany = host.do_executemany  # type: ignore[method-assign]
     dialect.do_commit = host.do_commit  # type: ignore[method-assign]
-    dialect.do_rollback = host.do_rollback  # type: ignore[method-assign]
+    if host.plain:
+        # The dialect's own ROLLBACK until a statement deadline, a session
+        # followed or a cap (a Lambda invocation's) gives it something to do.
+        leave_rollbacks_unwatched(host)
+    else:
+        host.watch_rollbacks()
