@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from ..ports import PortReservation, reserve_port
 from . import wire
 from .backend import Backend, Limits
 from .errors import RESUMING_MESSAGE, ApiError
@@ -59,6 +60,7 @@ class DataApiEndpoint(Faults):
         self.secret_arn = secret_arn
         self.limits = limits or Limits()
         self.listen_port = listen_port
+        self._reservation: PortReservation | None = None
         self._server_params = {"host": host, "port": int(port), "user": user, "password": password}
         self._stats = dict.fromkeys(STAT_NAMES, 0)
         self._changed = threading.Condition()
@@ -88,6 +90,11 @@ class DataApiEndpoint(Faults):
         if self._server is not None:
             raise RuntimeError("The endpoint is already started.")
         self._stopping.clear()
+        if not self.listen_port:
+            # A reserved port (orca_db/testing/ports.py), kept while this
+            # object lives, so a stop() and start() find it still free.
+            self._reservation = reserve_port()
+            self.listen_port = self._reservation.port
         self._backend = Backend(self._server_params, self.limits, self.count)
         self._server = Server(self, self.listen_port)
         self.listen_port = self._server.server_address[1]
