@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from orca_db.testing.data_api import DataApiEndpoint
 from orca_db.testing.ports import try_reserve
 from orca_db.testing.postgres import PostgresServer, connect_driver
 
@@ -36,6 +37,7 @@ sys.stdin.read()
 # bind(0) offers it); prints whether it got it.
 ASK = """
 import sys
+from orca_db.testing.data_api import DataApiEndpoint
 from orca_db.testing.ports import try_reserve
 print(try_reserve(int(sys.argv[1])) is not None, flush=True)
 """
@@ -109,3 +111,23 @@ def test_a_killed_run_holds_nothing():
     assert None not in reservations
     for reservation in reservations:
         reservation.release()
+
+
+def test_the_data_api_endpoint_holds_its_port_from_start_to_stop():
+    # Released at stop(): the object may outlive it (a keep-alive client
+    # keeps a handler thread); a start() after it takes the same port.
+    endpoint = DataApiEndpoint("127.0.0.1", 5432, "postgres", "unused").start()
+    port = endpoint.listen_port
+    try:
+        assert try_reserve(port) is None
+    finally:
+        endpoint.stop()
+    reservation = try_reserve(port)
+    assert reservation is not None
+    reservation.release()
+    endpoint.start()
+    try:
+        assert endpoint.listen_port == port
+        assert try_reserve(port) is None
+    finally:
+        endpoint.stop()
