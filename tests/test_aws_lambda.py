@@ -13,6 +13,7 @@ from orca_db.aws_lambda import database_handler
 from orca_db.backends.aurora.base import DatabaseWrapper
 from orca_db.events import lambda_request_id
 from orca_db.exceptions import RetriesExhausted
+from orca_db.testing.ports import reserve_port
 from tests.conftest import admin_connection
 from tests.testapp.models import Note
 
@@ -143,13 +144,10 @@ def test_retry_events_carry_the_request_id(kill_backend, events):
 def silent_host():
     """A host that accepts TCP connections and never answers, as a paused
     Aurora cluster holds connections while it resumes."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        listener.close()
+    with reserve_port() as reserved, socket.socket() as listener:
+        listener.bind(("127.0.0.1", reserved.port))
+        listener.listen(64)
+        yield reserved.port
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from orca_db.exceptions import (
     RetriesExhausted,
     WriteDeadlineExceeded,
 )
+from orca_db.testing.ports import free_port
 from orca_db_app import receivers
 from orca_db_app.models import RetryEvent
 from tests import cut_off_messages as cut
@@ -150,10 +151,10 @@ def test_connect_with_less_than_libpq_minimum_left_is_bounded(events):
     """libpq rounds a connect_timeout below 2 s up to 2 s; with 1.3 s left
     the attempt is abandoned at the bound instead."""
     listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
+    port = free_port()  # reserved: not another run's stopped server's port
+    listener.bind(("127.0.0.1", port))
     listener.listen(8)
     alias = "silent"
-    port = listener.getsockname()[1]
     wrapper_on(alias, {**connection.settings_dict, "HOST": "127.0.0.1", "PORT": str(port)})
 
     @database_handler(margin_ms=500)

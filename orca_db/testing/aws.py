@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .postgres import free_port
+from .ports import PortReservation, reserve_port
 
 #: Credentials moto accepts (any will do); the region tests use.
 ACCESS_KEY = "testing"
@@ -39,7 +39,12 @@ REGION = "us-east-1"
 
 class MotoServer:
     def __init__(self, *, port: int | None = None, record: bool = True):
-        self.port = port or free_port()
+        # Reserved until stop() (orca_db/testing/ports.py), unless given.
+        self._reservation: PortReservation | None = None
+        if not port:
+            self._reservation = reserve_port()
+            port = self._reservation.port
+        self.port = port
         self.record = record
         self._dir = Path(tempfile.mkdtemp(prefix="orca-db-moto-"))
         self._recording = self._dir / "requests.jsonl"
@@ -88,6 +93,8 @@ class MotoServer:
                 self._process.wait()
             self._process = None
         shutil.rmtree(self._dir, ignore_errors=True)
+        if self._reservation is not None:
+            self._reservation.release()
 
     def log_tail(self, lines: int = 20) -> str:
         try:

@@ -24,7 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .postgres import PostgresServer, free_port, unprivileged_user
+from .ports import reserve_port
+from .postgres import PostgresServer, unprivileged_user
 
 
 class PgBouncerNotFound(RuntimeError):
@@ -61,7 +62,9 @@ class PgBouncer:
             )
         self.binary = binary
         self.server = server
-        self.port = free_port()
+        # Reserved until stop() (orca_db/testing/ports.py).
+        self._reservation = reserve_port()
+        self.port = self._reservation.port
         self.base = Path(tempfile.mkdtemp(prefix="orca-db-pgbouncer-"))
         self.logfile = self.base / "pgbouncer.log"
         self.settings = {
@@ -150,6 +153,7 @@ class PgBouncer:
                 process.kill()
                 process.wait(10)
         shutil.rmtree(self.base, ignore_errors=True)
+        self._reservation.release()
 
     def log_tail(self, lines: int = 20) -> str:
         with contextlib.suppress(OSError):

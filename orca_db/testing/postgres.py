@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .ports import PortReservation, reserve_port, try_reserve
+from .ports import free_port as free_port  # its home before ports.py
+
 
 class PostgresNotFound(RuntimeError):
     pass
@@ -48,12 +51,6 @@ def find_bindir() -> Path:
         "No PostgreSQL server binaries found: install PostgreSQL (initdb and "
         "pg_ctl on the PATH), `pip install pgserver`, or set ORCA_DB_PG_BINDIR."
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def unprivileged_user() -> pwd.struct_passwd | None:
@@ -88,7 +85,17 @@ class PostgresServer:
         self.base = Path(base) if base else Path(tempfile.mkdtemp(prefix="orca-db-pg-"))
         saved = self.base / "server.json"
         known = json.loads(saved.read_text()) if saved.exists() else {}
-        self.port = known.get("port") or port or free_port()
+        # The port is reserved (orca_db/testing/ports.py) until destroy(), so
+        # no other run starts a server on it while this one is stopped to be
+        # started again. A port given or kept in server.json is used even if
+        # another process holds it (the same persistent server, most likely).
+        self.port = known.get("port") or port
+        self._reservation: PortReservation | None
+        if self.port:
+            self._reservation = try_reserve(self.port)
+        else:
+            self._reservation = reserve_port()
+            self.port = self._reservation.port
         self.password = known.get("password") or secrets.token_hex(12)
         self.settings = {
             "listen_addresses": "127.0.0.1",
@@ -197,6 +204,8 @@ class PostgresServer:
     def destroy(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.base, ignore_errors=True)
+        if self._reservation is not None:
+            self._reservation.release()
 
     def log_tail(self, lines: int = 20) -> str:
         with contextlib.suppress(OSError):

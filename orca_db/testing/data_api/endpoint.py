@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from ..ports import PortReservation, reserve_port, try_reserve
 from . import wire
 from .backend import Backend, Limits
 from .errors import RESUMING_MESSAGE, ApiError
@@ -59,6 +60,7 @@ class DataApiEndpoint(Faults):
         self.secret_arn = secret_arn
         self.limits = limits or Limits()
         self.listen_port = listen_port
+        self._reservation: PortReservation | None = None
         self._server_params = {"host": host, "port": int(port), "user": user, "password": password}
         self._stats = dict.fromkeys(STAT_NAMES, 0)
         self._changed = threading.Condition()
@@ -88,6 +90,7 @@ class DataApiEndpoint(Faults):
         if self._server is not None:
             raise RuntimeError("The endpoint is already started.")
         self._stopping.clear()
+        self._reserve_port()
         self._backend = Backend(self._server_params, self.limits, self.count)
         self._server = Server(self, self.listen_port)
         self.listen_port = self._server.server_address[1]
@@ -113,6 +116,24 @@ class DataApiEndpoint(Faults):
             thread.join(timeout=10)
         backend.close()
         self._server = self._backend = None
+        if self._reservation is not None:
+            self._reservation.release()
+
+    def _reserve_port(self) -> None:
+        # Port 0: a port reserved (orca_db/testing/ports.py) from start() to
+        # stop(), and the same one again at the next start(). Released at
+        # stop(): the object may live on (a client's keep-alive connection
+        # keeps a handler thread, and with it the endpoint).
+        if self._reservation is not None:
+            again = try_reserve(self.listen_port)
+            if again is None:
+                raise RuntimeError(
+                    f"Port {self.listen_port} was reserved by another process after stop()."
+                )
+            self._reservation = again
+        elif not self.listen_port:
+            self._reservation = reserve_port()
+            self.listen_port = self._reservation.port
 
     def __enter__(self) -> DataApiEndpoint:
         return self.start() if self._server is None else self

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..ports import PortReservation, reserve_port
 from .counters import Counters
 from .faults import FaultState, LostReplies
 from .loop import LoopThread
@@ -38,6 +39,8 @@ class AuroraSimulator:
         self.upstream_port = int(upstream_port)
         self.listen_host = listen_host
         self.listen_port = listen_port
+        # Port 0: a reserved port (testing/ports.py), kept while this object lives.
+        self._reservation: PortReservation | None = None
         self._counters = Counters()
         self._loop = LoopThread("aurora-simulator")
         self._faults: FaultState | None = None
@@ -47,6 +50,9 @@ class AuroraSimulator:
     # ----- life cycle -------------------------------------------------------
 
     def start(self) -> AuroraSimulator:
+        if not self.listen_port:
+            self._reservation = reserve_port()
+            self.listen_port = self._reservation.port
         self._loop.start(self._listen)
         return self
 
