@@ -22,6 +22,7 @@ variable of another length) and the medians are taken over all of them;
 the spread of the per-layout "extra" is printed.
 
     python -m benchmarks.instructions [--quick] [--drivers psycopg,psycopg2] [--layouts N]
+        [--workloads request_select1,raw_select1]
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from pathlib import Path
 from benchmarks import common
 
 ALIASES = ("stock", "aurora")
+#: The workloads a worker runs (comma-separated names; unset: all), passed
+#: from ``--workloads`` through the environment the workers inherit.
+WORKLOADS_ENV = "ORCA_BENCH_WORKLOADS"
 
 
 def _setup(driver: str):
@@ -53,6 +57,15 @@ def _setup(driver: str):
     )
     from benchmarks import workloads
 
+    chosen = os.environ.get(WORKLOADS_ENV)
+    if chosen:
+        names = set(chosen.split(","))
+        unknown = names - set(workloads.WORKLOADS) - set(workloads.CONNECT_WORKLOADS)
+        if unknown:
+            raise SystemExit(f"--workloads: no workload named {', '.join(sorted(unknown))}")
+        for table in (workloads.WORKLOADS, workloads.CONNECT_WORKLOADS):
+            for name in set(table) - names:
+                del table[name]  # this worker process's copy only
     workloads.use_ids(common.create_table())
     for function in [*workloads.WORKLOADS.values(), *workloads.CONNECT_WORKLOADS.values()]:
         for alias in ALIASES:
@@ -127,7 +140,7 @@ def calls_worker(driver: str, iterations: int) -> dict:
             filename = filename.split("site-packages/", 1)[1]
         return f"{filename}:{code.co_qualname}"
 
-    for name, function in workloads.WORKLOADS.items():
+    for name, function in {**workloads.WORKLOADS, **workloads.CONNECT_WORKLOADS}.items():
         counts[name] = {}
         for alias in ALIASES:
             counter: collections.Counter = collections.Counter()
@@ -145,7 +158,7 @@ def calls_worker(driver: str, iterations: int) -> dict:
             counts[name][alias] = counter
     result: dict = {"driver": driver, "iterations": iterations, "workloads": {}}
     for name, by_alias in counts.items():
-        per = iterations * workloads.STATEMENTS[name]
+        per = iterations * common.statements(name)
         stock, aurora = by_alias["stock"], by_alias["aurora"]
         extra = {
             key: (aurora[key] - stock[key]) / per
@@ -318,6 +331,9 @@ def main(argv: list[str] | None = None, server=None) -> dict:
         type=int,
         help="worker processes, each in another heap layout (default 3; 1 with --quick)",
     )
+    parser.add_argument(
+        "--workloads", help="comma-separated workload names (default: all; see workloads.py)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--calls", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -327,6 +343,8 @@ def main(argv: list[str] | None = None, server=None) -> dict:
     if args.worker:
         common.emit(segments_worker(args.worker, args.iterations, args.reps))
         return {}
+    if args.workloads:
+        os.environ[WORKLOADS_ENV] = args.workloads  # the workers inherit it
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed (apt-get install -y valgrind)")
 
