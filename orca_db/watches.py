@@ -36,14 +36,15 @@ class Watch:
         self.held = inode is not None
         self.inode = inode
 
-    def __lt__(self, other: Watch) -> bool:
-        return self.at < other.at
-
 
 class _Watchdog:
     def __init__(self) -> None:
-        self._lock = threading.Condition()
-        self._heap: list[Watch] = []
+        # A plain lock, taken by every call (its ``with`` runs in C), and
+        # the thread's condition over that same lock. The heap holds
+        # ``(at, key, watch)``: compared in C, never by a method of Watch.
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._heap: list[tuple[float, int, Watch]] = []
         self._live: dict[int, Watch] = {}
         self._keys = itertools.count()
         self._thread: threading.Thread | None = None
@@ -52,14 +53,14 @@ class _Watchdog:
         entry = Watch(at, fd, next(self._keys), inode)
         with self._lock:
             self._live[entry.key] = entry
-            heapq.heappush(self._heap, entry)
+            heapq.heappush(self._heap, (at, entry.key, entry))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="orca-db-watchdog", daemon=True
                 )
                 self._thread.start()
-            elif self._heap[0] is entry:
-                self._lock.notify()
+            elif self._heap[0][2] is entry:
+                self._wake.notify()
         return entry
 
     def release(self, entry: Watch) -> None:
@@ -81,18 +82,18 @@ class _Watchdog:
     def _run(self) -> None:
         from .drivers import cut_socket
 
-        with self._lock:
+        with self._wake:
             while True:
-                while self._heap and self._heap[0].key not in self._live:
+                while self._heap and self._heap[0][1] not in self._live:
                     heapq.heappop(self._heap)
                 if not self._heap:
-                    self._lock.wait()
+                    self._wake.wait()
                     continue
-                wait = self._heap[0].at - time.monotonic()
+                wait = self._heap[0][0] - time.monotonic()
                 if wait > 0:
-                    self._lock.wait(wait)
+                    self._wake.wait(wait)
                     continue
-                entry = heapq.heappop(self._heap)
+                entry = heapq.heappop(self._heap)[2]
                 del self._live[entry.key]
                 # Under the lock: release() cannot return (and the caller
                 # close the descriptor) while the socket is being shut down.
