@@ -154,13 +154,13 @@ def watch_setup(state: ConnectionState, connection: Any, until: float | None) ->
         fd = socket_of(connection)
     except Exception:
         return
-    now = time.monotonic()
     at = deadlines.cap()
     watch = None if at is None else hold(state, fd, at)
-    ends = [] if until is None else [until]
+    own = until  # the earlier of the two ends (no min() with a keyword: per connect)
     if statement_deadline:
-        ends.append(now + statement_deadline)
-    own = min(ends, default=None)
+        ends = time.monotonic() + statement_deadline
+        if own is None or ends < own:
+            own = ends
     if own is not None and (watch is None or own < watch.at):
         watch = watchdog.watch(fd, own)
     state.setup_watch = watch
