@@ -66,29 +66,31 @@ class AuroraRetryMixin(TransactionEndMixin):
         params = super().get_connection_params()
         params.pop(OPTIONS_KEY, None)
         if not str(params.get("host") or "").startswith("/"):
-            for key, value in drivers.TCP_DEFAULTS.items():
-                params.setdefault(key, value)
+            # The application's own values win (one merge, not a call each).
+            params = {**drivers.TCP_DEFAULTS, **params}
+        if not _aws_login(self.retry_settings):
+            return params
         return apply_credentials(self, params)
 
     def get_new_connection(self, conn_params: dict[str, Any]):
         parent = super().get_new_connection
-
+        settings = self.retry_settings
         remaining = remaining_time()
+        # A login refused after a rotation is refreshed and retried once.
+        login = connect_with_credentials if _aws_login(settings) else None
 
         def connect(params: dict[str, Any]):
-            # A login refused after a rotation is refreshed and retried once.
             if remaining is None or not self.settings_dict["OPTIONS"].get("pool"):
-                return connect_with_credentials(self, params, parent)
+                return parent(params) if login is None else login(self, params, parent)
             # Django's psycopg pool waits for a free connection up to its own
             # timeout (30 s by default): no longer than the deadline allows.
             with pool_wait_bounded(self.pool, remaining):
-                return connect_with_credentials(self, params, parent)
+                return parent(params) if login is None else login(self, params, parent)
 
         # Bounded by what is left of the operation's deadline (or of the
         # Lambda function's time): an attempt that cannot end in time is not
         # started, and one libpq cannot bound is abandoned at the bound.
         connection = bounded_connect(connect, conn_params, remaining, drivers.close_broken)
-        settings = self.retry_settings
         state = self.orca_state
         state.statement_deadline = settings.statement_deadline
         if settings.enabled:
@@ -159,7 +161,9 @@ class AuroraRetryMixin(TransactionEndMixin):
             super()._close()
         finally:
             # After the close, which the watch covered too.
-            disarm(self.orca_state)
+            state = self.orca_state
+            if state.held_watches or state.setup_watch is not None:
+                disarm(state)
 
     # ----- what the application does to the connection -----------------------
 
@@ -203,6 +207,14 @@ class AuroraRetryMixin(TransactionEndMixin):
         if cls is None:
             cls = _retrying(type(self), True, type(super().make_debug_cursor(cursor)), type(cursor))
         return cls(cursor, self)
+
+
+def _aws_login(settings: RetrySettings) -> bool:
+    """The login comes from AWS (a secret, IAM): ``credentials_for``'s own
+    test, asked here from settings already read, so that a connect without
+    one reads them no more often."""
+    aws = settings.aws
+    return aws is not None and bool(aws.credentials)
 
 
 def _retry_any_connect_failure(error: BaseException, failure) -> None:
