@@ -26,6 +26,7 @@ from ..classify import driver_error
 from ..conf import OPTIONS_KEY, RetrySettings, retry_settings
 from ..deadlines import bounded_connect
 from ..exceptions import TransactionRolledBack
+from ..options import RetrySettings as CoreSettings
 from ..pool_waits import pool_wait_bounded
 from ..retry import Operation, active_operation, remaining_time, run
 from .cursor import retrying_class
@@ -68,13 +69,14 @@ class AuroraRetryMixin(TransactionEndMixin):
         if not str(params.get("host") or "").startswith("/"):
             # The application's own values win (one merge, not a call each).
             params = {**drivers.TCP_DEFAULTS, **params}
-        if not _aws_login(self.retry_settings):
+        if not _aws_login(self._orca_connect_settings(active_operation(self.alias))):
             return params
         return apply_credentials(self, params)
 
     def get_new_connection(self, conn_params: dict[str, Any]):
         parent = super().get_new_connection
-        settings = self.retry_settings
+        operation = active_operation(self.alias)
+        settings = self._orca_connect_settings(operation)
         remaining = remaining_time()
         # A login refused after a rotation is refreshed and retried once.
         login = connect_with_credentials if _aws_login(settings) else None
@@ -96,7 +98,6 @@ class AuroraRetryMixin(TransactionEndMixin):
         if settings.enabled:
             # Django's set-up and the session's restore, about to run on it,
             # end by the same bounds as any call (watching.py).
-            operation = active_operation(self.alias)
             watch_setup(state, connection, None if operation is None else operation.deadline_at)
         state.enabled = settings.enabled
         # No link while the connection refuses work: the hot path then takes
@@ -104,6 +105,14 @@ class AuroraRetryMixin(TransactionEndMixin):
         refused = state.refusal is not None
         state.link = drivers.Link(connection) if settings.enabled and not refused else None
         return connection
+
+    def _orca_connect_settings(self, operation: Operation | None) -> CoreSettings:
+        """The settings a connect runs under: those its operation read
+        (``connect()``'s, or the statement's whose retry reconnects), read
+        once for the whole connect; read now when no operation runs."""
+        if operation is None:
+            return self.retry_settings
+        return operation.settings
 
     def connect(self) -> None:
         # Reading the settings validates them: bad ones fail the first
@@ -209,7 +218,7 @@ class AuroraRetryMixin(TransactionEndMixin):
         return cls(cursor, self)
 
 
-def _aws_login(settings: RetrySettings) -> bool:
+def _aws_login(settings: CoreSettings) -> bool:
     """The login comes from AWS (a secret, IAM): ``credentials_for``'s own
     test, asked here from settings already read, so that a connect without
     one reads them no more often."""
