@@ -77,7 +77,11 @@ class AuroraRetryMixin(TransactionEndMixin):
         parent = super().get_new_connection
         operation = active_operation(self.alias)
         settings = self._orca_connect_settings(operation)
-        remaining = remaining_time()
+        if operation is None:
+            until, remaining = None, remaining_time()
+        else:  # remaining_time(), with the deadline kept for the set-up
+            until = operation.deadline_at
+            remaining = until - operation.clock()
         # A login refused after a rotation is refreshed and retried once.
         login = connect_with_credentials if _aws_login(settings) else None
 
@@ -95,15 +99,16 @@ class AuroraRetryMixin(TransactionEndMixin):
         connection = bounded_connect(connect, conn_params, remaining, drivers.close_broken)
         state = self.orca_state
         state.statement_deadline = settings.statement_deadline
-        if settings.enabled:
-            # Django's set-up and the session's restore, about to run on it,
-            # end by the same bounds as any call (watching.py).
-            watch_setup(state, connection, None if operation is None else operation.deadline_at)
         state.enabled = settings.enabled
         # No link while the connection refuses work: the hot path then takes
         # the slow way, which says so.
         refused = state.refusal is not None
-        state.link = drivers.Link(connection) if settings.enabled and not refused else None
+        link = drivers.Link(connection) if settings.enabled and not refused else None
+        if settings.enabled:
+            # Django's set-up and the session's restore, about to run on it,
+            # end by the same bounds as any call (watching.py).
+            watch_setup(state, connection, until, None if link is None else link.fd)
+        state.link = link
         return connection
 
     def _orca_connect_settings(self, operation: Operation | None) -> CoreSettings:

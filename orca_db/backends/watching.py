@@ -142,18 +142,22 @@ def disarm(state: ConnectionState) -> None:
 # ----- connection set-up and session restore --------------------------------
 
 
-def watch_setup(state: ConnectionState, connection: Any, until: float | None) -> None:
+def watch_setup(
+    state: ConnectionState, connection: Any, until: float | None, fd: int | None = None
+) -> None:
     """Right after the socket is made: Django's set-up
     (``init_connection_state``) and the session's restore run until the cap
     (a held watch, kept after), or until ``until`` (the deadline of the
-    operation connecting) or ``statement_deadline`` if that ends first."""
+    operation connecting) or ``statement_deadline`` if that ends first.
+    ``fd``: the connection's socket, when the caller knows it already."""
     statement_deadline = state.statement_deadline
     if not (deadlines.open_caps or until is not None or statement_deadline):
         return
-    try:
-        fd = socket_of(connection)
-    except Exception:
-        return
+    if fd is None:
+        try:
+            fd = socket_of(connection)
+        except Exception:
+            return
     at = deadlines.cap()
     watch = None if at is None else hold(state, fd, at)
     own = until  # the earlier of the two ends (no min() with a keyword: per connect)
