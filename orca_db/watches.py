@@ -50,10 +50,11 @@ class _Watchdog:
         self._thread: threading.Thread | None = None
 
     def watch(self, fd: int, at: float, inode: int | None = None) -> Watch:
-        entry = Watch(at, fd, next(self._keys), inode)
+        key = next(self._keys)
+        entry = Watch(at, fd, key, inode)
         with self._lock:
-            self._live[entry.key] = entry
-            heapq.heappush(self._heap, (at, entry.key, entry))
+            self._live[key] = entry
+            heapq.heappush(self._heap, (at, key, entry))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="orca-db-watchdog", daemon=True

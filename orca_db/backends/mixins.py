@@ -18,7 +18,7 @@ it all in one object per connection (``state.py``, ``orca_state``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .. import connect_notice, drivers
 from ..aws.credentials import apply_credentials, connect_with_credentials
@@ -83,15 +83,19 @@ class AuroraRetryMixin(TransactionEndMixin):
             until = operation.deadline_at
             remaining = until - operation.clock()
         # A login refused after a rotation is refreshed and retried once.
-        login = connect_with_credentials if _aws_login(settings) else None
+        login = _aws_login(settings)
+        # Django's psycopg pool waits for a free connection up to its own
+        # timeout (30 s by default): no longer than the deadline allows.
+        pool_wait = remaining is not None and self.settings_dict["OPTIONS"].get("pool")
 
-        def connect(params: dict[str, Any]):
-            if remaining is None or not self.settings_dict["OPTIONS"].get("pool"):
-                return parent(params) if login is None else login(self, params, parent)
-            # Django's psycopg pool waits for a free connection up to its own
-            # timeout (30 s by default): no longer than the deadline allows.
-            with pool_wait_bounded(self.pool, remaining):
-                return parent(params) if login is None else login(self, params, parent)
+        def around(params: dict[str, Any]) -> Any:
+            if not pool_wait:
+                return connect_with_credentials(self, params, parent) if login else parent(params)
+            with pool_wait_bounded(self.pool, cast(float, remaining)):
+                return connect_with_credentials(self, params, parent) if login else parent(params)
+
+        # Nothing around Django's own connect: no frame more.
+        connect = around if login or pool_wait else parent
 
         # Bounded by what is left of the operation's deadline (or of the
         # Lambda function's time): an attempt that cannot end in time is not
