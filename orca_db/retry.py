@@ -61,7 +61,7 @@ def active_operation(alias: str | None = None) -> Operation | None:
     return operation
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Operation:
     """One database operation and what its attempts met."""
 

@@ -66,17 +66,22 @@ class AuroraRetryMixin(TransactionEndMixin):
     def get_connection_params(self) -> dict[str, Any]:
         params = super().get_connection_params()
         params.pop(OPTIONS_KEY, None)
-        if not str(params.get("host") or "").startswith("/"):
+        host = params.get("host")
+        if not (isinstance(host, str) and host.startswith("/")):
             # The application's own values win (one merge, not a call each).
             params = {**drivers.TCP_DEFAULTS, **params}
-        if not _aws_login(self._orca_connect_settings(active_operation(self.alias))):
+        operation = active_operation(self.alias)
+        if not _aws_login(self.retry_settings if operation is None else operation.settings):
             return params
         return apply_credentials(self, params)
 
     def get_new_connection(self, conn_params: dict[str, Any]):
         parent = super().get_new_connection
         operation = active_operation(self.alias)
-        settings = self._orca_connect_settings(operation)
+        # The settings the connect runs under: those its operation read
+        # (connect()'s, or the reconnecting statement's), read once for the
+        # whole connect; read now when no operation runs.
+        settings = self.retry_settings if operation is None else operation.settings
         if operation is None:
             until, remaining = None, remaining_time()
         else:  # remaining_time(), with the deadline kept for the set-up
@@ -115,14 +120,6 @@ class AuroraRetryMixin(TransactionEndMixin):
         state.link = link
         return connection
 
-    def _orca_connect_settings(self, operation: Operation | None) -> CoreSettings:
-        """The settings a connect runs under: those its operation read
-        (``connect()``'s, or the statement's whose retry reconnects), read
-        once for the whole connect; read now when no operation runs."""
-        if operation is None:
-            return self.retry_settings
-        return operation.settings
-
     def connect(self) -> None:
         # Reading the settings validates them: bad ones fail the first
         # connect with ImproperlyConfigured naming the key, not the first
@@ -147,7 +144,8 @@ class AuroraRetryMixin(TransactionEndMixin):
         state.rollback_cut = False
         try:
             super().connect()
-            self._orca_resume_session()
+            if state.session.lost or state.autocommit_wish is not None:
+                self._orca_resume_session()  # after a lost connection
         except BaseException as error:
             cut = setup_ended(state)
             # A half-made connection (init_connection_state failed) must not
