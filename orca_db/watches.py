@@ -68,9 +68,13 @@ class _Watchdog:
         """The call returned: its socket must not be touched any more (the
         descriptor may be closed and its number reused). A held watch stays
         armed for the next call on its connection."""
-        with self._lock:  # also held: a cut under way is over (and ``cut`` set)
-            if not entry.held:
-                self._live.pop(entry.key, None)
+        if not entry.held and self._live.pop(entry.key, None) is not None:
+            # Taken back before the thread took it (one atomic pop, which
+            # the thread makes too): it will never cut this one. The usual
+            # case, without the lock.
+            return
+        with self._lock:  # the thread took it: its cut under way is over (``cut`` set)
+            pass
 
     def disarm(self, entry: Watch) -> None:
         """Whatever the kind of watch: its socket is left alone from now."""
@@ -95,7 +99,8 @@ class _Watchdog:
                     self._wake.wait(wait)
                     continue
                 entry = heapq.heappop(self._heap)[2]
-                del self._live[entry.key]
+                if self._live.pop(entry.key, None) is None:
+                    continue  # released just now (release() pops without the lock)
                 # Under the lock: release() cannot return (and the caller
                 # close the descriptor) while the socket is being shut down.
                 entry.cut = True  # before the shutdown wakes the caller up
