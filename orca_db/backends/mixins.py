@@ -46,12 +46,20 @@ class AuroraRetryMixin(TransactionEndMixin):
     short, which the attribute lookups of every statement feel."""
 
     #: The backend's own ``create_cursor`` (the next in the class's MRO),
-    #: found once per class: cheaper than ``super()`` on every cursor.
+    #: found once per class: cheaper than ``super()`` on every cursor; and
+    #: likewise the methods every connect and close call (not ``connect``
+    #: itself: APM tools such as Sentry's patch Django's at run time).
     _orca_parent_create_cursor: Callable[..., Any]
+    _orca_parent_get_connection_params: Callable[..., dict[str, Any]]
+    _orca_parent_get_new_connection: Callable[..., Any]
+    _orca_parent_close: Callable[..., None]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._orca_parent_create_cursor = super().create_cursor
+        cls._orca_parent_get_connection_params = super().get_connection_params
+        cls._orca_parent_get_new_connection = super().get_new_connection
+        cls._orca_parent_close = super()._close
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -64,7 +72,7 @@ class AuroraRetryMixin(TransactionEndMixin):
     # ----- connecting -------------------------------------------------------
 
     def get_connection_params(self) -> dict[str, Any]:
-        params = super().get_connection_params()
+        params = self._orca_parent_get_connection_params()
         params.pop(OPTIONS_KEY, None)
         host = params.get("host")
         if not (isinstance(host, str) and host.startswith("/")):
@@ -76,7 +84,7 @@ class AuroraRetryMixin(TransactionEndMixin):
         return apply_credentials(self, params)
 
     def get_new_connection(self, conn_params: dict[str, Any]):
-        parent = super().get_new_connection
+        parent = self._orca_parent_get_new_connection
         operation = active_operation(self.alias)
         # The settings the connect runs under: those its operation read
         # (connect()'s, or the reconnecting statement's), read once for the
@@ -174,7 +182,7 @@ class AuroraRetryMixin(TransactionEndMixin):
 
     def _close(self) -> None:
         try:
-            super()._close()
+            self._orca_parent_close()
         finally:
             # After the close, which the watch covered too.
             state = self.orca_state
