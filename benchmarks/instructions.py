@@ -22,6 +22,7 @@ variable of another length) and the medians are taken over all of them;
 the spread of the per-layout "extra" is printed.
 
     python -m benchmarks.instructions [--quick] [--drivers psycopg,psycopg2] [--layouts N]
+        [--workloads request_select1,raw_select1]
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ import sys
 from benchmarks import common
 
 ALIASES = ("stock", "aurora")
+#: The workloads a worker runs (comma-separated names; unset: all), passed
+#: from ``--workloads`` through the environment the workers inherit.
+WORKLOADS_ENV = "ORCA_BENCH_WORKLOADS"
 
 
 def _setup(driver: str):
@@ -49,6 +53,15 @@ def _setup(driver: str):
     )
     from benchmarks import workloads
 
+    chosen = os.environ.get(WORKLOADS_ENV)
+    if chosen:
+        names = set(chosen.split(","))
+        unknown = names - set(workloads.WORKLOADS) - set(workloads.CONNECT_WORKLOADS)
+        if unknown:
+            raise SystemExit(f"--workloads: no workload named {', '.join(sorted(unknown))}")
+        for table in (workloads.WORKLOADS, workloads.CONNECT_WORKLOADS):
+            for name in set(table) - names:
+                del table[name]  # this worker process's copy only
     workloads.use_ids(common.create_table())
     for function in [*workloads.WORKLOADS.values(), *workloads.CONNECT_WORKLOADS.values()]:
         for alias in ALIASES:
@@ -93,9 +106,9 @@ def calls_worker(driver: str, iterations: int) -> dict:
     """Count the calls each workload makes per statement, on each alias."""
     workloads = _setup(driver)
     result: dict = {"driver": driver, "iterations": iterations, "workloads": {}}
-    for name, function in workloads.WORKLOADS.items():
+    for name, function in {**workloads.WORKLOADS, **workloads.CONNECT_WORKLOADS}.items():
         stock, aurora = (common.count_calls(function, alias, iterations) for alias in ALIASES)
-        per = iterations * workloads.STATEMENTS[name]
+        per = iterations * common.statements(name)
         result["workloads"][name] = {
             "calls_per_statement": {
                 "stock": sum(stock.values()) / per,
@@ -205,6 +218,9 @@ def _add_pieces(result: dict, totals: list[int], piece_values: dict) -> None:
 def main(argv: list[str] | None = None, server=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.add_run_options(parser, "alias")
+    parser.add_argument(
+        "--workloads", help="comma-separated workload names (default: all; see workloads.py)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--calls", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -214,6 +230,8 @@ def main(argv: list[str] | None = None, server=None) -> dict:
     if args.worker:
         common.emit(segments_worker(args.worker, args.iterations, args.reps))
         return {}
+    if args.workloads:
+        os.environ[WORKLOADS_ENV] = args.workloads  # the workers inherit it
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed (apt-get install -y valgrind)")
 

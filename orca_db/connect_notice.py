@@ -62,7 +62,7 @@ def answered(host: object, port: object) -> bool:
 
 def succeeded(alias: str, host: object, port: object) -> None:
     """A connection to ``host:port`` was made."""
-    target = _target(host, port)
+    target = (str(host or ""), str(port or ""))  # _target(), inline: every connect
     if target in _answered:
         return
     with _lock:

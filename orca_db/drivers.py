@@ -109,7 +109,7 @@ class Link:
     reads libpq's state without a round trip, ``server_closed`` asks the
     socket with ``poll`` (any descriptor number; ``select`` fails from 1024)."""
 
-    __slots__ = ("_errors", "_poll", "connection", "fd", "poll", "transaction_status")
+    __slots__ = ("_poll", "connection", "fd", "poll", "transaction_status")
 
     def __init__(self, connection: Any):
         self.connection = connection
@@ -121,7 +121,6 @@ class Link:
         else:
             self.transaction_status = connection.get_transaction_status
             self.fd = connection.fileno()
-        self._errors = driver_errors(connection)
         self._poll = select.poll()
         self._poll.register(self.fd, _READABLE)
         #: ``poll(0)``: a non-empty list when the socket has something to
@@ -146,8 +145,11 @@ class Link:
                     return False
                 if _consume(self.connection):
                     return True
-        except self._errors:
-            return True  # the driver found the stream ended
+        except Exception as error:
+            # Which errors say so is asked only then (not per connect).
+            if isinstance(error, driver_errors(self.connection)):
+                return True  # the driver found the stream ended
+            raise
         return False
 
     def cut(self) -> None:

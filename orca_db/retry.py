@@ -61,7 +61,7 @@ def active_operation(alias: str | None = None) -> Operation | None:
     return operation
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Operation:
     """One database operation and what its attempts met."""
 
@@ -72,9 +72,10 @@ class Operation:
     #: When the first attempt started (``time.monotonic()``): a caller that
     #: tried once before making the Operation passes that attempt's start.
     started: float = dataclasses.field(default_factory=time.monotonic)
-    #: The same moment on the wall clock (the event's ``occurred_at``),
-    #: derived from ``started``.
-    started_at: datetime.datetime = dataclasses.field(init=False)
+    #: The same moment on the wall clock (``time.time()``), derived from
+    #: ``started``: the event's ``occurred_at`` (``started_at``) is made
+    #: from it only when an event is made, not for every operation.
+    started_wall: float = dataclasses.field(init=False, repr=False)
     attempts: int = 1
     last_failure: Failure | None = None
     #: Failures in a row that said the server is full or starting: the
@@ -89,8 +90,12 @@ class Operation:
     rng: random.Random = dataclasses.field(default=RANDOM, kw_only=True)
 
     def __post_init__(self) -> None:
-        ago = self.clock() - self.started
-        self.started_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=ago)
+        self.started_wall = time.time() - (self.clock() - self.started)
+
+    @property
+    def started_at(self) -> datetime.datetime:
+        """When the first attempt started, on the wall clock (UTC)."""
+        return datetime.datetime.fromtimestamp(self.started_wall, datetime.UTC)
 
     @property
     def deadline_at(self) -> float:

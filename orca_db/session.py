@@ -104,6 +104,22 @@ class SessionState:
         return not (self._restorable or self.pending or self._held)
 
     @property
+    def fresh(self) -> bool:
+        """As ``reset()`` leaves it: nothing followed, held, lost or
+        checked (a close then has nothing to forget)."""
+        return not (
+            self.lost
+            or self.verifying
+            or self._restorable
+            or self.pending
+            or self._savepoints
+            or self._held
+            or self._names["prepare"]
+            or self._names["listen"]
+            or self.expected is not None
+        )
+
+    @property
     def changed(self) -> bool:
         """The application changed its session, or may have."""
         return self.verifying or not self.empty

@@ -36,39 +36,45 @@ class Watch:
         self.held = inode is not None
         self.inode = inode
 
-    def __lt__(self, other: Watch) -> bool:
-        return self.at < other.at
-
 
 class _Watchdog:
     def __init__(self) -> None:
-        self._lock = threading.Condition()
-        self._heap: list[Watch] = []
+        # A plain lock, taken by every call (its ``with`` runs in C), and
+        # the thread's condition over that same lock. The heap holds
+        # ``(at, key, watch)``: compared in C, never by a method of Watch.
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._heap: list[tuple[float, int, Watch]] = []
         self._live: dict[int, Watch] = {}
         self._keys = itertools.count()
         self._thread: threading.Thread | None = None
 
     def watch(self, fd: int, at: float, inode: int | None = None) -> Watch:
-        entry = Watch(at, fd, next(self._keys), inode)
+        key = next(self._keys)
+        entry = Watch(at, fd, key, inode)
         with self._lock:
-            self._live[entry.key] = entry
-            heapq.heappush(self._heap, entry)
+            self._live[key] = entry
+            heapq.heappush(self._heap, (at, key, entry))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="orca-db-watchdog", daemon=True
                 )
                 self._thread.start()
-            elif self._heap[0] is entry:
-                self._lock.notify()
+            elif self._heap[0][2] is entry:
+                self._wake.notify()
         return entry
 
     def release(self, entry: Watch) -> None:
         """The call returned: its socket must not be touched any more (the
         descriptor may be closed and its number reused). A held watch stays
         armed for the next call on its connection."""
-        with self._lock:  # also held: a cut under way is over (and ``cut`` set)
-            if not entry.held:
-                self._live.pop(entry.key, None)
+        if not entry.held and self._live.pop(entry.key, None) is not None:
+            # Taken back before the thread took it (one atomic pop, which
+            # the thread makes too): it will never cut this one. The usual
+            # case, without the lock.
+            return
+        with self._lock:  # the thread took it: its cut under way is over (``cut`` set)
+            pass
 
     def disarm(self, entry: Watch) -> None:
         """Whatever the kind of watch: its socket is left alone from now."""
@@ -81,19 +87,20 @@ class _Watchdog:
     def _run(self) -> None:
         from .drivers import cut_socket
 
-        with self._lock:
+        with self._wake:
             while True:
-                while self._heap and self._heap[0].key not in self._live:
+                while self._heap and self._heap[0][1] not in self._live:
                     heapq.heappop(self._heap)
                 if not self._heap:
-                    self._lock.wait()
+                    self._wake.wait()
                     continue
-                wait = self._heap[0].at - time.monotonic()
+                wait = self._heap[0][0] - time.monotonic()
                 if wait > 0:
-                    self._lock.wait(wait)
+                    self._wake.wait(wait)
                     continue
-                entry = heapq.heappop(self._heap)
-                del self._live[entry.key]
+                entry = heapq.heappop(self._heap)[2]
+                if self._live.pop(entry.key, None) is None:
+                    continue  # released just now (release() pops without the lock)
                 # Under the lock: release() cannot return (and the caller
                 # close the descriptor) while the socket is being shut down.
                 entry.cut = True  # before the shutdown wakes the caller up

@@ -269,3 +269,56 @@ def test_held_objects_are_named_once_each():
     ):
         state.observe(sql, None, False)
     assert sorted(state.lost_items()) == ["a session advisory lock", "a temporary table"]
+
+
+# ----- fresh: what close() may skip ------------------------------------------------
+
+#: Steps that change the record, and steps that undo a change: each walk
+#: below is a mix, checked after every step.
+STEPS = {
+    "set": lambda s: s.observe(A, None, False),
+    "set in a transaction": lambda s: s.observe(B, None, True),
+    "savepoint": lambda s: s.savepoint(S1),
+    "rollback to it": lambda s: s.rolled_back_to(S1),
+    "release it": lambda s: s.savepoint_released(S1),
+    "commit": lambda s: s.transaction_ended(True),
+    "rollback": lambda s: s.transaction_ended(False),
+    "ended unseen": lambda s: s.transaction_ended(None),
+    "prepare": lambda s: s.observe("PREPARE item_by_id AS SELECT 1", None, False),
+    "deallocate": lambda s: s.observe("DEALLOCATE item_by_id", None, False),
+    "listen": lambda s: s.observe("LISTEN item_changed", None, False),
+    "unlisten": lambda s: s.observe("UNLISTEN item_changed", None, False),
+    "lock": lambda s: s.observe("SELECT pg_advisory_lock(42)", None, False),
+    "unlock": lambda s: s.observe("SELECT pg_advisory_unlock(42)", None, False),
+    "discard all": lambda s: s.observe("DISCARD ALL", None, False),
+    "hidden call": lambda s: s.hidden_call(),
+    "hidden call in a transaction": lambda s: s.hidden_call(True),
+    "verified": lambda s: s.verified("fingerprint"),
+    "lost": lambda s: setattr(s, "lost", True),
+    "reset": lambda s: s.reset(),
+}
+
+
+@pytest.mark.parametrize(
+    "walk",
+    [
+        ["set", "reset"],
+        ["set in a transaction", "rollback"],
+        ["set in a transaction", "savepoint", "set in a transaction", "rollback to it", "commit"],
+        ["savepoint", "release it", "set in a transaction", "ended unseen"],
+        ["prepare", "deallocate", "listen", "unlisten"],
+        ["lock", "unlock", "discard all", "reset"],
+        ["hidden call", "verified", "reset", "hidden call in a transaction", "rollback"],
+        ["lost", "reset", "verified", "reset"],
+    ],
+    ids=lambda walk: ", ".join(walk),
+)
+def test_fresh_is_exactly_what_reset_leaves(walk):
+    """close() skips the reset of a fresh session (a request's usual one):
+    ``fresh`` must be true exactly when the record equals a reset one, or a
+    closed session would carry something over to the next."""
+    state = SessionState()
+    assert state.fresh
+    for step in walk:
+        STEPS[step](state)
+        assert state.fresh == (vars(state) == vars(SessionState())), step

@@ -232,9 +232,14 @@ class LostConnectionMixin(WrapperBase):
             # connection was in, broken or not. A pool would lend the
             # connection again with its session: one whose session changed
             # is closed for good instead (the pool opens a fresh one).
-            if self.orca_state.session.changed and not self.in_atomic_block:
-                self._orca_clean_pooled()
-            self._orca_forget_session()
+            # (_orca_forget_session, with one look at a fresh session, a
+            # request's usual one: nothing to clean or forget then.)
+            if not state.session.fresh:
+                if state.session.changed and not self.in_atomic_block:
+                    self._orca_clean_pooled()
+                state.session.reset()
+            state.refusal = None
+            state.autocommit_wish = None
         super().close()
 
     def _orca_clean_pooled(self) -> None:
@@ -270,5 +275,6 @@ class LostConnectionMixin(WrapperBase):
         session, as it asked."""
         state = self.orca_state
         state.refusal = None
-        state.session.reset()
+        if not state.session.fresh:
+            state.session.reset()
         state.autocommit_wish = None

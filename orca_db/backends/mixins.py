@@ -18,7 +18,7 @@ it all in one object per connection (``state.py``, ``orca_state``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .. import connect_notice, drivers
 from ..aws.credentials import apply_credentials, connect_with_credentials
@@ -26,6 +26,7 @@ from ..classify import driver_error
 from ..conf import OPTIONS_KEY, RetrySettings, retry_settings
 from ..deadlines import bounded_connect
 from ..exceptions import TransactionRolledBack
+from ..options import RetrySettings as CoreSettings
 from ..pool_waits import pool_wait_bounded
 from ..retry import Operation, active_operation, remaining_time, run
 from .cursor import retrying_class
@@ -45,12 +46,20 @@ class AuroraRetryMixin(TransactionEndMixin):
     short, which the attribute lookups of every statement feel."""
 
     #: The backend's own ``create_cursor`` (the next in the class's MRO),
-    #: found once per class: cheaper than ``super()`` on every cursor.
+    #: found once per class: cheaper than ``super()`` on every cursor; and
+    #: likewise the methods every connect and close call (not ``connect``
+    #: itself: APM tools such as Sentry's patch Django's at run time).
     _orca_parent_create_cursor: Callable[..., Any]
+    _orca_parent_get_connection_params: Callable[..., dict[str, Any]]
+    _orca_parent_get_new_connection: Callable[..., Any]
+    _orca_parent_close: Callable[..., None]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._orca_parent_create_cursor = super().create_cursor
+        cls._orca_parent_get_connection_params = super().get_connection_params
+        cls._orca_parent_get_new_connection = super().get_new_connection
+        cls._orca_parent_close = super()._close
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -63,44 +72,60 @@ class AuroraRetryMixin(TransactionEndMixin):
     # ----- connecting -------------------------------------------------------
 
     def get_connection_params(self) -> dict[str, Any]:
-        params = super().get_connection_params()
+        params = self._orca_parent_get_connection_params()
         params.pop(OPTIONS_KEY, None)
-        if not str(params.get("host") or "").startswith("/"):
-            for key, value in drivers.TCP_DEFAULTS.items():
-                params.setdefault(key, value)
+        host = params.get("host")
+        if not (isinstance(host, str) and host.startswith("/")):
+            # The application's own values win (one merge, not a call each).
+            params = {**drivers.TCP_DEFAULTS, **params}
+        operation = active_operation(self.alias)
+        if not _aws_login(self.retry_settings if operation is None else operation.settings):
+            return params
         return apply_credentials(self, params)
 
     def get_new_connection(self, conn_params: dict[str, Any]):
-        parent = super().get_new_connection
+        parent = self._orca_parent_get_new_connection
+        operation = active_operation(self.alias)
+        # The settings the connect runs under: those its operation read
+        # (connect()'s, or the reconnecting statement's), read once for the
+        # whole connect; read now when no operation runs.
+        settings = self.retry_settings if operation is None else operation.settings
+        if operation is None:
+            until, remaining = None, remaining_time()
+        else:  # remaining_time(), with the deadline kept for the set-up
+            until = operation.deadline_at
+            remaining = until - operation.clock()
+        # A login refused after a rotation is refreshed and retried once.
+        login = _aws_login(settings)
+        # Django's psycopg pool waits for a free connection up to its own
+        # timeout (30 s by default): no longer than the deadline allows.
+        pool_wait = remaining is not None and self.settings_dict["OPTIONS"].get("pool")
 
-        remaining = remaining_time()
+        def around(params: dict[str, Any]) -> Any:
+            if not pool_wait:
+                return connect_with_credentials(self, params, parent) if login else parent(params)
+            with pool_wait_bounded(self.pool, cast(float, remaining)):
+                return connect_with_credentials(self, params, parent) if login else parent(params)
 
-        def connect(params: dict[str, Any]):
-            # A login refused after a rotation is refreshed and retried once.
-            if remaining is None or not self.settings_dict["OPTIONS"].get("pool"):
-                return connect_with_credentials(self, params, parent)
-            # Django's psycopg pool waits for a free connection up to its own
-            # timeout (30 s by default): no longer than the deadline allows.
-            with pool_wait_bounded(self.pool, remaining):
-                return connect_with_credentials(self, params, parent)
+        # Nothing around Django's own connect: no frame more.
+        connect = around if login or pool_wait else parent
 
         # Bounded by what is left of the operation's deadline (or of the
         # Lambda function's time): an attempt that cannot end in time is not
         # started, and one libpq cannot bound is abandoned at the bound.
         connection = bounded_connect(connect, conn_params, remaining, drivers.close_broken)
-        settings = self.retry_settings
         state = self.orca_state
         state.statement_deadline = settings.statement_deadline
-        if settings.enabled:
-            # Django's set-up and the session's restore, about to run on it,
-            # end by the same bounds as any call (watching.py).
-            operation = active_operation(self.alias)
-            watch_setup(state, connection, None if operation is None else operation.deadline_at)
         state.enabled = settings.enabled
         # No link while the connection refuses work: the hot path then takes
         # the slow way, which says so.
         refused = state.refusal is not None
-        state.link = drivers.Link(connection) if settings.enabled and not refused else None
+        link = drivers.Link(connection) if settings.enabled and not refused else None
+        if settings.enabled:
+            # Django's set-up and the session's restore, about to run on it,
+            # end by the same bounds as any call (watching.py).
+            watch_setup(state, connection, until, None if link is None else link.fd)
+        state.link = link
         return connection
 
     def connect(self) -> None:
@@ -127,7 +152,8 @@ class AuroraRetryMixin(TransactionEndMixin):
         state.rollback_cut = False
         try:
             super().connect()
-            self._orca_resume_session()
+            if state.session.lost or state.autocommit_wish is not None:
+                self._orca_resume_session()  # after a lost connection
         except BaseException as error:
             cut = setup_ended(state)
             # A half-made connection (init_connection_state failed) must not
@@ -156,10 +182,12 @@ class AuroraRetryMixin(TransactionEndMixin):
 
     def _close(self) -> None:
         try:
-            super()._close()
+            self._orca_parent_close()
         finally:
             # After the close, which the watch covered too.
-            disarm(self.orca_state)
+            state = self.orca_state
+            if state.held_watches or state.setup_watch is not None:
+                disarm(state)
 
     # ----- what the application does to the connection -----------------------
 
@@ -203,6 +231,14 @@ class AuroraRetryMixin(TransactionEndMixin):
         if cls is None:
             cls = _retrying(type(self), True, type(super().make_debug_cursor(cursor)), type(cursor))
         return cls(cursor, self)
+
+
+def _aws_login(settings: CoreSettings) -> bool:
+    """The login comes from AWS (a secret, IAM): ``credentials_for``'s own
+    test, asked here from settings already read, so that a connect without
+    one reads them no more often."""
+    aws = settings.aws
+    return aws is not None and bool(aws.credentials)
 
 
 def _retry_any_connect_failure(error: BaseException, failure) -> None:

@@ -135,25 +135,29 @@ def disarm(state: ConnectionState) -> None:
 # ----- connection set-up and session restore --------------------------------
 
 
-def watch_setup(state: ConnectionState, connection: Any, until: float | None) -> None:
+def watch_setup(
+    state: ConnectionState, connection: Any, until: float | None, fd: int | None = None
+) -> None:
     """Right after the socket is made: Django's set-up
     (``init_connection_state``) and the session's restore run until the cap
     (a held watch, kept after), or until ``until`` (the deadline of the
-    operation connecting) or ``statement_deadline`` if that ends first."""
+    operation connecting) or ``statement_deadline`` if that ends first.
+    ``fd``: the connection's socket, when the caller knows it already."""
     statement_deadline = state.statement_deadline
     if not (deadlines.open_caps or until is not None or statement_deadline):
         return
-    try:
-        fd = socket_of(connection)
-    except Exception:
-        return
-    now = time.monotonic()
+    if fd is None:
+        try:
+            fd = socket_of(connection)
+        except Exception:
+            return
     at = deadlines.cap()
     watch = None if at is None else hold(state, fd, at)
-    ends = [] if until is None else [until]
+    own = until  # the earlier of the two ends (no min() with a keyword: per connect)
     if statement_deadline:
-        ends.append(now + statement_deadline)
-    own = min(ends, default=None)
+        ends = time.monotonic() + statement_deadline
+        if own is None or ends < own:
+            own = ends
     if own is not None and (watch is None or own < watch.at):
         watch = watchdog.watch(fd, own)
     state.setup_watch = watch
