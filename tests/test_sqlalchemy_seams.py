@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from tests import sqlalchemy_helpers
-from tests.sqlalchemy_helpers import url
+from tests.sqlalchemy_helpers import terminate, url
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
@@ -179,3 +179,37 @@ def test_an_open_pooled_connection_is_lent_again(engines):
         first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
     with e.connect() as connection:
         assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() == first
+
+
+# ----- autocommit: a connection the server closed while idle ------------------------
+
+
+@pytest.mark.parametrize("statements_before", [0, 2])
+def test_an_autocommit_read_after_the_server_closed_the_connection_is_answered(
+    engines, events, statements_before
+):
+    """A read is sent without asking the socket first (one poll() saved per
+    read): lost, it is replayed READ ONLY on a new connection."""
+    e = engines(isolation_level="AUTOCOMMIT")
+    with e.connect() as connection:
+        for _ in range(statements_before):
+            connection.execute(text("SELECT 1"))
+        terminate(connection)
+        assert connection.execute(text("SELECT 2")).scalar() == 2
+    [replayed] = [x for x in events if x.phase == "execute"]
+    assert replayed.outcome == "recovered"
+
+
+@pytest.mark.parametrize("statements_before", [0, 2])
+def test_an_autocommit_write_after_the_server_closed_the_connection_is_sent_once(
+    engines, table, statements_before
+):
+    """A write is sent only once the socket was asked: closed, the
+    connection is replaced first, and the write provably sent once."""
+    e = engines(isolation_level="AUTOCOMMIT")
+    with e.connect() as connection:
+        for _ in range(statements_before):
+            connection.execute(text("SELECT 1"))
+        terminate(connection)
+        connection.execute(table.insert, {"v": "a"})
+    assert table.rows() == 1
