@@ -51,3 +51,19 @@ def test_silent_rollback_cut_at_a_cap_the_engine_was_made_in(sim, engines, table
     assert str(error.value.orig) == cut.ROLLBACK.format(alias=e.url.database)
     sim.unsilence()
     assert table.rows() == 0
+
+
+def test_session_changed_on_a_detached_connection(engines):
+    """``connection.detach()`` takes the driver connection out of the pool
+    (no pool entry any more): a SET on it afterwards runs, and its session
+    is followed as on any other (nothing to clean at a checkin that never
+    comes)."""
+    from sqlalchemy import text
+
+    e = engines()
+    with e.connect() as connection:
+        connection.connection.detach()
+        connection.exec_driver_sql("SET search_path TO pg_catalog, public")
+        assert connection.execute(text("SHOW search_path")).scalar() == "pg_catalog, public"
+    with e.connect() as connection:
+        assert connection.execute(text("SHOW search_path")).scalar() != "pg_catalog, public"

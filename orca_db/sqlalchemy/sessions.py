@@ -248,8 +248,9 @@ def _attach(root: Any, tracked: Tracked) -> None:
     except Exception:
         return  # SQLAlchemy's first connect: no pool entry yet
     clean_up = root.dialect.__dict__.get(CLEAN_UP)
-    if clean_up is not None:
-        entry = proxy._connection_record
+    # No entry after detach(): the connection never goes back to the pool.
+    entry = None if clean_up is None else proxy._connection_record
+    if entry is not None:
         # Asked of the entry's callbacks, not of its info: an invalidated
         # entry drops its callbacks, and may keep its info until it reconnects.
         finalizers = entry.finalize_callback
