@@ -12,8 +12,11 @@ import pytest
 from orca_db.deadlines import deadline_cap
 from tests import cut_off_messages as cut
 from tests import sqlalchemy_helpers
+from tests.sqlalchemy_helpers import terminate
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
+
+from sqlalchemy import pool, text  # noqa: E402
 
 from orca_db import sqlalchemy as orca  # noqa: E402
 
@@ -67,3 +70,113 @@ def test_session_changed_on_a_detached_connection(engines):
         assert connection.execute(text("SHOW search_path")).scalar() == "pg_catalog, public"
     with e.connect() as connection:
         assert connection.execute(text("SHOW search_path")).scalar() != "pg_catalog, public"
+
+
+POOLS = {
+    "default": {},
+    "null": {"poolclass": pool.NullPool},
+    "static": {"poolclass": pool.StaticPool},
+    "singleton": {"poolclass": pool.SingletonThreadPool},
+    "pre_ping": {"pool_pre_ping": True},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(POOLS))
+def test_commit_after_the_server_closed_the_connection_is_rolled_back(engines, table, kind):
+    """COMMIT's short path: a connection the server closed mid-transaction
+    is found before COMMIT is sent (TransactionRolledBack), never
+    OutcomeUnknown, never a silent success."""
+    e = engines(**POOLS[kind])
+    with e.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    with e.connect() as connection:
+        connection.begin()
+        connection.execute(table.insert, {"v": "a"})
+        terminate(connection)
+        with pytest.raises(orca.TransactionRolledBack):
+            connection.commit()
+    assert table.rows() == 0
+
+
+@pytest.mark.parametrize("kind", ["pre_ping", "static", "dispose_keeping", "options_copy"])
+def test_a_pooled_connection_closed_by_a_scale_event_is_replaced(sim, engines, table, kind):
+    e = engines(sim, **POOLS.get(kind, {}))
+    if kind == "dispose_keeping":
+        e.dispose(close=False)
+    if kind == "options_copy":
+        e = e.execution_options(logging_token="copy")
+    with e.connect() as connection:
+        first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    assert sim.scale_event() == 1
+    with e.begin() as connection:
+        connection.execute(table.insert, {"v": "a"})
+        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != first
+    assert table.rows() == 1
+
+
+def test_a_read_after_an_explicit_begin_in_autocommit_is_not_replayed(engines, table):
+    """BEGIN sent by hand on an AUTOCOMMIT connection opens a transaction
+    libpq knows of: a read in it, lost, is never replayed (the short path
+    reads the status, not the autocommit flag)."""
+    e = engines(isolation_level="AUTOCOMMIT")
+    with e.connect() as connection:
+        connection.exec_driver_sql("BEGIN")
+        connection.execute(table.insert, {"v": "a"})
+        terminate(connection)
+        with pytest.raises(orca.TransactionRolledBack):
+            connection.execute(text("SELECT 2"))
+    assert table.rows() == 0
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT v FROM {t} FOR UPDATE",
+        "SELECT pg_advisory_lock(7)",
+        "SELECT set_config('a.b', 'x', false)",
+    ],
+)
+def test_an_autocommit_read_that_is_not_replayable_is_sent_once(engines, table, statement):
+    """Not replayable in READ ONLY (a row lock, a call): the socket is
+    asked first, the closed connection replaced, the statement sent once."""
+    e = engines(isolation_level="AUTOCOMMIT")
+    with e.connect() as connection:
+        connection.execute(table.insert, {"v": "a"})
+        connection.execute(text("SELECT 1"))
+        terminate(connection)
+        connection.exec_driver_sql(statement.format(t=table.name))
+
+
+def test_a_changed_session_returned_by_the_garbage_collector_is_cleaned(engines):
+    """A Connection dropped without close(): SQLAlchemy returns its driver
+    connection from a weakref callback; the clean-up arranged on the pool
+    entry runs there too."""
+    import gc
+    import warnings
+
+    e = engines(pool_size=1, max_overflow=0)
+
+    def dropped() -> None:
+        connection = e.connect()
+        connection.exec_driver_sql("SET search_path TO pg_catalog, public")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dropped()
+        gc.collect()
+    with e.connect() as connection:
+        assert connection.execute(text("SHOW search_path")).scalar() != "pg_catalog, public"
+
+
+def test_a_session_changed_in_an_orm_session_with_a_savepoint_is_cleaned(engines, table):
+    from sqlalchemy.orm import Session
+
+    e = engines(pool_size=1, max_overflow=0)
+    with Session(bind=e) as session:
+        session.execute(text("SET search_path TO pg_catalog, public"))
+        with session.begin_nested():
+            session.execute(text(f"INSERT INTO public.{table.name} (v) VALUES ('a')"))
+        session.commit()
+    with e.connect() as connection:
+        assert connection.execute(text("SHOW search_path")).scalar() != "pg_catalog, public"
+    assert table.rows() == 1
