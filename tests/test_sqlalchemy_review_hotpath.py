@@ -208,3 +208,47 @@ def test_an_autocommit_select_from_a_writing_view_is_never_run_twice(engines, ta
             assert table.rows() == 0
         else:
             assert table.rows() == 1
+
+
+def test_overflow_connections_closed_by_a_scale_event_are_replaced(sim, engines, table):
+    e = engines(sim, pool_size=1, max_overflow=2)
+    with e.connect() as one, e.connect() as two:
+        one.execute(text("SELECT 1"))
+        two.execute(text("SELECT 1"))
+    assert sim.scale_event() >= 1
+    with e.begin() as one, e.begin() as two:
+        one.execute(table.insert, {"v": "a"})
+        two.execute(table.insert, {"v": "b"})
+    assert table.rows() == 2
+
+
+def test_an_applications_checkout_listener_that_refuses_gets_a_new_connection(engines):
+    """The application's own checkout listener raising DisconnectionError
+    (SQLAlchemy's pessimistic recipe) still makes SQLAlchemy connect anew,
+    through the plugin's connect()."""
+    from sqlalchemy import event
+    from sqlalchemy import exc as sa_exc
+
+    e = engines(pool_size=1, max_overflow=0)
+    with e.connect() as connection:
+        first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    refused = []
+
+    @event.listens_for(e.pool, "checkout")
+    def refuse_once(dbapi_connection, record, proxy):
+        if not refused:
+            refused.append(True)
+            raise sa_exc.DisconnectionError("the application's check")
+
+    with e.connect() as connection:
+        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != first
+    assert refused
+
+
+def test_a_changed_session_soft_invalidated_is_not_lent_changed(engines):
+    e = engines(pool_size=1, max_overflow=0)
+    with e.connect() as connection:
+        connection.exec_driver_sql("SET search_path TO pg_catalog, public")
+        connection.connection.invalidate(soft=True)
+    with e.connect() as connection:
+        assert connection.execute(text("SHOW search_path")).scalar() != "pg_catalog, public"
