@@ -13,6 +13,7 @@ from orca_db.deadlines import deadline_cap
 from tests import cut_off_messages as cut
 from tests import sqlalchemy_helpers
 from tests.sqlalchemy_helpers import terminate
+from tests.test_sqlalchemy_credentials import dbname, secret_role  # noqa: F401 (fixtures)
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
@@ -252,3 +253,49 @@ def test_a_changed_session_soft_invalidated_is_not_lent_changed(engines):
         connection.connection.invalidate(soft=True)
     with e.connect() as connection:
         assert connection.execute(text("SHOW search_path")).scalar() != "pg_catalog, public"
+
+
+@pytest.mark.parametrize("kind", ["static", "singleton"])
+def test_a_listened_pool_recreated_by_dispose_still_replaces(sim, engines, table, kind):
+    """The pools checked by a checkout listener keep it through dispose()
+    (Pool.recreate copies the listeners)."""
+    e = engines(sim, **POOLS[kind])
+    e.dispose()
+    with e.connect() as connection:
+        first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    assert sim.scale_event() == 1
+    with e.begin() as connection:
+        connection.execute(table.insert, {"v": "a"})
+        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != first
+    assert table.rows() == 1
+
+
+def test_the_secret_wins_over_a_password_a_do_connect_listener_set(django_db_blocker, request):
+    """docs/sqlalchemy.md: with ``secret``, the plugin's login is applied
+    after the application's do_connect listeners; a password a listener set
+    is replaced by the secret's (not sent, refused, and retried)."""
+    from sqlalchemy import URL, create_engine, event
+
+    from tests.driver import DRIVER
+    from tests.test_sqlalchemy_credentials import SECRET
+
+    role = request.getfixturevalue("secret_role")
+    e = create_engine(
+        URL.create(f"postgresql+{DRIVER}"),
+        plugins=["orca_db"],
+        aurora={"secret": SECRET},
+        poolclass=pool.NullPool,
+    )
+    seen = []
+
+    @event.listens_for(e, "do_connect")
+    def wrong_password(dialect, conn_rec, cargs, cparams):
+        seen.append(True)
+        cparams["password"] = "not-the-secrets"
+
+    try:
+        with django_db_blocker.unblock(), e.connect() as connection:
+            assert connection.execute(text("SELECT current_user")).scalar() == role
+    finally:
+        e.dispose()
+    assert seen
