@@ -299,3 +299,28 @@ def test_the_secret_wins_over_a_password_a_do_connect_listener_set(django_db_blo
     finally:
         e.dispose()
     assert seen
+
+
+role = sqlalchemy_helpers.role
+
+
+def test_a_session_restored_in_part_is_not_lent_changed(engines, role):
+    """A session's settings applied again on a new connection, one
+    statement each (AUTOCOMMIT: each one stays): when a later one is
+    refused (its role dropped meanwhile), those already applied must not
+    reach the next borrower."""
+    from tests import sim_clients
+
+    e = engines(isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0)
+    with e.connect() as connection:
+        connection.exec_driver_sql("SET search_path TO pg_catalog, public")
+        connection.exec_driver_sql(f"SET ROLE {role}")
+        terminate(connection)
+        sim_clients.on_server(f"DROP ROLE {role}")
+        try:
+            with pytest.raises(orca.SessionStateLost):
+                connection.execute(text("SELECT 1"))
+        finally:
+            sim_clients.on_server(f"CREATE ROLE {role}")  # for the fixture to drop
+    with e.connect() as connection:
+        assert connection.execute(text("SHOW search_path")).scalar() != "pg_catalog, public"

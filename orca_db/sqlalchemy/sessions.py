@@ -150,6 +150,10 @@ def resume(root: Any, tracked: Tracked, dbapi_connection: Any, alias: str) -> No
         )
         tracked.refusal = SessionStateLost(message, lost)
         raise tracked.refusal
+    # Arranged before the first SET is applied again: one applied and a
+    # later one refused (in AUTOCOMMIT each stays) is cleaned at checkin
+    # (closed: the refusal) instead of reaching the next borrower.
+    _attach(root, tracked)
     if not state.empty:
         try:
             _restore(state, dbapi_connection)
@@ -163,7 +167,6 @@ def resume(root: Any, tracked: Tracked, dbapi_connection: Any, alias: str) -> No
             tracked.refusal = SessionStateLost(message, ("session settings",))
             raise tracked.refusal from error
     tracked.on = dbapi_connection
-    _attach(root, tracked)
 
 
 def _restore(state: SessionState, dbapi_connection: Any) -> None:
