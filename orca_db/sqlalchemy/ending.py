@@ -153,9 +153,16 @@ _lock = threading.Lock()
 
 def leave_rollbacks_unwatched(hooks: EndingHooks) -> None:
     """Leave the dialect's own ``do_rollback`` in place on ``hooks``' engine
-    until a cap opens or a session is followed."""
+    until a cap opens or a session is followed. An engine made inside a
+    cap (a Lambda handler's first invocation) is watched at once: the cap's
+    ``on_any_open`` ran before it existed. (Added, then asked, under the
+    lock that ``_watch_all_rollbacks`` takes: a cap opening meanwhile in
+    another thread either finds it added or is counted here.)"""
     with _lock:
         _unwatched.add(hooks)
+        watch_now = bool(deadlines.open_caps)
+    if watch_now:
+        hooks.watch_rollbacks()
 
 
 def _watch_all_rollbacks() -> None:

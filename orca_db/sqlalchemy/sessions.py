@@ -150,6 +150,10 @@ def resume(root: Any, tracked: Tracked, dbapi_connection: Any, alias: str) -> No
         )
         tracked.refusal = SessionStateLost(message, lost)
         raise tracked.refusal
+    # Arranged before the first SET is applied again: one applied and a
+    # later one refused (in AUTOCOMMIT each stays) is cleaned at checkin
+    # (closed: the refusal) instead of reaching the next borrower.
+    _attach(root, tracked)
     if not state.empty:
         try:
             _restore(state, dbapi_connection)
@@ -163,7 +167,6 @@ def resume(root: Any, tracked: Tracked, dbapi_connection: Any, alias: str) -> No
             tracked.refusal = SessionStateLost(message, ("session settings",))
             raise tracked.refusal from error
     tracked.on = dbapi_connection
-    _attach(root, tracked)
 
 
 def _restore(state: SessionState, dbapi_connection: Any) -> None:
@@ -248,8 +251,9 @@ def _attach(root: Any, tracked: Tracked) -> None:
     except Exception:
         return  # SQLAlchemy's first connect: no pool entry yet
     clean_up = root.dialect.__dict__.get(CLEAN_UP)
-    if clean_up is not None:
-        entry = proxy._connection_record
+    # No entry after detach(): the connection never goes back to the pool.
+    entry = None if clean_up is None else proxy._connection_record
+    if entry is not None:
         # Asked of the entry's callbacks, not of its info: an invalidated
         # entry drops its callbacks, and may keep its info until it reconnects.
         finalizers = entry.finalize_callback
