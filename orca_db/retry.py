@@ -5,14 +5,12 @@ Callers try their operation once on their own (the hot path costs a
 remaining attempts with tenacity under one deadline and delivers one
 :class:`~orca_db.events.SettledEvent` when the operation settles.
 
-tenacity is used as it is designed: a ``Retrying`` whose stop, wait,
-before_sleep, sleep and retry_error_callback are the methods of one small
-object (``_Loop``) over the :class:`Operation`. The caller's attempt is
-attempt 1, its failure that attempt's outcome; the judge's answer is raised
-by the attempt itself: ``tenacity.TryAgain`` (tenacity's own way for code
-that decides itself) when a retry is safe, else the exception to surface.
-No verdict travels beside tenacity's own state. Clock, sleep and random
-generator are the Operation's (``time.monotonic``, ``time.sleep`` and
+tenacity is used as designed: a ``Retrying`` whose stop, wait, before_sleep,
+sleep and retry_error_callback are methods of one object (``_Loop``) over
+the :class:`Operation`. The caller's attempt is attempt 1; the judge's
+answer is raised by the attempt itself: ``tenacity.TryAgain`` when a retry
+is safe, else the exception to surface. Clock, sleep and random generator
+are the Operation's (``time.monotonic``, ``time.sleep`` and
 :mod:`orca_db.backoff`'s generator unless given).
 """
 
@@ -72,9 +70,8 @@ class Operation:
     #: When the first attempt started (``time.monotonic()``): a caller that
     #: tried once before making the Operation passes that attempt's start.
     started: float = dataclasses.field(default_factory=time.monotonic)
-    #: The same moment on the wall clock (``time.time()``), derived from
-    #: ``started``: the event's ``occurred_at`` (``started_at``) is made
-    #: from it only when an event is made, not for every operation.
+    #: The same moment on the wall clock: the event's ``occurred_at``
+    #: (``started_at``) is made from it only when an event is made.
     started_wall: float = dataclasses.field(init=False, repr=False)
     attempts: int = 1
     last_failure: Failure | None = None
@@ -82,9 +79,8 @@ class Operation:
     #: storm backoff grows with these, not with the attempts before them
     #: (a restart refuses connections, then says "starting up" briefly).
     storm_streak: int = 0
-    #: The monotonic clock ``started`` and the deadline are read on, the
-    #: sleep between attempts and the generator their waits are drawn from:
-    #: a unit test passes a fake clock and a seeded generator.
+    #: The clock ``started`` and the deadline are read on, the sleep between
+    #: attempts, the generator of their waits (a unit test fakes them).
     clock: Callable[[], float] = dataclasses.field(default=time.monotonic, kw_only=True)
     sleep: Callable[[float], None] = dataclasses.field(default=time.sleep, kw_only=True)
     rng: random.Random = dataclasses.field(default=RANDOM, kw_only=True)

@@ -2,18 +2,17 @@
 connection after a scale event either gets the same session back or is
 refused.
 
-A scale event ends the server session with everything it held. Django
-restores what it sets up itself (time zone, role, isolation level) on every
-connect; what the application set at runtime it does not. Running the next
+A scale event ends the server session with everything it held. A framework
+restores what it sets up itself on every connect, not what the application
+set at runtime. Running the next
 statement on a new session without it would run it in another context
 silently: ``SET search_path TO tenant42`` lost means a write into
 ``public``; ``SET ROLE`` lost changes what row-level security lets through;
 a session advisory lock lost means a write without the lock it relied on.
 
-So the backend shows this tracker every statement whose text may change
-session state (``orca_db.sql.profile(sql).session``, a dict lookup)
-and every transaction boundary while changes wait on one. On a new
-connection that replaces a lost one:
+So a host shows this tracker every statement whose text may change session
+state (``orca_db.sql.profile(sql).session``, a dict lookup) and every
+transaction boundary while changes wait on one. On a new connection:
 
 - restorable changes (``SET``/``RESET`` of any parameter, ``SET ROLE``,
   ``SET SESSION AUTHORIZATION``, a bare ``SELECT set_config(..., false)``)
@@ -25,8 +24,8 @@ connection that replaces a lost one:
 Changes made inside a transaction count only once it commits: a ``SET`` in
 a transaction that rolls back (or in a savepoint rolled back to) is undone by
 the server, so it is not restored either. What cannot be restored is
-counted at once, even in a transaction that may roll back (advisory locks
-are not transactional anyway): a refusal too many, never one too few.
+counted at once, even in a transaction that may roll back (advisory locks are
+not transactional anyway): a refusal too many, never one too few.
 """
 
 from __future__ import annotations
@@ -53,7 +52,6 @@ _HELD_NAMES = {
     "unknown": "a session change orca-db could not follow",
     "unverified": "a function call whose session changes could not be checked",
 }
-
 
 #: Settings that RESET ALL leaves as they are (GUC_NO_RESET_ALL; the
 #: transaction_* ones are transaction-scoped, never followed), and changes
@@ -105,18 +103,12 @@ class SessionState:
 
     @property
     def fresh(self) -> bool:
-        """As ``reset()`` leaves it: nothing followed, held, lost or
-        checked (a close then has nothing to forget)."""
-        return not (
-            self.lost
-            or self.verifying
-            or self._restorable
-            or self.pending
-            or self._savepoints
-            or self._held
-            or self._names["prepare"]
-            or self._names["listen"]
-            or self.expected is not None
+        """As ``reset()`` leaves it (a close then has nothing to forget)."""
+        names = self._names
+        return (
+            self.expected is None
+            and not (self.lost or self.verifying or self._restorable or self.pending)
+            and not (self._savepoints or self._held or names["prepare"] or names["listen"])
         )
 
     @property
