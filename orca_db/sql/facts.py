@@ -18,7 +18,7 @@ class Profile:
         "first", "control", "savepoint_name", "chain", "maybe_read", "session", "multiple",
         "calls",
     )  # fmt: skip
-    __slots__ = (*_FIELDS, "observed", "tracked")
+    __slots__ = (*_FIELDS, "observed", "tracked", "may_write")
 
     first: str
     """The first keyword, upper-cased, after comments, spaces and opening
@@ -72,12 +72,16 @@ class Profile:
         # session tracker may need to see this statement.
         object.__setattr__(self, "observed", session or calls or control is not None)
         object.__setattr__(self, "tracked", session or calls)
+        object.__setattr__(self, "may_write", calls or not maybe_read)
 
     observed: bool
     """``session``, ``calls``, or transaction control: the session tracker
     may need to see it."""
     tracked: bool
     """``session`` or ``calls``: the session tracker must see it."""
+    may_write: bool
+    """``calls`` or not ``maybe_read``: it may write (a host asks whether
+    the connection is still open before sending it in autocommit)."""
 
     def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self._FIELDS)

@@ -26,6 +26,17 @@ _OPEN = (drivers.ACTIVE, drivers.INTRANS, drivers.INERROR)
 _LINK = "orca_db_link"
 
 
+class _NoLink:
+    """A Connection's answer before it holds a Link: no driver connection is
+    its ``connection`` (one test on the hot path instead of two)."""
+
+    __slots__ = ()
+    connection = None
+
+
+_NO_LINK = _NoLink()
+
+
 class Host(ConnectHooks, EndingHooks, ReplayHooks):
     """The hooks of one engine (connecting: ``connecting``; COMMIT,
     ROLLBACK and errors: ``ending``; a replay: ``replaying``)."""
@@ -86,8 +97,8 @@ class Host(ConnectHooks, EndingHooks, ReplayHooks):
             if not dbapi_connection.autocommit:
                 in_transaction = True
             else:
-                link = context.root_connection.__dict__.get(_LINK)
-                if link is None or link.connection is not dbapi_connection:
+                link = context.root_connection.__dict__.get(_LINK, _NO_LINK)
+                if link.connection is not dbapi_connection:  # none yet, or another's
                     self._statement(cursor, statement, parameters, context, EXECUTE)
                     return
                 # Asked before sending whatever could write: was the
@@ -95,7 +106,7 @@ class Host(ConnectHooks, EndingHooks, ReplayHooks):
                 # statement sent once.) A read is not asked: lost, it is
                 # replayed READ ONLY, as if asked; one poll() is worth
                 # ~1,000 instructions.
-                if (found.calls or not found.maybe_read) and link.poll(0):
+                if found.may_write and link.poll(0):
                     self._statement(cursor, statement, parameters, context, EXECUTE)
                     return
                 in_transaction = link.transaction_status() in _OPEN
