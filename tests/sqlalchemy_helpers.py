@@ -63,6 +63,19 @@ def terminate(connection) -> None:
     wait_until(lambda: not sim_clients.backend_alive(pid))
 
 
+def replaces_a_pooled_connection_the_server_closed(sim, e, table) -> None:
+    """Assert that ``e`` (on ``sim``) never hands out a pooled connection a
+    scale event closed while it sat in the pool: a write after the event
+    goes out once, on another server process."""
+    with e.connect() as connection:
+        first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    assert sim.scale_event() == 1  # ends the pooled connection's session
+    with e.begin() as connection:
+        connection.execute(table.insert, {"v": "a"})
+        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != first
+    assert table.rows() == 1
+
+
 class Table:
     """A table of its own for one test, created and counted on the server
     directly (around the simulator)."""
@@ -125,6 +138,20 @@ def table():
 def sim(aurora_simulator):
     """The Aurora simulator in front of the test server (a short name)."""
     return aurora_simulator
+
+
+@pytest.fixture
+def silenced_sim(aurora_simulator):
+    """The simulator for tests that leave it silent: un-silenced after each
+    one (what it held is delivered)."""
+    yield aurora_simulator
+    aurora_simulator.unsilence()
+
+
+#: How long a call cut at a deadline of about a second may take, generous
+#: for a loaded 2-core machine: a silent network would hold it for the
+#: kernel's TCP timeout (minutes) without the cut.
+SILENCE_BOUND = 8.0
 
 
 @pytest.fixture

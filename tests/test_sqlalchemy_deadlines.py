@@ -22,22 +22,13 @@ from orca_db import sqlalchemy as orca  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
-#: Generous for a loaded 2-core machine; a silent network would hold the
-#: call for the kernel's TCP timeout (minutes) without the cut.
-BOUND = 8.0
+BOUND = sqlalchemy_helpers.SILENCE_BOUND
 
-
-# Shared fixtures (tests/sqlalchemy_helpers.py).
+# Shared fixtures (tests/sqlalchemy_helpers.py); the tests here may leave
+# the simulator silent.
 table = sqlalchemy_helpers.table
 engines = sqlalchemy_helpers.engines
-
-
-@pytest.fixture
-def sim(aurora_simulator):
-    """Not the shared ``sim``: the tests here leave the simulator silent,
-    and it is un-silenced after each one (what it held is delivered)."""
-    yield aurora_simulator
-    aurora_simulator.unsilence()
+sim = sqlalchemy_helpers.silenced_sim
 
 
 class Clock:

@@ -12,7 +12,7 @@ import pytest
 from orca_db.deadlines import deadline_cap
 from tests import cut_off_messages as cut
 from tests import sqlalchemy_helpers
-from tests.sqlalchemy_helpers import terminate
+from tests.sqlalchemy_helpers import replaces_a_pooled_connection_the_server_closed, terminate
 from tests.test_sqlalchemy_credentials import dbname, secret_role  # noqa: F401 (fixtures)
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
@@ -23,19 +23,13 @@ from orca_db import sqlalchemy as orca  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
-#: Generous for a loaded 2-core machine; a silent network would hold the
-#: call for the kernel's TCP timeout (minutes) without the cut.
-BOUND = 8.0
+BOUND = sqlalchemy_helpers.SILENCE_BOUND
 
+# Shared fixtures (tests/sqlalchemy_helpers.py); the tests here may leave
+# the simulator silent.
 table = sqlalchemy_helpers.table
 engines = sqlalchemy_helpers.engines
-
-
-@pytest.fixture
-def sim(aurora_simulator):
-    """Left silent by the tests here: un-silenced after each one."""
-    yield aurora_simulator
-    aurora_simulator.unsilence()
+sim = sqlalchemy_helpers.silenced_sim
 
 
 def test_silent_rollback_cut_at_a_cap_the_engine_was_made_in(sim, engines, table):
@@ -106,13 +100,7 @@ def test_a_pooled_connection_closed_by_a_scale_event_is_replaced(sim, engines, t
         e.dispose(close=False)
     if kind == "options_copy":
         e = e.execution_options(logging_token="copy")
-    with e.connect() as connection:
-        first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-    assert sim.scale_event() == 1
-    with e.begin() as connection:
-        connection.execute(table.insert, {"v": "a"})
-        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != first
-    assert table.rows() == 1
+    replaces_a_pooled_connection_the_server_closed(sim, e, table)
 
 
 def test_a_read_after_an_explicit_begin_in_autocommit_is_not_replayed(engines, table):
@@ -261,13 +249,7 @@ def test_a_listened_pool_recreated_by_dispose_still_replaces(sim, engines, table
     (Pool.recreate copies the listeners)."""
     e = engines(sim, **POOLS[kind])
     e.dispose()
-    with e.connect() as connection:
-        first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-    assert sim.scale_event() == 1
-    with e.begin() as connection:
-        connection.execute(table.insert, {"v": "a"})
-        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != first
-    assert table.rows() == 1
+    replaces_a_pooled_connection_the_server_closed(sim, e, table)
 
 
 def test_the_secret_wins_over_a_password_a_do_connect_listener_set(django_db_blocker, request):

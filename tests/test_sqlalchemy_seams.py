@@ -15,7 +15,11 @@ from __future__ import annotations
 import pytest
 
 from tests import sqlalchemy_helpers
-from tests.sqlalchemy_helpers import terminate, url
+from tests.sqlalchemy_helpers import (
+    replaces_a_pooled_connection_the_server_closed,
+    terminate,
+    url,
+)
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
@@ -152,13 +156,7 @@ def test_a_pooled_connection_closed_by_a_scale_event_is_replaced(sim, engines, t
     e = engines(sim, **pool_of(sim, kind))
     if kind == "after_dispose":
         e.dispose()
-    with e.connect() as connection:
-        first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-    assert sim.scale_event() == 1  # ends the pooled connection's session
-    with e.begin() as connection:
-        connection.execute(table.insert, {"v": "a"})
-        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != first
-    assert table.rows() == 1
+    replaces_a_pooled_connection_the_server_closed(sim, e, table)
 
 
 def test_a_pool_given_whole_is_watched_at_checkout(sim, engines, table):
