@@ -186,6 +186,23 @@ def test_a_pause_longer_than_the_deadline_is_retries_exhausted(
     assert [e.outcome for e in events] == ["exhausted"]
 
 
+def test_a_write_still_waiting_on_a_paused_cluster_at_the_deadline_is_retries_exhausted(
+    data_api_endpoint, data_api_connection, events
+):
+    """Each answer takes longer than the whole deadline, so the retry begun
+    within it is still running when the deadline passes. It must run to its
+    answer ("nothing ran"), not be cut there into an unknown outcome: the
+    deadline decides whether an attempt starts, as on a connection."""
+    data_api_connection.settings_dict["OPTIONS"]["aurora"]["deadline"] = 0.3
+    data_api_endpoint.pause(answer_after=0.4)
+    with pytest.raises(RetriesExhausted, match="DatabaseResumingException"):
+        create("never")
+    data_api_endpoint.resume()
+    assert notes("never") == 0
+    assert data_api_endpoint.stats["resuming"] >= 2
+    assert [e.outcome for e in events] == ["exhausted"]
+
+
 def test_a_request_dropped_unread_is_still_an_unknown_outcome_for_a_write(
     data_api_connection, data_api_endpoint
 ):
@@ -558,3 +575,29 @@ def test_statement_deadline_bounds_each_call(data_api_connection, data_api_endpo
     finally:
         db.settings_dict["OPTIONS"]["aurora"].pop("statement_deadline")
         conf.clear_cache()
+
+
+def test_a_begin_transaction_given_up_at_the_statement_deadline_wrote_nothing(
+    data_api_connection, data_api_endpoint
+):
+    """A transaction whose BeginTransaction did not answer in time was never
+    known to the client, so nothing can have run in it: DeadlineExceeded,
+    not an unknown outcome."""
+    from orca_db import conf
+    from orca_db.exceptions import DeadlineExceeded
+
+    create("before")  # the connection's own first calls (the server's version) behind us
+    db = connections[ALIAS]
+    db.settings_dict["OPTIONS"]["aurora"]["statement_deadline"] = 0.2
+    conf.clear_cache()
+    data_api_endpoint.pause(answer_after=1)
+    try:
+        with pytest.raises(DeadlineExceeded) as raised, transaction.atomic(using=ALIAS):
+            create("in a transaction never begun")
+        assert not isinstance(raised.value, OutcomeUnknown)
+        assert data_api_endpoint.stats["resuming"] >= 1
+    finally:
+        data_api_endpoint.resume()
+        db.settings_dict["OPTIONS"]["aurora"].pop("statement_deadline")
+        conf.clear_cache()
+    assert notes("in a transaction never begun") == 0

@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from collections.abc import Callable
 
 from orca_db import decisions
 from orca_db.classify import Failure, classify, driver_error
-from orca_db.deadlines import TimedOut, run_within
+from orca_db.deadlines import TimedOut, cap, run_within
 from orca_db.options import RetrySettings
 from orca_db.outcomes import (
     DeadlineExceeded,
@@ -45,7 +46,7 @@ from orca_db.outcomes import (
     TransactionRolledBack,
     WriteDeadlineExceeded,
 )
-from orca_db.retry import Operation, active_operation, recover, remaining_time
+from orca_db.retry import Operation, active_operation, recover
 from orca_db.sql import is_replayable_read
 
 from . import errors
@@ -121,20 +122,30 @@ def _bounded(
     send: Callable[[], dict], call: Call, alias: str, settings: RetrySettings
 ) -> Callable[[], dict]:
     """Each HTTPS call waited for at most what is left of the Lambda
-    function's time (or of the operation's deadline), and at most
-    ``statement_deadline``: as a statement on a connection, a call still
-    running then is given up (``DeadlineExceeded``; for a write, whose
-    outcome is then unknown, ``WriteDeadlineExceeded``)."""
+    function's time, and at most ``statement_deadline``: as a statement on
+    a connection, a call still running then is given up
+    (``DeadlineExceeded``; for a write, whose outcome is then unknown,
+    ``WriteDeadlineExceeded``).
+
+    The retry deadline is not a bound here, as it is not one for a statement
+    on a connection: it decides whether another attempt starts. Cutting the
+    last attempt at it would turn a paused cluster's certain "nothing ran"
+    into an unknown outcome for a write whenever that attempt began just
+    before the deadline."""
 
     def bounded() -> dict:
-        limits = [t for t in (remaining_time(), settings.statement_deadline) if t is not None]
+        capped = cap()
+        left = None if capped is None else capped - time.monotonic()
+        limits = [t for t in (left, settings.statement_deadline) if t is not None]
         if not limits:
             return send()
         try:
             return run_within(max(0.0, min(limits)), send)
         except TimedOut:
             read = not call.in_transaction and is_replayable_read(call.statement)
-            if read or call.operation == "RollbackTransaction":
+            # A transaction whose BeginTransaction was given up was never
+            # known to the client: nothing can have run in it.
+            if read or call.operation in ("BeginTransaction", "RollbackTransaction"):
                 kind, end = DeadlineExceeded, "."
             else:
                 kind, end = WriteDeadlineExceeded, "; it may or may not have been applied."

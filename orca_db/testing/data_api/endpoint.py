@@ -68,6 +68,7 @@ class DataApiEndpoint(Faults):
         self._paused = False
         self._pause_calls: int | None = None
         self._resume_at: float | None = None
+        self._resuming_answer_after = 0.0
         self._backend: Backend | None = None
         self._server: Server | None = None
         self._threads: list[threading.Thread] = []
@@ -193,8 +194,11 @@ class DataApiEndpoint(Faults):
         self._authorize(request)
         with self._changed:
             paused = self._is_paused(consume=True)
+            answer_after = self._resuming_answer_after
         if paused:
             self.count("resuming")
+            if answer_after:
+                time.sleep(answer_after)  # the endpoint's latency, not a wait on a condition
             raise ApiError("DatabaseResumingException", RESUMING_MESSAGE)
         fault = self._take(operation)
         if fault is not None and fault.kind == "fail":

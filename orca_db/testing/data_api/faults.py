@@ -30,6 +30,7 @@ class Faults:
     _paused: bool
     _pause_calls: int | None
     _resume_at: float | None
+    _resuming_answer_after: float
 
     def count(self, name: str, delta: int = 1) -> None:
         raise NotImplementedError
@@ -40,25 +41,31 @@ class Faults:
         calls: int | None = None,
         resume_after: float | None = None,
         end_transactions: bool = True,
+        answer_after: float = 0.0,
     ) -> None:
         """Answer every call with ``DatabaseResumingException`` until
         :meth:`resume` (or the next ``calls`` calls, or for ``resume_after``
         seconds), as a paused Aurora Serverless v2 cluster does while the
         call wakes it. A paused cluster has no sessions: open transactions
-        end (``end_transactions=False`` keeps them)."""
+        end (``end_transactions=False`` keeps them). ``answer_after`` seconds
+        pass before each such answer, as they may while a real cluster wakes."""
         if calls is not None and calls < 1:
             raise ValueError("calls must be at least 1")
+        if answer_after < 0:
+            raise ValueError("answer_after must be at least 0")
         if end_transactions and self._backend is not None:
             self.count("ended", self._backend.end_transactions("ended by a pause"))
         with self._changed:
             self._paused = True
             self._pause_calls = calls
+            self._resuming_answer_after = answer_after
             self._resume_at = None if resume_after is None else time.monotonic() + resume_after
 
     def resume(self) -> None:
         with self._changed:
             self._paused = False
             self._pause_calls = self._resume_at = None
+            self._resuming_answer_after = 0.0
             self._changed.notify_all()
 
     @property
