@@ -412,6 +412,15 @@ def test_retry_events_are_stored_through_the_data_api(
     assert row.statement.startswith('INSERT INTO "testapp_note"')
     # The note, then the event's row: through the Data API.
     assert data_api_endpoint.stats["executes"] == executes + 2
+    # On the application's own boto3 client (the same settings, so the same
+    # shared client): making a second one took most of a store's time,
+    # which a loaded machine pushed past its bound.
+    from orca_db_app.receivers import events_connection
+
+    events = events_connection(ALIAS).settings_dict["OPTIONS"]
+    assert events.get("connect_timeout") == data_api_connection.settings_dict["OPTIONS"].get(
+        "connect_timeout"
+    )
 
 
 def test_database_handler_caps_retries_at_the_remaining_time(
