@@ -31,11 +31,11 @@ def lose(
     connection: Connection | None, core: BaseException, error: BaseException, statement: str | None
 ) -> NoReturn:
     """Raise ``core`` (the core's judgement of the driver's ``error``) as
-    the plugin's error, once ``connection`` is invalidated: what SQLAlchemy
-    does itself for an error its dialect calls a disconnect: first every
-    connection the pool made before now is marked to be replaced at its
-    next checkout (what lost this one took the others too), then this one.
-    SQLAlchemy then re-raises the error as it is (not a driver error:
+    the plugin's error, once ``connection`` is invalidated as SQLAlchemy
+    invalidates it after an error its dialect calls a disconnect. First
+    every connection the pool made before now is marked to be replaced at
+    its next checkout (what lost this one took the others too), then this
+    one. SQLAlchemy then re-raises the error as it is (not a driver error:
     nothing to wrap), runs no ROLLBACK on the lost connection, and the next
     use of the ``Connection`` takes a new one (after ``rollback()``, as
     after any disconnect)."""
@@ -172,7 +172,7 @@ class EndingHooks:
         if self.sessions_seen:
             sessions.transaction_ended(dbapi_connection, False)
 
-    # ----- events -----------------------------------------------------------------
+    # ----- reporting --------------------------------------------------------------
 
     def _report(self, phase: str, statement: str, failure: Failure) -> None:
         from ..retry import Operation, active_operation, report
