@@ -1,16 +1,22 @@
 """The plugin's hooks at a transaction's end (the dialect's ``do_commit`` and
-``do_rollback``, which no event reports) and SQLAlchemy's ``handle_error``,
-which turns what a hook judged into the plugin's errors
-(``orca_db.sqlalchemy.exc``) once SQLAlchemy has marked the connection
-invalid."""
+``do_rollback``, which no event reports), and how every hook hands SQLAlchemy
+an error it judged (:func:`lose`): the ``Connection`` invalidated, as
+SQLAlchemy's own disconnect handling does, then the plugin's error
+(``orca_db.sqlalchemy.exc``) raised.
+
+No ``handle_error`` listener does it: any dialect event makes SQLAlchemy
+iterate the dialect's (empty) ``do_execute`` dispatch before every
+statement, about 1,200 instructions for nothing (docs/performance.md)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.pool import PoolProxiedConnection
 
 from .. import deadlines, decisions, drivers
@@ -20,8 +26,46 @@ from . import sessions, watching
 from .exc import core_error, wrap
 from .pooling import LINK
 
-#: The attribute carrying the core's error from a hook to handle_error.
-RAISE_ATTRIBUTE = "_orca_db_raise"
+
+def lose(
+    connection: Connection | None, core: BaseException, error: BaseException, statement: str | None
+) -> NoReturn:
+    """Raise ``core`` (the core's judgement of the driver's ``error``) as
+    the plugin's error, once ``connection`` is invalidated as SQLAlchemy
+    invalidates it after an error its dialect calls a disconnect. First
+    every connection the pool made before now is marked to be replaced at
+    its next checkout (what lost this one took the others too), then this
+    one. SQLAlchemy then re-raises the error as it is (not a driver error:
+    nothing to wrap), runs no ROLLBACK on the lost connection, and the next
+    use of the ``Connection`` takes a new one (after ``rollback()``, as
+    after any disconnect)."""
+    core.__cause__ = error
+    if connection is not None and not connection.closed and not connection.invalidated:
+        connection.engine.pool._invalidate(connection.connection, error)
+        connection.invalidate(error)
+    raise wrap(core, statement) from error
+
+
+def _ending_connection() -> Connection | None:
+    """The ``Connection`` whose COMMIT or ROLLBACK is failing: SQLAlchemy
+    hands ``do_commit`` and ``do_rollback`` only the pool's proxy, so it is
+    found as the ``self`` of the ``Connection._commit_impl`` or
+    ``_rollback_impl`` that called them (a walk of a few frames, on this
+    error path only). ``None`` when neither did: the pool's reset-on-return,
+    which invalidates its entry itself when the ROLLBACK raises."""
+    frame = sys._getframe(1)
+    for _ in range(6):
+        if frame.f_code.co_name in _ENDING_METHODS:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, Connection):
+                return owner
+        if frame.f_back is None:
+            break
+        frame = frame.f_back
+    return None
+
+
+_ENDING_METHODS = frozenset({"_commit_impl", "_rollback_impl"})
 
 
 class EndingHooks:
@@ -85,9 +129,8 @@ class EndingHooks:
         """The COMMIT raised ``error`` (called while it is handled)."""
         failure = classify(error)
         if watching.ended(watch) and not closed_before:
-            setattr(error, RAISE_ATTRIBUTE, watching.commit_cut_off(self.alias))
             self._report("transaction", "COMMIT", failure)
-            raise error
+            lose(_ending_connection(), watching.commit_cut_off(self.alias), error, "COMMIT")
         if closed_before:
             failure = SERVER_CLOSED
         elif not failure.retryable:
@@ -95,9 +138,8 @@ class EndingHooks:
         verdict = decisions.commit_lost(failure)
         rolled_back = verdict is decisions.Verdict.ROLLED_BACK
         name = "TransactionRolledBack" if rolled_back else "OutcomeUnknown"
-        setattr(error, RAISE_ATTRIBUTE, core_error(name, self.alias, failure))
         self._report("transaction", "COMMIT", failure)
-        raise error
+        lose(_ending_connection(), core_error(name, self.alias, failure), error, "COMMIT")
 
     def watch_rollbacks(self) -> None:
         """From now on every ROLLBACK on this engine goes through
@@ -118,22 +160,19 @@ class EndingHooks:
                 self.rollback(dbapi_connection)
             except Exception as error:
                 if watching.ended(watch):
-                    setattr(error, RAISE_ATTRIBUTE, watching.rollback_cut_off(self.alias))
                     self._report("transaction", "ROLLBACK", classify(error))
+                    lose(
+                        _ending_connection(),
+                        watching.rollback_cut_off(self.alias),
+                        error,
+                        "ROLLBACK",
+                    )
                 raise
             watching.ended(watch)
         if self.sessions_seen:
             sessions.transaction_ended(dbapi_connection, False)
 
-    # ----- errors -----------------------------------------------------------------
-
-    def handle_error(self, context: Any) -> BaseException | None:
-        core = getattr(context.original_exception, RAISE_ATTRIBUTE, None)
-        if core is None:
-            return None
-        context.is_disconnect = True  # SQLAlchemy invalidates the connection
-        core.__cause__ = context.original_exception
-        return wrap(core, context.statement)
+    # ----- reporting --------------------------------------------------------------
 
     def _report(self, phase: str, statement: str, failure: Failure) -> None:
         from ..retry import Operation, active_operation, report

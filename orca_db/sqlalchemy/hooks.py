@@ -14,7 +14,7 @@ from ..options import RetrySettings
 from ..sql.lexical import PROFILES, profile
 from . import sessions, watching
 from .connecting import ConnectHooks, credentials_for
-from .ending import RAISE_ATTRIBUTE, EndingHooks
+from .ending import EndingHooks, lose
 from .exc import core_error, wrap
 from .reconnect import link_of
 from .replaying import EXECUTE, MANY, NO_PARAMS, ReplayHooks
@@ -168,9 +168,8 @@ class Host(ConnectHooks, EndingHooks, ReplayHooks):
         except Exception as error:
             if watch is not None and watching.ended(watch):
                 cut = watching.statement_cut_off(self.alias, statement, in_transaction)
-                setattr(error, RAISE_ATTRIBUTE, cut)
                 self._report("execute", statement, classify(error))
-                raise
+                lose(root, cut, error, statement)
             self._failed(error, cursor, statement, parameters, context, kind, in_transaction)
         else:
             if watch is not None:
@@ -193,8 +192,8 @@ class Host(ConnectHooks, EndingHooks, ReplayHooks):
         in_transaction: bool,
     ) -> None:
         """``error`` ended the statement (called while it is handled):
-        raised as it is, marked for handle_error as ours, or the statement
-        replayed (then it returns)."""
+        raised as it is, raised as ours with the connection lost, or the
+        statement replayed (then it returns)."""
         failure = classify(error)
         if not failure.retryable:
             raise error
@@ -207,18 +206,17 @@ class Host(ConnectHooks, EndingHooks, ReplayHooks):
         )
         named = getattr(cursor, "name", None) is not None
         if verdict in (decisions.Verdict.ROLLED_BACK, decisions.Verdict.UNKNOWN) or named:
-            # handle_error turns it into ours once SQLAlchemy has
-            # marked the connection invalid. (A server-side cursor is
-            # not replayed yet: its read surfaces as it is.)
-            if not named:
-                name = (
-                    "TransactionRolledBack"
-                    if verdict is decisions.Verdict.ROLLED_BACK
-                    else "OutcomeUnknown"
-                )
-                setattr(error, RAISE_ATTRIBUTE, core_error(name, self.alias, failure))
             self._report("execute", statement, failure)
-            raise error
+            if named:
+                # A server-side cursor is not replayed yet: its read
+                # surfaces as it is (SQLAlchemy's disconnect handling).
+                raise error
+            name = (
+                "TransactionRolledBack"
+                if verdict is decisions.Verdict.ROLLED_BACK
+                else "OutcomeUnknown"
+            )
+            lose(context.root_connection, core_error(name, self.alias, failure), error, statement)
         run = self._runner(kind, statement, parameters, context)
         self._replay(error, cursor, statement, context, run, verdict)
 

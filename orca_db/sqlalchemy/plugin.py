@@ -20,7 +20,8 @@ What it installs on the engine, all through SQLAlchemy's public hooks:
   (:func:`orca_db.decisions.after_statement_failure`, ``commit_lost``) on
   the driver's own transaction status; an autocommit read is replayed in a
   ``READ ONLY`` transaction, anything else becomes ``TransactionRolledBack``
-  or ``OutcomeUnknown`` (``handle_error``), never a silent replay.
+  or ``OutcomeUnknown`` (raised by the hook, the connection invalidated
+  first: ``ending.lose``), never a silent replay.
 """
 
 from __future__ import annotations
@@ -124,7 +125,6 @@ def install(engine: Engine, settings: RetrySettings) -> None:
         dialect.__dict__[sessions.CLEAN_UP] = clean_up
     else:
         event.listen(engine.pool, "checkin", clean_up)
-    event.listen(engine, "handle_error", host.handle_error)
     # The engine's own dialect instance gets the statement hooks, and a
     # do_commit that judges a lost COMMIT (no event reports one); each calls
     # the dialect's method (its class's). ROLLBACK is bounded by the

@@ -4,7 +4,7 @@ COMMIT or a ROLLBACK still waiting for the server at its deadline
 :func:`orca_db.deadlines.deadline_cap`) is cut off by the core's watchdog,
 which shuts its socket down; the driver's error then becomes the core's
 ``DeadlineExceeded`` or ``WriteDeadlineExceeded`` (:mod:`orca_db.cut_off`:
-the same rules and words as the Django backend's), which ``handle_error``
+the same rules and words as the Django backend's), which the hook
 raises as ours (``orca_db.sqlalchemy.exc``). Nothing is armed while no
 deadline applies: one global read per statement.
 
