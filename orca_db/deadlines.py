@@ -121,6 +121,12 @@ def cap() -> float | None:
     return _cap.get()
 
 
+def cap_left() -> float | None:
+    """Seconds left to the innermost :func:`deadline_cap`, or ``None``."""
+    at = _cap.get()
+    return None if at is None else at - time.monotonic()
+
+
 def watch_statement(fd: int, statement_deadline: float | None) -> Watch | None:
     """Watch the statement about to run on socket ``fd`` until the cap or
     ``statement_deadline`` seconds from now, whichever comes first (``None``

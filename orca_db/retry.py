@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from .backoff import RANDOM
 from .classify import Failure, classify, driver_error
-from .deadlines import cap, deadline_cap
+from .deadlines import cap, cap_left, deadline_cap
 from .events import SettledEvent, deliver
 from .options import RetrySettings
 from .outcomes import RetriesExhausted, ScaleEventError
@@ -114,8 +114,7 @@ def remaining_time() -> float | None:
     operation = _active.get()
     if operation is not None:
         return operation.remaining()
-    capped = cap()
-    return None if capped is None else capped - time.monotonic()
+    return cap_left()
 
 
 Judge = Callable[[BaseException, Failure], BaseException | None]

@@ -50,7 +50,7 @@ def errors_logged(caplog) -> list[str]:
     ]
 
 
-def handed_off(e, connection, raised, caplog) -> None:
+def handed_off(connection, raised, caplog) -> None:
     assert raised.value.connection_invalidated
     assert connection.invalidated
     assert errors_logged(caplog) == []
@@ -81,7 +81,7 @@ def test_statement_lost_in_a_transaction(sim, engines, table, caplog):
     sim.scale_event()
     with pytest.raises(orca.TransactionRolledBack) as raised:
         connection.execute(table.insert, {"v": "b"})
-    handed_off(e, connection, raised, caplog)
+    handed_off(connection, raised, caplog)
     goes_on(e, connection)
     assert table.rows() == 0
 
@@ -95,7 +95,7 @@ def test_autocommit_write_lost(sim, engines, table, caplog):
     sim.lose_replies(1, contains="INSERT")
     with pytest.raises(orca.OutcomeUnknown) as raised:
         connection.execute(table.insert, {"v": "a"})
-    handed_off(e, connection, raised, caplog)
+    handed_off(connection, raised, caplog)
     goes_on(e, connection)
 
 
@@ -106,7 +106,7 @@ def test_commit_reply_lost(sim, engines, table, caplog):
     sim.lose_replies(1, contains="COMMIT")
     with pytest.raises(orca.OutcomeUnknown) as raised:
         connection.commit()
-    handed_off(e, connection, raised, caplog)
+    handed_off(connection, raised, caplog)
     goes_on(e, connection)
     assert table.rows() == 1  # the server committed it
 
@@ -118,7 +118,7 @@ def test_commit_on_a_connection_found_closed(sim, engines, table, caplog):
     sim.scale_event()
     with pytest.raises(orca.TransactionRolledBack) as raised:
         connection.commit()
-    handed_off(e, connection, raised, caplog)
+    handed_off(connection, raised, caplog)
     goes_on(e, connection)
     assert table.rows() == 0
 
@@ -151,7 +151,7 @@ def test_cut_at_the_statement_deadline(sim, engines, table, caplog, ending):
             connection.execute(table.insert, {"v": "b"})
         else:
             getattr(connection, ending)()
-    handed_off(e, connection, raised, caplog)
+    handed_off(connection, raised, caplog)
     sim.unsilence()
     goes_on(e, connection)
 

@@ -33,12 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import time
 from collections.abc import Callable
 
 from orca_db import decisions
 from orca_db.classify import Failure, classify, driver_error
-from orca_db.deadlines import TimedOut, cap, run_within
+from orca_db.deadlines import TimedOut, cap_left, run_within
 from orca_db.options import RetrySettings
 from orca_db.outcomes import (
     DeadlineExceeded,
@@ -134,9 +133,7 @@ def _bounded(
     before the deadline."""
 
     def bounded() -> dict:
-        capped = cap()
-        left = None if capped is None else capped - time.monotonic()
-        limits = [t for t in (left, settings.statement_deadline) if t is not None]
+        limits = [t for t in (cap_left(), settings.statement_deadline) if t is not None]
         if not limits:
             return send()
         try:

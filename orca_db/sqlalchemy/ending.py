@@ -46,6 +46,10 @@ def lose(
     raise wrap(core, statement) from error
 
 
+#: The Connection methods that call ``do_commit`` and ``do_rollback``.
+_ENDING_METHODS = frozenset({"_commit_impl", "_rollback_impl"})
+
+
 def _ending_connection() -> Connection | None:
     """The ``Connection`` whose COMMIT or ROLLBACK is failing: SQLAlchemy
     hands ``do_commit`` and ``do_rollback`` only the pool's proxy, so it is
@@ -63,9 +67,6 @@ def _ending_connection() -> Connection | None:
             break
         frame = frame.f_back
     return None
-
-
-_ENDING_METHODS = frozenset({"_commit_impl", "_rollback_impl"})
 
 
 class EndingHooks:
