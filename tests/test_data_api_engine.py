@@ -4,6 +4,7 @@ engines, with each outcome checked on the server directly."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import decimal
 import uuid
@@ -565,25 +566,33 @@ def test_a_call_still_running_at_the_lambda_deadline_is_given_up(
     data_api_endpoint.wait_for(lambda stats: stats["timeouts"] >= 2, timeout=20)
 
 
+@contextlib.contextmanager
+def statement_deadline(seconds: float):
+    """The Data API database's ``statement_deadline`` for the block."""
+    from orca_db import conf
+
+    aurora = connections[ALIAS].settings_dict["OPTIONS"]["aurora"]
+    aurora["statement_deadline"] = seconds
+    conf.clear_cache()
+    try:
+        yield
+    finally:
+        aurora.pop("statement_deadline")
+        conf.clear_cache()
+
+
 def test_statement_deadline_bounds_each_call(data_api_connection, data_api_endpoint):
     import time
 
-    from orca_db import conf
     from orca_db.exceptions import DeadlineExceeded
 
     data_api_endpoint.limits.call_seconds = 4
-    db = connections[ALIAS]
-    db.settings_dict["OPTIONS"]["aurora"]["statement_deadline"] = 0.5
-    conf.clear_cache()
-    try:
+    with statement_deadline(0.5):
         started = time.monotonic()
-        with pytest.raises(DeadlineExceeded), db.cursor() as cursor:
+        with pytest.raises(DeadlineExceeded), connections[ALIAS].cursor() as cursor:
             cursor.execute("SELECT pg_sleep(30)")
         assert time.monotonic() - started < 5
         data_api_endpoint.wait_for(lambda stats: stats["timeouts"] >= 1, timeout=20)
-    finally:
-        db.settings_dict["OPTIONS"]["aurora"].pop("statement_deadline")
-        conf.clear_cache()
 
 
 def test_a_begin_transaction_given_up_at_the_statement_deadline_wrote_nothing(
@@ -592,21 +601,16 @@ def test_a_begin_transaction_given_up_at_the_statement_deadline_wrote_nothing(
     """A transaction whose BeginTransaction did not answer in time was never
     known to the client, so nothing can have run in it: DeadlineExceeded,
     not an unknown outcome."""
-    from orca_db import conf
     from orca_db.exceptions import DeadlineExceeded
 
     create("before")  # the connection's own first calls (the server's version) behind us
-    db = connections[ALIAS]
-    db.settings_dict["OPTIONS"]["aurora"]["statement_deadline"] = 0.2
-    conf.clear_cache()
-    data_api_endpoint.pause(answer_after=1)
-    try:
-        with pytest.raises(DeadlineExceeded) as raised, transaction.atomic(using=ALIAS):
-            create("in a transaction never begun")
-        assert not isinstance(raised.value, OutcomeUnknown)
-        assert data_api_endpoint.stats["resuming"] >= 1
-    finally:
-        data_api_endpoint.resume()
-        db.settings_dict["OPTIONS"]["aurora"].pop("statement_deadline")
-        conf.clear_cache()
+    with statement_deadline(0.2):
+        data_api_endpoint.pause(answer_after=1)
+        try:
+            with pytest.raises(DeadlineExceeded) as raised, transaction.atomic(using=ALIAS):
+                create("in a transaction never begun")
+            assert not isinstance(raised.value, OutcomeUnknown)
+            assert data_api_endpoint.stats["resuming"] >= 1
+        finally:
+            data_api_endpoint.resume()
     assert notes("in a transaction never begun") == 0
